@@ -1,0 +1,63 @@
+"""Settings, from ``BONEMETS_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.inference.contract import MODEL_NAME
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway. Defaults run the local, CPU-only service."""
+
+    model_config = SettingsConfigDict(env_prefix="BONEMETS_", env_file=".env", extra="ignore")
+
+    triton_url: str | None = Field(
+        default=None,
+        description="host:port of an external Triton's gRPC endpoint; unset starts a local one",
+    )
+    model_name: str = Field(default=MODEL_NAME, description="Triton model to call")
+    model_repository: Path = Field(
+        default=PROJECT_ROOT / "model_repository",
+        description="model repository for the local Triton",
+    )
+    triton_grpc_port: int = Field(default=8101, description="local Triton gRPC port")
+    triton_http_port: int = Field(default=8100, description="local Triton HTTP port")
+    triton_metrics_port: int = Field(default=8102, description="local Triton metrics port")
+    threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="probability threshold; unset uses the model's own (recorded at export)",
+    )
+    data_dir: Path = Field(default=Path("data"), description="results, masks and the job DB")
+    max_upload_mb: int = Field(default=2048, gt=0, description="largest upload accepted, MB")
+    max_slices: int = Field(default=2000, gt=0, description="most slices in one series")
+    batch_size: int = Field(default=8, ge=1, le=32, description="slices per Triton request")
+    inflight_batches: int = Field(default=4, ge=1, description="Triton requests in flight per job")
+    concurrent_jobs: int = Field(default=2, ge=1, description="studies processed at once")
+    decode_workers: int = Field(default=2, ge=1, description="processes decoding DICOM")
+    inference_timeout_s: float = Field(default=60.0, gt=0, description="per Triton request")
+    inference_retries: int = Field(default=2, ge=0, description="retries of a failed request")
+    job_retention_h: float = Field(default=168.0, gt=0, description="hours results are kept")
+    public_url: str = Field(default="", description="base URL put in mask links; empty: relative")
+
+    @model_validator(mode="after")
+    def _ports_distinct(self) -> Settings:
+        ports = {self.triton_grpc_port, self.triton_http_port, self.triton_metrics_port}
+        if len(ports) != 3:
+            raise ValueError("the local Triton's gRPC, HTTP and metrics ports must differ")
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,114 @@
+"""The one error tree of bonemets.
+
+Domain code raises these; the HTTP layer maps each class to a status code and an
+RFC 9457 problem+json body whose ``type`` is stable (``urn:bonemets:problem:<slug>``).
+Nothing below ``api/routes`` raises ``HTTPException``.
+
+    BoneMetsError                      500  internal
+    ├── InvalidUpload                  400  invalid-upload
+    │   ├── NotDicom                   415  not-dicom
+    │   ├── NoPixelData                422  no-pixel-data
+    │   ├── NotCT                      422  not-ct
+    │   ├── NoCTSeries                 422  no-ct-series
+    │   ├── InconsistentGeometry       422  inconsistent-geometry
+    │   ├── UnsupportedCompression     415  unsupported-compression
+    │   ├── CorruptPixelData           422  corrupt-pixel-data
+    │   ├── UploadTooLarge             413  upload-too-large
+    │   └── TooManySlices              413  too-many-slices
+    ├── JobNotFound                    404  job-not-found
+    ├── SliceNotFound                  404  slice-not-found
+    ├── JobNotFinished                 409  job-not-finished
+    ├── InferenceUnavailable           503  inference-unavailable (Retry-After)
+    │   └── InferenceTimeout           504  inference-timeout
+    ├── ModelError                     502  model-error
+    └── StorageError                   500  storage-error
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BoneMetsError(Exception):
+    """Base of every error bonemets raises on purpose."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def type_uri(self) -> str:
+        return f"urn:bonemets:problem:{self.slug}"
+
+
+class InvalidUpload(BoneMetsError):
+    status, slug, title = 400, "invalid-upload", "Invalid upload"
+
+
+class NotDicom(InvalidUpload):
+    status, slug, title = 415, "not-dicom", "Not a DICOM file"
+
+
+class NoPixelData(InvalidUpload):
+    status, slug, title = 422, "no-pixel-data", "DICOM object without usable pixel data"
+
+
+class NotCT(InvalidUpload):
+    status, slug, title = 422, "not-ct", "Not a CT image"
+
+
+class NoCTSeries(InvalidUpload):
+    status, slug, title = 422, "no-ct-series", "No axial CT image series in the upload"
+
+
+class InconsistentGeometry(InvalidUpload):
+    status, slug, title = 422, "inconsistent-geometry", "Inconsistent series geometry"
+
+
+class UnsupportedCompression(InvalidUpload):
+    status, slug, title = 415, "unsupported-compression", "Unsupported transfer syntax"
+
+
+class CorruptPixelData(InvalidUpload):
+    status, slug, title = 422, "corrupt-pixel-data", "Pixel data cannot be decoded"
+
+
+class UploadTooLarge(InvalidUpload):
+    status, slug, title = 413, "upload-too-large", "Upload too large"
+
+
+class TooManySlices(InvalidUpload):
+    status, slug, title = 413, "too-many-slices", "Too many slices"
+
+
+class JobNotFound(BoneMetsError):
+    status, slug, title = 404, "job-not-found", "Study job not found"
+
+
+class SliceNotFound(BoneMetsError):
+    status, slug, title = 404, "slice-not-found", "Slice not found"
+
+
+class JobNotFinished(BoneMetsError):
+    status, slug, title = 409, "job-not-finished", "Study job has no result yet"
+
+
+class InferenceUnavailable(BoneMetsError):
+    status, slug, title = 503, "inference-unavailable", "Inference server unavailable"
+    retry_after_s: ClassVar[int] = 10
+
+
+class InferenceTimeout(InferenceUnavailable):
+    status, slug, title = 504, "inference-timeout", "Inference timed out"
+
+
+class ModelError(BoneMetsError):
+    status, slug, title = 502, "model-error", "The model answered with something unusable"
+
+
+class StorageError(BoneMetsError):
+    status, slug, title = 500, "storage-error", "Storage error"
