@@ -1,0 +1,311 @@
+"""3-D lesions built slice by slice from 2-D components, holding one slice of masks at a time.
+
+Rules (see also :mod:`api.lesions.linking`):
+
+- Slices come in ascending position along the normal, one :meth:`LesionTracker.add_slice` call
+  each, empty ones included (``components=[]``). Indices must ascend; a gap (index not the
+  previous one + 1) ends every open lesion.
+- A component joins an open lesion when it shares at least one model-grid pixel with that
+  lesion's components on the previous slice. A component touching several open lesions merges
+  them; several components touching one lesion all join it.
+- A lesion closes at the first slice where none of its pixels continue.
+
+Units and frames: pixel boxes are half-open, ``[row0, row1) x [col0, col1)``, in the stored
+(original) slice's pixels (mapped with :meth:`PixelBox.to_original`); slice indices are the
+caller's indices; ``centre_mm`` is in the patient frame (PS3.3 C.7.6.2, LPS, mm);
+``voxel_count`` counts model-grid voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from api.dicom.geometry import PlaneGeometry, ResizeMapping, Vector
+from api.lesions.components import Component2D, PixelBox
+from api.lesions.linking import DisjointSets
+from api.lesions.measures import feret_diameter_mm, model_pixel_spacing, slice_thickness_mm
+
+
+@dataclass(frozen=True)
+class SliceBox:
+    """A lesion's extent on one slice: the union box of its components there."""
+
+    index: int
+    box: PixelBox  # original-slice pixels, half-open
+    voxels: int  # model-grid pixels of the lesion on this slice
+    max_probability: float  # in [0, 1]
+
+
+@dataclass(frozen=True)
+class Box3D:
+    """Half-open box in original pixels and slice indices."""
+
+    row0: int
+    col0: int
+    slice0: int
+    row1: int
+    col1: int
+    slice1: int  # last slice index + 1
+
+    @property
+    def row_max(self) -> int:
+        """Last row inside (inclusive)."""
+        return self.row1 - 1
+
+    @property
+    def col_max(self) -> int:
+        """Last column inside (inclusive)."""
+        return self.col1 - 1
+
+    @property
+    def slice_max(self) -> int:
+        """Last slice index inside (inclusive)."""
+        return self.slice1 - 1
+
+
+@dataclass(frozen=True)
+class Lesion3D:
+    """One 3-D lesion and its measurements."""
+
+    id: int  # 1..n by first slice, then row0, then col0 of the box on that slice
+    first_slice: int  # inclusive
+    last_slice: int  # inclusive
+    box: Box3D
+    slice_boxes: tuple[SliceBox, ...]  # ascending index
+    centre_mm: Vector  # voxel-weighted centroid, patient frame
+    volume_ml: float
+    longest_diameter_mm: float  # largest in-plane Feret diameter over its cross-sections
+    max_probability: float
+    mean_probability: float  # voxel-weighted
+    voxel_count: int
+
+
+def _merged(mine: SliceBox | None, other: SliceBox) -> SliceBox:
+    """Two parts of one lesion on one slice as one."""
+    if mine is None:
+        return other
+    return SliceBox(
+        mine.index,
+        mine.box.union(other.box),
+        mine.voxels + other.voxels,
+        max(mine.max_probability, other.max_probability),
+    )
+
+
+@dataclass
+class _Growing:
+    """A lesion under construction: running sums only, no masks."""
+
+    key: int  # creation order, the last tie-break of ids
+    first: int
+    last: int
+    slice_boxes: dict[int, SliceBox] = field(default_factory=dict)
+    voxels: int = 0
+    point_sum: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+    probability_sum: float = 0.0
+    probability_max: float = 0.0
+    diameter_mm: float = 0.0
+    volume_mm3: float = 0.0
+    pending_mm2: float = 0.0  # area on slice ``last``, whose thickness is not known yet
+
+    def absorb(self, other: _Growing) -> None:
+        """Take in a lesion that turned out to be part of this one."""
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        for index, box in other.slice_boxes.items():
+            self.slice_boxes[index] = _merged(self.slice_boxes.get(index), box)
+        self.voxels += other.voxels
+        self.point_sum += other.point_sum
+        self.probability_sum += other.probability_sum
+        self.probability_max = max(self.probability_max, other.probability_max)
+        self.diameter_mm = max(self.diameter_mm, other.diameter_mm)
+        self.volume_mm3 += other.volume_mm3
+        self.pending_mm2 += other.pending_mm2
+
+    def add(
+        self, index: int, part: Component2D, geometry: PlaneGeometry, mapping: ResizeMapping
+    ) -> None:
+        """Add one component on slice ``index`` (the newest slice)."""
+        spacing = model_pixel_spacing(geometry, mapping)
+        box = SliceBox(index, part.box.to_original(mapping), part.pixel_count, part.max_probability)
+        self.slice_boxes[index] = _merged(self.slice_boxes.get(index), box)
+        self.last = index
+        self.voxels += part.pixel_count
+        self.pending_mm2 += part.pixel_count * spacing[0] * spacing[1]
+        # patient_point is affine in (row, column): the mean of points is the point of the mean.
+        row, column = mapping.to_original(*part.centroid)
+        self.point_sum += part.pixel_count * np.asarray(geometry.patient_point(row, column))
+        self.probability_sum += part.pixel_count * part.mean_probability
+        self.probability_max = max(self.probability_max, part.max_probability)
+        self.diameter_mm = max(self.diameter_mm, feret_diameter_mm(part.mask, spacing))
+
+    def settle(self, thickness_mm: float) -> None:
+        """Turn the newest slice's area into volume once its thickness is known."""
+        self.volume_mm3 += self.pending_mm2 * thickness_mm
+        self.pending_mm2 = 0.0
+
+    def order(self) -> tuple[int, int, int, int]:
+        first_box = self.slice_boxes[self.first].box
+        return self.first, first_box.row0, first_box.col0, self.key
+
+    def freeze(self, lesion_id: int) -> Lesion3D:
+        boxes = tuple(self.slice_boxes[i] for i in sorted(self.slice_boxes))
+        centre = self.point_sum / self.voxels
+        return Lesion3D(
+            id=lesion_id,
+            first_slice=self.first,
+            last_slice=self.last,
+            box=Box3D(
+                row0=min(b.box.row0 for b in boxes),
+                col0=min(b.box.col0 for b in boxes),
+                slice0=self.first,
+                row1=max(b.box.row1 for b in boxes),
+                col1=max(b.box.col1 for b in boxes),
+                slice1=self.last + 1,
+            ),
+            slice_boxes=boxes,
+            centre_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
+            volume_ml=self.volume_mm3 / 1000.0,
+            longest_diameter_mm=self.diameter_mm,
+            max_probability=self.probability_max,
+            mean_probability=self.probability_sum / self.voxels,
+            voxel_count=self.voxels,
+        )
+
+
+class LesionTracker:
+    """Builds :class:`Lesion3D` from a stream of slices; memory holds only the open lesions.
+
+    ``slice_spacing_mm`` is the thickness given to a slice with no neighbour to measure from
+    (a one-slice series, or either side of a gap). Otherwise each slice spans half way to each
+    adjacent slice: volume = sum over slices of voxels x model-pixel area (mm^2, the stored
+    PixelSpacing / resize scale, squared) x that thickness (mm) / 1000, in mL.
+    """
+
+    def __init__(self, slice_spacing_mm: float) -> None:
+        if slice_spacing_mm <= 0:
+            raise ValueError(f"slice spacing must be positive, got {slice_spacing_mm}")
+        self._fallback_mm = slice_spacing_mm
+        self._open: dict[int, _Growing] = {}  # by key; key + 1 is painted in _previous
+        self._previous: NDArray[np.int32] | None = None  # open lesions' pixels, last slice
+        self._closed: list[_Growing] = []
+        self._next_key = 0
+        self._last_index: int | None = None
+        self._last_position: float = 0.0
+        self._gap_before_last: float | None = None  # to the last slice's predecessor, mm
+
+    @property
+    def open_lesions(self) -> int:
+        """How many lesions may still grow."""
+        return len(self._open)
+
+    def add_slice(
+        self,
+        index: int,
+        components: list[Component2D],
+        geometry: PlaneGeometry,
+        mapping: ResizeMapping,
+        *,
+        position_mm: float | None = None,
+    ) -> None:
+        """Add the next slice's components (model grid); ``position_mm`` along the normal.
+
+        ``position_mm`` defaults to ``geometry.projection(geometry.origin)``.
+        """
+        if self._last_index is not None and index <= self._last_index:
+            raise ValueError(f"slice {index} does not follow slice {self._last_index}")
+        if any(p.box.row1 > mapping.size or p.box.col1 > mapping.size for p in components):
+            raise ValueError(f"components must lie on the {mapping.size}-pixel model grid")
+        position = geometry.projection(geometry.origin) if position_mm is None else position_mm
+        adjacent = self._last_index is not None and index == self._last_index + 1
+        gap = abs(position - self._last_position) if adjacent else None
+        self._settle_last(gap)
+        if not adjacent:
+            self._close(list(self._open))
+            self._previous = None
+        touched = self._touched(components, mapping.size)
+        owners = self._grow(index, components, touched, geometry, mapping)
+        self._paint(components, owners, mapping.size)
+        self._last_index, self._last_position, self._gap_before_last = index, position, gap
+
+    def finish(self) -> list[Lesion3D]:
+        """Close every lesion and number them all; the tracker is then empty."""
+        self._settle_last(None)
+        self._close(list(self._open))
+        ordered = sorted(self._closed, key=_Growing.order)
+        self._closed, self._previous, self._last_index = [], None, None
+        self._gap_before_last = None
+        return [growing.freeze(number) for number, growing in enumerate(ordered, start=1)]
+
+    def _settle_last(self, gap_after: float | None) -> None:
+        gaps = [g for g in (self._gap_before_last, gap_after) if g is not None]
+        thickness = slice_thickness_mm(gaps, self._fallback_mm)
+        for growing in self._open.values():
+            growing.settle(thickness)
+
+    def _close(self, keys: list[int]) -> None:
+        for key in keys:
+            self._closed.append(self._open.pop(key))
+
+    def _touched(self, components: list[Component2D], size: int) -> list[list[int]]:
+        """For each component, the keys of the open lesions it overlaps."""
+        if self._previous is None or not self._open:
+            return [[] for _ in components]
+        if self._previous.shape != (size, size):
+            raise ValueError(f"model grid changed from {self._previous.shape} to {size}")
+        touched = []
+        for part in components:
+            under = self._previous[part.box.slices][part.mask]
+            touched.append([int(v) - 1 for v in np.unique(under) if v != 0])
+        return touched
+
+    def _grow(
+        self,
+        index: int,
+        components: list[Component2D],
+        touched: list[list[int]],
+        geometry: PlaneGeometry,
+        mapping: ResizeMapping,
+    ) -> list[int]:
+        """Join components and the lesions they touch into groups; returns each one's lesion."""
+        sets = DisjointSets()
+        node = {key: sets.add() for key in self._open}
+        parts = [sets.add() for _ in components]
+        for part_node, keys in zip(parts, touched, strict=True):
+            for key in keys:
+                sets.union(part_node, node[key])
+        owner: dict[int, int] = {}  # set root -> key of the lesion that survives (the oldest)
+        for key in sorted({k for keys in touched for k in keys}):
+            root = sets.find(node[key])
+            if root not in owner:
+                owner[root] = key
+            else:
+                self._open[owner[root]].absorb(self._open.pop(key))
+        owners = []
+        for part, part_node in zip(components, parts, strict=True):
+            root = sets.find(part_node)
+            if root not in owner:
+                owner[root] = self._new(index)
+            self._open[owner[root]].add(index, part, geometry, mapping)
+            owners.append(owner[root])
+        continuing = set(owners)
+        self._close([key for key in self._open if key not in continuing])
+        return owners
+
+    def _new(self, index: int) -> int:
+        key, self._next_key = self._next_key, self._next_key + 1
+        self._open[key] = _Growing(key=key, first=index, last=index)
+        return key
+
+    def _paint(self, components: list[Component2D], owners: list[int], size: int) -> None:
+        """Remember which lesion owns each pixel of this slice, for the next one."""
+        if not components:
+            self._previous = None
+            return
+        painted = np.zeros((size, size), dtype=np.int32)
+        for part, key in zip(components, owners, strict=True):
+            painted[part.box.slices][part.mask] = key + 1
+        self._previous = painted
