@@ -1,0 +1,200 @@
+"""The segmentation model behind Triton, over gRPC (the service's way).
+
+:class:`TritonSegmenter` sends int16 HU (or float16 HU, when the model's metadata says so:
+the GPU variants) as binary tensors and unpacks the bit-packed MASK. gRPC and Triton
+errors become the bonemets error tree: no connection -> InferenceUnavailable, deadline ->
+InferenceTimeout, outputs that break the tensor contract -> ModelError.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from api.errors import InferenceTimeout, InferenceUnavailable, ModelError
+from api.inference.contract import (
+    INPUT_NAME,
+    INPUT_SIZE,
+    MASK_OUTPUT,
+    MODEL_NAME,
+    PROBABILITY_OUTPUT,
+    PROBABILITY_STRIDE,
+    parse_windows,
+)
+from api.inference.processing import unpack_mask
+from api.inference.protocol import ModelInfo, Segmentation
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.aio import InferenceServerClient
+
+__all__ = ["TritonSegmenter"]
+
+# Triton datatype of the HU input -> numpy dtype we send it in.
+_INPUT_DTYPES: dict[str, type[np.generic]] = {"INT16": np.int16, "FP16": np.float16}
+_UNAVAILABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND", "StatusCode.CANCELLED"}
+
+
+def _translate(exc: Any, action: str) -> InferenceUnavailable | ModelError:
+    """Map a tritonclient ``InferenceServerException`` to the bonemets error tree."""
+    status = exc.status()
+    detail = f"Triton {action} failed ({status}): {exc.message()}"
+    if status == "StatusCode.DEADLINE_EXCEEDED":
+        return InferenceTimeout(detail)
+    if status is None or status in _UNAVAILABLE:
+        return InferenceUnavailable(detail)
+    return ModelError(detail)
+
+
+class TritonSegmenter:
+    """A :class:`~api.inference.protocol.SegmentationModel` served by Triton over gRPC."""
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str = MODEL_NAME,
+        timeout_s: float = 60.0,
+        *,
+        model_version: str = "",
+    ) -> None:
+        self.url = url
+        self.model_name = model_name
+        self.timeout_s = timeout_s
+        self.model_version = model_version
+        self._client: InferenceServerClient | None = None
+        self._info: ModelInfo | None = None
+        self._input_dtype: type[np.generic] | None = None
+
+    def _connection(self) -> InferenceServerClient:
+        # Created on first use, inside the running event loop that grpc.aio binds it to.
+        if self._client is None:
+            from tritonclient.grpc.aio import InferenceServerClient
+
+            self._client = InferenceServerClient(self.url)
+        return self._client
+
+    async def _call(self, action: str, call: Any) -> Any:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return await call
+        except InferenceServerException as exc:
+            raise _translate(exc, action) from exc
+        except TimeoutError as exc:
+            raise InferenceTimeout(f"Triton {action} timed out") from exc
+
+    async def info(self) -> ModelInfo:
+        """The model's config parameters and input type (asked once, then cached)."""
+        if self._info is None:
+            client = self._connection()
+            response = await self._call(
+                "model config",
+                client.get_model_config(
+                    self.model_name, self.model_version, as_json=True,
+                    client_timeout=self.timeout_s,
+                ),
+            )
+            metadata = await self._call(
+                "model metadata",
+                client.get_model_metadata(
+                    self.model_name, self.model_version, as_json=True,
+                    client_timeout=self.timeout_s,
+                ),
+            )
+            self._info, self._input_dtype = _parse_model(response["config"], metadata)
+        return self._info
+
+    async def ready(self) -> bool:
+        """True when Triton says the model is ready; False when it says no or is unreachable."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(
+                await self._connection().is_model_ready(
+                    self.model_name, self.model_version, client_timeout=min(self.timeout_s, 5.0)
+                )
+            )
+        except (TimeoutError, InferenceServerException):
+            return False
+
+    async def segment(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
+        """Segment a batch of int16 HU slices (N, 512, 512) on Triton."""
+        from tritonclient.grpc import InferInput, InferRequestedOutput
+
+        info = await self.info()
+        if hounsfield.ndim != 3 or hounsfield.shape[1:] != (info.input_size, info.input_size):
+            raise ValueError(f"expected HU of shape (N, {info.input_size}, {info.input_size}), "
+                             f"got {hounsfield.shape}")
+        if not 1 <= len(hounsfield) <= info.max_batch_size:
+            raise ValueError(f"batch of {len(hounsfield)} slices; 1..{info.max_batch_size} allowed")
+        assert self._input_dtype is not None
+        tensor = np.ascontiguousarray(hounsfield, dtype=self._input_dtype)
+        request = InferInput(INPUT_NAME, list(tensor.shape), _triton_dtype(self._input_dtype))
+        request.set_data_from_numpy(tensor)
+        outputs = [InferRequestedOutput(MASK_OUTPUT), InferRequestedOutput(PROBABILITY_OUTPUT)]
+        result = await self._call(
+            "inference",
+            self._connection().infer(
+                self.model_name, [request], model_version=self.model_version,
+                outputs=outputs, client_timeout=self.timeout_s,
+            ),
+        )
+        return _parse_outputs(result, len(hounsfield), info.input_size)
+
+    async def close(self) -> None:
+        """Close the gRPC channel (a later call opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+def _triton_dtype(dtype: type[np.generic]) -> str:
+    return next(name for name, known in _INPUT_DTYPES.items() if known is dtype)
+
+
+def _parse_model(
+    config: dict[str, Any], metadata: dict[str, Any]
+) -> tuple[ModelInfo, type[np.generic]]:
+    """ModelInfo from the model config (as JSON) and the HU input dtype from its metadata."""
+    try:
+        parameters = {
+            key: value["string_value"] for key, value in config.get("parameters", {}).items()
+        }
+        hu = next(tensor for tensor in metadata["inputs"] if tensor["name"] == INPUT_NAME)
+        dtype = _INPUT_DTYPES[hu["datatype"]]
+        info = ModelInfo(
+            name=config["name"],
+            version=parameters.get("model_version", ""),
+            input_size=int(parameters.get("input_size", INPUT_SIZE)),
+            windows=parse_windows(parameters["windows"]),
+            threshold=float(parameters["threshold"]),
+            max_batch_size=int(config.get("max_batch_size", 0)),
+            platform=config.get("platform") or config.get("backend", ""),
+        )
+    except (KeyError, StopIteration, ValueError) as exc:
+        raise ModelError(f"model config lacks what bonemets needs: {exc!r}") from exc
+    if info.max_batch_size < 1:
+        raise ModelError("model must batch (max_batch_size >= 1)")
+    return info, dtype
+
+
+def _output(result: Any, name: str, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+    try:
+        array = result.as_numpy(name)
+    except ValueError as exc:  # raw bytes that do not fit the declared shape
+        raise ModelError(f"malformed {name} output: {exc}") from exc
+    if array is None:
+        raise ModelError(f"Triton answered without the {name} output")
+    if array.dtype != np.uint8 or array.shape != shape:
+        raise ModelError(
+            f"{name} output is {array.dtype} {array.shape}, expected uint8 {shape}"
+        )
+    return np.asarray(array, dtype=np.uint8)
+
+
+def _parse_outputs(result: Any, count: int, size: int) -> Segmentation:
+    packed = _output(result, MASK_OUTPUT, (count, size, size // 8))
+    pooled = size // PROBABILITY_STRIDE
+    probability = _output(result, PROBABILITY_OUTPUT, (count, pooled, pooled))
+    return Segmentation(mask=unpack_mask(packed, size), probability=probability)

@@ -1,0 +1,105 @@
+"""Session fixtures for the integration tier: a small model repository and a real tritonserver.
+
+``triton_server`` starts the bundled tritonserver once per session, on free ports, serving
+a repository built in a temporary folder from a small DeepLabV3+ (ResNet-18, width 0.125,
+random weights). Other integration tests (the gateway's) reuse it: it yields a
+:class:`TritonEndpoint` with the URLs, the repository and the model name.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window
+from api.triton_local import LocalTriton, TritonDistribution, TritonStartError
+
+TEST_WINDOWS: tuple[Window, ...] = (BONE_WINDOW,)
+TEST_THRESHOLD = 0.5
+TEST_MODEL_VERSION = "test-r18w0.125"
+
+
+@dataclass(frozen=True)
+class TritonEndpoint:
+    """A running local Triton, as tests see it."""
+
+    grpc_url: str  # host:port, as tritonclient takes it
+    http_url: str
+    metrics_url: str
+    repository: Path
+    model_name: str
+    server: LocalTriton
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that were free a moment ago (the OS picks them)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def _export_small_network(path: Path) -> Path:
+    torch = pytest.importorskip("torch", reason="building the test network needs torch")
+    from export.model import ModelConfig, build_model
+    from export.onnx_export import export_network_onnx
+
+    torch.manual_seed(0)
+    # No head prior: a fresh model then says "lesion" for part of a slice, so masks
+    # compared between paths are not trivially empty.
+    config = ModelConfig(depth=18, width=0.125, in_channels=len(TEST_WINDOWS), head_prior=None)
+    return export_network_onnx(build_model(config), path, in_channels=config.in_channels)
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with the CPU ``bonemets`` model, built once per session."""
+    from export.repository import install_model
+
+    workdir = tmp_path_factory.mktemp("triton-model")
+    network = _export_small_network(workdir / "network.onnx")
+    repository = workdir / "repository"
+    install_model(
+        repository,
+        network_onnx=network,
+        serving_onnx=None,
+        windows=TEST_WINDOWS,
+        threshold=TEST_THRESHOLD,
+        model_version=TEST_MODEL_VERSION,
+        in_channels=len(TEST_WINDOWS),
+    )
+    return repository
+
+
+@pytest.fixture(scope="session")
+def triton_server(model_repository: Path) -> Iterator[TritonEndpoint]:
+    """The bundled tritonserver serving ``model_repository``, once per session."""
+    try:
+        TritonDistribution.find()
+    except TritonStartError as exc:
+        pytest.skip(str(exc))
+    grpc_port, http_port, metrics_port = free_ports(3)
+    server = LocalTriton(
+        model_repository,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        models=[MODEL_NAME],
+    )
+    with server:
+        yield TritonEndpoint(
+            grpc_url=server.grpc_url,
+            http_url=server.http_url,
+            metrics_url=server.metrics_url,
+            repository=model_repository,
+            model_name=MODEL_NAME,
+            server=server,
+        )
