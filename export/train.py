@@ -1,0 +1,221 @@
+"""The training loop: balanced crops, Dice + BCE, AdamW with warmup and cosine decay.
+
+Every step draws its batch from a generator seeded by (run seed, step), and reseeds torch
+the same way, so a run resumed from a checkpoint sees exactly the batches the
+uninterrupted run would have seen. Checkpoints carry the model, its window and threshold,
+the whole training config, the optimiser state and the metrics so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from export.checkpoint import load_checkpoint, save_checkpoint
+from export.datasets import BalancedSampler, SliceBank, training_batch
+from export.losses import SegmentationLoss
+from export.model import build_model
+from export.train_config import OptimConfig, TrainConfig
+from export.train_validation import validate
+
+logger = logging.getLogger(__name__)
+
+LOSS_WINDOW = 50  # steps averaged into one point of the recorded loss curve
+
+
+def lr_at(step: int, optim: OptimConfig) -> float:
+    """Learning rate for ``step`` (0-based): linear warmup, then the configured decay."""
+    final = optim.lr * optim.final_lr_fraction
+    if optim.schedule == "onecycle":
+        # One cycle: a cosine rise from lr/25 over the first 30 % (warmup_steps unused),
+        # then a cosine fall.
+        peak = max(1, int(0.3 * optim.steps))
+        if step < peak:
+            start = optim.lr / 25
+            return start + (optim.lr - start) * (1 - math.cos(math.pi * step / peak)) / 2
+        progress = (step - peak) / max(1, optim.steps - peak)
+        return final + (optim.lr - final) * (1 + math.cos(math.pi * min(1.0, progress))) / 2
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    if optim.schedule == "constant":
+        return optim.lr
+    progress = (step - optim.warmup_steps) / max(1, optim.steps - optim.warmup_steps)
+    return final + (optim.lr - final) * (1 + math.cos(math.pi * min(1.0, progress))) / 2
+
+
+def step_rng(seed: int, step: int) -> np.random.Generator:
+    """The generator of one step's batch; also reseeds torch (dropout) for that step."""
+    torch.manual_seed(seed * 1_000_003 + step)
+    return np.random.default_rng([seed, step])
+
+
+@dataclass
+class TrainState:
+    """What a run carries from step to step and into its checkpoints."""
+
+    model: nn.Module
+    optimizer: torch.optim.AdamW
+    step: int = 0
+    losses: list[float] = field(default_factory=list)  # current window
+    loss_curve: list[list[float]] = field(default_factory=list)  # [step, mean loss]
+    validation: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    def metrics(self) -> dict[str, Any]:
+        """The metrics recorded in a checkpoint."""
+        steps_per_second = self.step / self.train_seconds if self.train_seconds else 0.0
+        return {
+            "step": self.step,
+            "loss_curve": self.loss_curve,
+            "validation": self.validation,
+            "latest_validation": self.validation[-1] if self.validation else None,
+            "train_seconds": round(self.train_seconds, 1),
+            "steps_per_second": round(steps_per_second, 3),
+        }
+
+
+def new_state(config: TrainConfig) -> TrainState:
+    """A freshly initialised model and optimiser, seeded by the run seed."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.model)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    )
+    return TrainState(model, optimizer)
+
+
+def resume_state(config: TrainConfig, path: Path) -> TrainState:
+    """Model, optimiser, step and metrics from a checkpoint this loop wrote."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint.config != config.model:
+        raise ValueError(f"{path} was trained with a different model config")
+    state = new_state(config)
+    state.model.load_state_dict(checkpoint.model.state_dict())
+    if checkpoint.optimizer_state is None or checkpoint.step is None:
+        raise ValueError(f"{path} has no optimiser state or step: not a resumable checkpoint")
+    state.optimizer.load_state_dict(checkpoint.optimizer_state)
+    state.step = int(checkpoint.step)
+    metrics = checkpoint.metrics or {}
+    state.loss_curve = [list(point) for point in metrics.get("loss_curve", [])]
+    state.validation = list(metrics.get("validation", []))
+    state.train_seconds = float(metrics.get("train_seconds", 0.0))
+    return state
+
+
+def save_state(path: Path, config: TrainConfig, state: TrainState) -> Path:
+    """Write a resumable checkpoint of ``state`` to ``path``."""
+    return save_checkpoint(
+        path,
+        state.model,
+        config.model,
+        windows=config.windows,
+        threshold=config.threshold,
+        version=config.version,
+        train_config=config.to_dict(),
+        metrics=state.metrics(),
+        optimizer_state=state.optimizer.state_dict(),
+        step=state.step,
+    )
+
+
+def train_step(
+    state: TrainState,
+    config: TrainConfig,
+    images: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.float32],
+    criterion: SegmentationLoss,
+) -> float:
+    """One optimiser step on one batch; returns the loss."""
+    lr = lr_at(state.step, config.optim)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    state.model.train()
+    logits = state.model(torch.from_numpy(images))
+    loss = criterion(logits, torch.from_numpy(labels))
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.optim.grad_clip > 0:
+        nn.utils.clip_grad_norm_(state.model.parameters(), config.optim.grad_clip)
+    state.optimizer.step()
+    return float(loss.detach())
+
+
+def record_loss(state: TrainState, loss: float) -> None:
+    """Keep the loss; close a point of the loss curve every LOSS_WINDOW steps."""
+    state.losses.append(loss)
+    if len(state.losses) >= LOSS_WINDOW:
+        state.loss_curve.append([float(state.step), float(np.mean(state.losses))])
+        state.losses.clear()
+
+
+def periodic_path(out: Path) -> Path:
+    """Where the periodic (resumable) checkpoint of a run writing ``out`` goes."""
+    return out.with_name(out.stem + ".last" + out.suffix)
+
+
+def train(
+    config: TrainConfig,
+    bank: SliceBank,
+    validation: SliceBank | None,
+    out: Path,
+    *,
+    resume: Path | None = None,
+    progress: bool = True,
+) -> TrainState:
+    """Train until ``config.optim.steps``; checkpoints to ``out`` (and ``<out>.last``)."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(config.threads)
+    state = resume_state(config, resume) if resume else new_state(config)
+    sampler = BalancedSampler(bank.positive, config.batch.positive_fraction)
+    criterion = SegmentationLoss(config.loss)
+    total = config.optim.steps
+    bar = tqdm(
+        total=total, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True
+    )
+    postfix: dict[str, str] = {}
+    while state.step < total:
+        began = time.perf_counter()
+        rng = step_rng(config.seed, state.step)
+        images, labels = training_batch(
+            bank, sampler, rng, config.batch, config.augment, config.windows
+        )
+        loss = train_step(state, config, images, labels, criterion)
+        state.step += 1
+        state.train_seconds += time.perf_counter() - began
+        record_loss(state, loss)
+        postfix["loss"] = f"{loss:.3f}"
+        if validation is not None and (
+            state.step % config.validate_every == 0 or state.step == total
+        ):
+            scores = validate(state.model, validation, config.windows, config.threshold)
+            state.validation.append({"step": float(state.step), **scores})
+            postfix.update(
+                dice=f"{scores['dice']:.2f}",
+                sens=f"{scores['sensitivity']:.2f}",
+                ppv=f"{scores['ppv']:.2f}",
+            )
+            logger.info("step %d loss %.4f validation %s", state.step, loss, _format(scores))
+        if state.step % config.checkpoint_every == 0 and state.step < total:
+            save_state(periodic_path(out), config, state)
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+    bar.close()
+    if state.losses:
+        state.loss_curve.append([float(state.step), float(np.mean(state.losses))])
+        state.losses.clear()
+    save_state(out, config, state)
+    return state
+
+
+def _format(scores: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in scores.items())

@@ -1,0 +1,146 @@
+"""The training loop: it learns, it resumes exactly, its schedule, losses and config hold."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.checkpoint import load_checkpoint
+from export.datasets import BatchSpec, SliceBank
+from export.losses import LossConfig, SegmentationLoss, focal_loss, soft_dice_loss
+from export.model import ModelConfig
+from export.train import lr_at, periodic_path, train
+from export.train_config import DataConfig, OptimConfig, TrainConfig
+
+TINY_MODEL = ModelConfig(depth=18, width=0.125)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _disc_bank(n: int, seed: int, size: int = 96) -> SliceBank:
+    """Soft tissue with a dense 'vertebra'; every other slice has a lytic hole in it."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size]
+    hounsfield = np.full((n, size, size), -1000.0)
+    labels = np.zeros((n, size, size), dtype=np.uint8)
+    for i in range(n):
+        body = ((rows - size / 2) / (0.42 * size)) ** 2 + ((cols - size / 2) / (0.46 * size)) ** 2
+        hounsfield[i][body < 1] = 40
+        bone = (rows - 0.66 * size) ** 2 + (cols - size / 2) ** 2 < (0.12 * size) ** 2
+        hounsfield[i][bone] = 650
+        if i % 2 == 0:
+            r, c = 0.66 * size + rng.uniform(-4, 4), size / 2 + rng.uniform(-4, 4)
+            lesion = ((rows - r) ** 2 + (cols - c) ** 2 < 25) & bone
+            hounsfield[i][lesion] = 30
+            labels[i][lesion] = 1
+    hounsfield += rng.normal(0, 10, hounsfield.shape)
+    return SliceBank(hounsfield.astype(np.int16), labels, [f"disc:{i}" for i in range(n)])
+
+
+def _tiny_config(steps: int, **changes: object) -> TrainConfig:
+    config = TrainConfig(
+        seed=3,
+        model=TINY_MODEL,
+        batch=BatchSpec(batch_size=4, crop=64, positive_fraction=0.5),
+        optim=OptimConfig(steps=steps, lr=3e-3, warmup_steps=2),
+        validate_every=1000,
+        checkpoint_every=2,
+        threads=1,
+    )
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    bank = _disc_bank(6, seed=0, size=64)
+    straight = train(_tiny_config(4), bank, None, tmp_path / "straight.pt", progress=False)
+    train(_tiny_config(2), bank, None, tmp_path / "first.pt", progress=False)
+    first = load_checkpoint(tmp_path / "first.pt")
+    assert first.step == 2
+    assert first.optimizer_state is not None
+    assert {s["step"].item() for s in first.optimizer_state["state"].values()} == {2.0}
+
+    resumed = train(
+        _tiny_config(4),
+        bank,
+        None,
+        tmp_path / "resumed.pt",
+        resume=tmp_path / "first.pt",
+        progress=False,
+    )
+    assert resumed.step == 4
+    adam_steps = {s["step"].item() for s in resumed.optimizer.state_dict()["state"].values()}
+    assert adam_steps == {4.0}
+    # Same batches, same optimiser moments: the weights come out as if never interrupted.
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
+    # A periodic checkpoint was written at step 2 of the 4-step run, with the full config.
+    periodic = load_checkpoint(periodic_path(tmp_path / "straight.pt"))
+    assert periodic.step == 2
+    assert periodic.train_config == _tiny_config(4).to_dict()
+
+
+def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
+    bank = _disc_bank(4, seed=0, size=64)
+    train(_tiny_config(1), bank, None, tmp_path / "a.pt", progress=False)
+    other = _tiny_config(2, model=ModelConfig(depth=18, width=0.25))
+    with pytest.raises(ValueError, match="different model config"):
+        train(other, bank, None, tmp_path / "b.pt", resume=tmp_path / "a.pt", progress=False)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor() -> None:
+    optim = OptimConfig(steps=100, lr=1e-3, warmup_steps=10, final_lr_fraction=0.1)
+    rates = [lr_at(step, optim) for step in range(100)]
+    assert rates[0] == pytest.approx(1e-4)
+    assert rates[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))
+    assert lr_at(100, optim) == pytest.approx(1e-4)
+    assert rates[55] == pytest.approx(1e-4 + 0.9e-3 * (1 + math.cos(math.pi * 0.5)) / 2)
+
+
+def test_onecycle_schedule_peaks_at_thirty_percent() -> None:
+    optim = OptimConfig(steps=100, lr=1e-3, schedule="onecycle", final_lr_fraction=0.01)
+    rates = [lr_at(step, optim) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-3 / 25)
+    assert int(np.argmax(rates)) == 30
+    assert rates[100] == pytest.approx(1e-5)
+
+
+def test_dice_loss_is_zero_for_a_confident_perfect_mask_and_one_for_a_miss() -> None:
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, 0, 2:5, 2:5] = 1
+    perfect = (target * 2 - 1) * 30
+    assert soft_dice_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-3)
+    miss = -perfect
+    assert soft_dice_loss(miss, target, smooth=1e-6).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_focal_loss_down_weights_easy_pixels() -> None:
+    target = torch.tensor([[1.0, 0.0]])
+    easy = torch.tensor([[4.0, -4.0]])
+    hard = torch.tensor([[-1.0, 1.0]])
+    bce_easy = torch.nn.functional.binary_cross_entropy_with_logits(easy, target)
+    assert focal_loss(easy, target).item() < 0.01 * bce_easy.item()
+    assert focal_loss(hard, target).item() > 10 * focal_loss(easy, target).item()
+    combined = SegmentationLoss(LossConfig(pixel_loss="focal"))(hard, target)
+    assert combined.item() == pytest.approx(
+        soft_dice_loss(hard, target).item() + focal_loss(hard, target, 2.0, 0.75).item(), rel=1e-5
+    )
+
+
+def test_config_round_trips_and_keeps_evaluation_seeds_out() -> None:
+    config = TrainConfig.load(REPO_ROOT / "export" / "configs" / "demo.json")
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.data.phantom_seeds[1] <= 100_000
+    with pytest.raises(ValueError, match="held out"):
+        DataConfig(phantom_seeds=(99_990, 100_001))
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"optim": {"stepz": 3}})
