@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.inference.contract import MODEL_NAME
+from api.inference.contract import MODEL_NAME, parse_windows
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,9 +30,14 @@ class Settings(BaseSettings):
     triton_grpc_port: int = Field(default=8101, description="local Triton gRPC port")
     triton_http_port: int = Field(default=8100, description="local Triton HTTP port")
     triton_metrics_port: int = Field(default=8102, description="local Triton metrics port")
+    window: str | None = Field(
+        default=None,
+        description="expected bone window 'LEVEL:WIDTH'; the model's own (recorded at export)"
+        " is used, and /readyz fails when it differs from this",
+    )
     threshold: float | None = Field(
         default=None, ge=0.0, le=1.0,
-        description="probability threshold; unset uses the model's own (recorded at export)",
+        description="expected probability threshold; /readyz fails when the model's differs",
     )
     data_dir: Path = Field(default=Path("data"), description="results, masks and the job DB")
     max_upload_mb: int = Field(default=2048, gt=0, description="largest upload accepted, MB")
@@ -45,6 +50,13 @@ class Settings(BaseSettings):
     inference_retries: int = Field(default=2, ge=0, description="retries of a failed request")
     job_retention_h: float = Field(default=168.0, gt=0, description="hours results are kept")
     public_url: str = Field(default="", description="base URL put in mask links; empty: relative")
+
+    @field_validator("window")
+    @classmethod
+    def _window_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_windows(value)
+        return value
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> Settings:

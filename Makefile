@@ -1,0 +1,47 @@
+# bonemets: the two commands of the README, and their parts.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: serve test install install-dev model-repository lint typecheck bench demo-model clean
+
+serve: install model-repository  ## set up and start Triton + the gateway on :8000
+	$(BIN)/bonemets serve --host 0.0.0.0 --port 8000
+
+test: install-dev  ## set up and run every test (unit, API, integration)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.serving: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[train,test]"
+	touch $@ $(VENV)/.serving
+
+install: $(VENV)/.serving  ## the serving install: no torch
+install-dev: $(VENV)/.dev  ## everything: training, export, tests
+
+# The demo model ships in model_repository/; this only rebuilds the repository if it is missing.
+model-repository:
+	@test -f model_repository/bonemets/1/model.onnx -a -f model_repository/bonemets/config.pbtxt \
+	  || { $(MAKE) install-dev && $(BIN)/bonemets export onnx models/demo.pt --repository model_repository; }
+
+demo-model: install-dev  ## retrain the shipped demo model from phantoms (about 45 min on 2 cores)
+	$(BIN)/bonemets train --config export/configs/demo.json --out models/demo.pt
+	$(BIN)/bonemets export onnx models/demo.pt --repository model_repository
+
+bench: install-dev  ## benchmarks: prints a table, writes JSON, updates docs/benchmarks.md
+	$(BIN)/bonemets bench
+
+lint: install-dev
+	$(BIN)/ruff check api export tests
+	$(BIN)/mypy api export
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

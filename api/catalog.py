@@ -1,0 +1,42 @@
+"""What the served model is, and whether it is the one this gateway was configured for."""
+
+from __future__ import annotations
+
+import asyncio
+
+from api.config import Settings
+from api.errors import BoneMetsError
+from api.inference.contract import format_windows, parse_windows
+from api.inference.protocol import ModelInfo, SegmentationModel
+
+
+def model_description(info: ModelInfo, ready: bool) -> dict[str, object]:
+    return {
+        "name": info.name, "version": info.version, "platform": info.platform,
+        "input_size": info.input_size,
+        "windows": [{"level": w.level, "width": w.width} for w in info.windows],
+        "threshold": info.threshold, "max_batch_size": info.max_batch_size, "ready": ready,
+    }
+
+
+def mismatch(info: ModelInfo, settings: Settings) -> str | None:
+    """Why the model differs from the window or threshold the settings expect, if it does."""
+    if settings.window is not None and parse_windows(settings.window) != info.windows:
+        return (f"model window {format_windows(info.windows)} differs from the configured"
+                f" {settings.window}")
+    if settings.threshold is not None and abs(settings.threshold - info.threshold) > 1e-6:
+        return f"model threshold {info.threshold} differs from the configured {settings.threshold}"
+    return None
+
+
+async def readiness(model: SegmentationModel, settings: Settings) -> str | None:
+    """None when the model is ready and as configured, else the reason it is not."""
+    try:
+        async with asyncio.timeout(5):
+            if not await model.ready():
+                return f"model {settings.model_name} is not ready"
+            return mismatch(await model.info(), settings)
+    except TimeoutError:
+        return "the inference server did not answer within 5 s"
+    except BoneMetsError as exc:
+        return exc.detail

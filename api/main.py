@@ -1,0 +1,83 @@
+"""The gateway's app factory: settings, clients made once in the lifespan, routers, errors."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.config import Settings, get_settings
+from api.deps import Services
+from api.inference.protocol import SegmentationModel
+from api.jobs import JobStore
+from api.limits import BodySizeLimit
+from api.pipeline import StudyPipeline
+from api.problems import install_problem_handlers
+from api.routes import health, models, studies
+from api.runner import JobRunner
+from api.storage import StudyStore
+
+log = logging.getLogger(__name__)
+
+ModelFactory = Callable[[Settings], SegmentationModel]
+
+DESCRIPTION = """Finds suspected bone metastases on CT.
+
+Send a CT study (DICOM files and/or zips) to `POST /v1/studies`; poll the job, or add
+`?wait=SECONDS`. The result lists 3D lesions (boxes in pixels, centre in patient mm,
+volume, longest axial diameter, probability) and, per slice, 2D boxes and mask URLs.
+
+**Not for clinical use.** The bundled demo model is trained on synthetic phantoms only.
+"""
+
+
+def triton_model(settings: Settings) -> SegmentationModel:
+    """The default model: Triton over gRPC, external or the local one."""
+    from api.inference.triton import TritonSegmenter
+
+    url = settings.triton_url or f"127.0.0.1:{settings.triton_grpc_port}"
+    return TritonSegmenter(url, settings.model_name, timeout_s=settings.inference_timeout_s)
+
+
+def create_app(settings: Settings | None = None, model_factory: ModelFactory | None = None) -> FastAPI:
+    """Build the app; tests pass their own settings and a fake model factory."""
+    settings = settings or get_settings()
+    make_model = model_factory or triton_model
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        jobs = JobStore(settings.data_dir / "jobs.sqlite")
+        store = StudyStore(settings.data_dir)
+        model = make_model(settings)
+        # Spawned, not forked: the parent runs threads (event loop, gRPC) that fork would copy.
+        decoder = ProcessPoolExecutor(
+            settings.decode_workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        pipeline = StudyPipeline(model=model, store=store, jobs=jobs, decoder=decoder,
+                                 settings=settings)
+        runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs)
+        runner.start()
+        pipeline.resume_unfinished(runner)
+        try:
+            yield {"services": Services(settings, jobs, store, model, runner)}
+        finally:
+            await runner.stop()
+            decoder.shutdown(wait=False, cancel_futures=True)
+            await model.close()
+            jobs.close()
+
+    app = FastAPI(
+        title="bonemets", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        responses={500: {"description": "Internal error (problem+json)"}},
+    )
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(studies.router)
+    return app

@@ -1,0 +1,142 @@
+"""One study through the stages: series -> decode -> model -> lesions -> storage.
+
+Batches flow in order with at most ``inflight_batches`` of them decoded or at the model at
+once; each batch is decoded in the process pool, segmented (async gRPC), then post-processed
+in a thread while the next batches are on their way. A 1,000-slice study is never whole in
+memory: only the batches in flight and the open lesions' last masks are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from api.config import Settings
+from api.decoding import DecodedBatch, decode_batch
+from api.dicom.series import CTSeries, SliceRef, select_ct_series
+from api.dicom.sources import list_upload
+from api.errors import InferenceUnavailable, ModelError
+from api.inference.protocol import ModelInfo, SegmentationModel, Segmentation
+from api.jobs import JobStore
+from api.postprocess import StudyAccumulator
+from api.runner import JobRunner
+from api.storage import StudyStore
+
+log = logging.getLogger(__name__)
+
+
+class StudyPipeline:
+    """Runs one job at a time per call; safe to call concurrently for different jobs."""
+
+    def __init__(self, *, model: SegmentationModel, store: StudyStore, jobs: JobStore,
+                 decoder: Executor, settings: Settings) -> None:
+        self.model = model
+        self.store = store
+        self.jobs = jobs
+        self.decoder = decoder
+        self.settings = settings
+
+    def resume_unfinished(self, runner: JobRunner, max_attempts: int = 3) -> None:
+        """Queue again the jobs a previous process left unfinished, or fail them with a reason."""
+        from api.jobs import JobError
+
+        for job in self.jobs.unfinished():
+            if job.attempts >= max_attempts or not self.store.exists(job.id):
+                self.jobs.fail(job.id, JobError(
+                    "urn:bonemets:problem:interrupted", "Processing interrupted", 503,
+                    f"the service stopped during this job {job.attempts} times; upload it again",
+                ))
+                continue
+            log.info("resuming job %s after a restart", job.id)
+            self.jobs.requeue(job.id)
+            runner.submit(job.id)
+
+    async def run(self, job_id: str) -> None:
+        started = time.perf_counter()
+        self.store.clear_outputs(job_id)
+        upload = self.store.upload_dir(job_id)
+        files = await asyncio.to_thread(list_upload, upload)
+        series = await asyncio.to_thread(
+            select_ct_series, files, max_slices=self.settings.max_slices
+        )
+        read_s = time.perf_counter() - started
+        self.jobs.start(job_id, len(series.slices))
+        info = await self.model.info()
+        study = StudyAccumulator(job_id, series, info, self.store, self.settings.public_url)
+        await asyncio.to_thread(self._write_index, job_id, upload, series)
+        async for batch, segmentation in self._segmented(series, info):
+            await asyncio.to_thread(study.add_batch, batch, segmentation)
+            self.jobs.progress(job_id, study.slices_done)
+        result = await asyncio.to_thread(study.finish, read_s, time.perf_counter() - started)
+        await asyncio.to_thread(self.store.write_result, job_id, result)
+
+    async def _segmented(
+        self, series: CTSeries, info: ModelInfo
+    ) -> AsyncIterator[tuple[DecodedBatch, Segmentation]]:
+        """Decoded and segmented batches, in slice order, with a bounded number in flight."""
+        size = min(self.settings.batch_size, info.max_batch_size)
+        batches = [series.slices[i:i + size] for i in range(0, len(series.slices), size)]
+        pending: deque[asyncio.Task[tuple[DecodedBatch, Segmentation]]] = deque()
+        try:
+            for start, refs in zip(range(0, len(series.slices), size), batches, strict=True):
+                pending.append(asyncio.create_task(self._decode_and_segment(start, refs, info)))
+                if len(pending) >= self.settings.inflight_batches:
+                    yield await pending.popleft()
+            while pending:
+                yield await pending.popleft()
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _decode_and_segment(
+        self, start: int, refs: Sequence[SliceRef], info: ModelInfo
+    ) -> tuple[DecodedBatch, Segmentation]:
+        loop = asyncio.get_running_loop()
+        began = time.perf_counter()
+        batch = await loop.run_in_executor(
+            self.decoder, decode_batch, start, list(refs), info.input_size
+        )
+        batch.wall_decode_s = time.perf_counter() - began
+        began = time.perf_counter()
+        segmentation = await self._segment_with_retry(batch.hounsfield)
+        batch.inference_s = time.perf_counter() - began
+        return batch, segmentation
+
+    async def _segment_with_retry(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
+        attempts = self.settings.inference_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                segmentation = await self.model.segment(hounsfield)
+                _check_shapes(segmentation, hounsfield.shape)
+                return segmentation
+            except InferenceUnavailable:
+                if attempt == attempts:
+                    raise
+                delay = min(2.0 ** (attempt - 1), 8.0)
+                log.warning("inference unavailable (try %d of %d); again in %.0f s",
+                            attempt, attempts, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _write_index(self, job_id: str, upload: Path, series: CTSeries) -> None:
+        """Where each slice's pixels are, for overlays drawn later; never served to clients."""
+        index = [[str(ref.path.relative_to(upload)), ref.frame] for ref in series.slices]
+        (self.store.job_dir(job_id) / "index.json").write_text(json.dumps(index))
+
+
+def _check_shapes(segmentation: Segmentation, shape: tuple[int, ...]) -> None:
+    n, rows, cols = shape
+    if segmentation.mask.shape != (n, rows, cols):
+        raise ModelError(f"mask of shape {segmentation.mask.shape}, expected {(n, rows, cols)}")
+    if segmentation.probability.shape[0] != n:
+        raise ModelError(f"{segmentation.probability.shape[0]} probability maps for {n} slices")

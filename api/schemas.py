@@ -1,0 +1,168 @@
+"""The JSON the API speaks. Every model carries an example for the OpenAPI page."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Box2D(BaseModel):
+    """A box in one slice's own pixels: rows and columns, first and last inclusive."""
+
+    row_min: int
+    col_min: int
+    row_max: int
+    col_max: int
+
+
+class SliceBox(Box2D):
+    lesion_id: int | None = Field(description="the 3D lesion this box belongs to")
+    pixels: int
+    probability_max: float
+
+
+class Box3D(Box2D):
+    slice_min: int
+    slice_max: int
+
+
+class LesionBox(Box2D):
+    slice: int
+
+
+class Lesion(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": 1, "slice_range": [41, 47],
+                "bbox": {"row_min": 301, "col_min": 240, "row_max": 322, "col_max": 266,
+                         "slice_min": 41, "slice_max": 47},
+                "boxes": [{"slice": 41, "row_min": 305, "col_min": 244, "row_max": 318,
+                           "col_max": 260}],
+                "centre_mm": [-3.1, 42.7, -512.5], "volume_ml": 1.84,
+                "longest_axial_diameter_mm": 17.2, "probability_max": 0.97,
+                "probability_mean": 0.81, "voxels": 2310,
+            }
+        }
+    )
+
+    id: int
+    slice_range: tuple[int, int] = Field(description="first and last slice index, inclusive")
+    bbox: Box3D = Field(description="3D box in the series' own pixels and slice indices")
+    boxes: list[LesionBox] = Field(description="the lesion's 2D box on each of its slices")
+    centre_mm: tuple[float, float, float] = Field(description="centroid, patient coordinates")
+    volume_ml: float
+    longest_axial_diameter_mm: float
+    probability_max: float
+    probability_mean: float
+    voxels: int
+
+
+class SliceResult(BaseModel):
+    index: int = Field(description="position in the series, sorted along the slice normal")
+    sop_instance_uid: str
+    z_mm: float = Field(description="position along the slice normal, mm")
+    rows: int
+    columns: int
+    boxes: list[SliceBox]
+    mask_url: str
+    overlay_url: str
+
+
+class WindowOut(BaseModel):
+    level: float
+    width: float
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "name": "bonemets", "version": "demo-phantom-1", "platform": "python",
+                "input_size": 512, "windows": [{"level": 400, "width": 1800}],
+                "threshold": 0.5, "max_batch_size": 32, "ready": True,
+            }
+        }
+    )
+
+    name: str
+    version: str
+    platform: str
+    input_size: int
+    windows: list[WindowOut]
+    threshold: float
+    max_batch_size: int
+    ready: bool
+
+
+class Timings(BaseModel):
+    total_s: float
+    read_s: float = Field(description="header pass and series choice")
+    decode_s: float = Field(description="pixel decoding and HU, summed over workers")
+    inference_s: float = Field(description="waiting on the model, summed over batches")
+    postprocess_s: float
+
+
+class StudyResult(BaseModel):
+    study_instance_uid: str
+    series_instance_uid: str
+    model: ModelOut
+    threshold: float
+    slice_count: int
+    slice_spacing_mm: float | None
+    warnings: list[str]
+    timings: Timings
+    lesions: list[Lesion]
+    slices: list[SliceResult]
+
+
+class Progress(BaseModel):
+    slices_done: int
+    slices_total: int
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details body."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "type": "urn:bonemets:problem:not-dicom", "title": "Not a DICOM file",
+                "status": 415, "detail": "report.pdf: no DICOM preamble or file meta",
+                "instance": "/v1/studies",
+            }
+        }
+    )
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+class StudyJob(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10", "state": "running",
+                "progress": {"slices_done": 48, "slices_total": 120},
+                "created_at": 1796394000.0, "updated_at": 1796394012.5,
+                "error": None, "result": None,
+            }
+        }
+    )
+
+    id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: Progress
+    created_at: float
+    updated_at: float
+    error: Problem | None
+    result: StudyResult | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None

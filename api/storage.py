@@ -1,0 +1,108 @@
+"""Where a study's upload, result and masks live: one folder per job under the data directory.
+
+    <data_dir>/studies/<job_id>/upload/...        the DICOM files as received (zips expanded)
+    <data_dir>/studies/<job_id>/result.json       the result, written once, atomically
+    <data_dir>/studies/<job_id>/masks/<i>.npy     packed mask bits of each positive slice,
+                                                  at the slice's own size
+
+Masks of empty slices are not stored; PNGs are rendered when asked for. The upload is kept
+with the result, so that overlays can be drawn and an interrupted job can be run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from api.errors import StorageError
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class StudyStore:
+    """Files of each job under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "studies").mkdir(parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        if not _JOB_ID.match(job_id):
+            # Job ids are ours (uuid4 hex); anything else never names a folder.
+            raise ValueError(f"not a job id: {job_id!r}")
+        return self.root / "studies" / job_id
+
+    def upload_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "upload"
+
+    def create(self, job_id: str) -> Path:
+        path = self.upload_dir(job_id)
+        path.mkdir(parents=True, exist_ok=False)
+        return path
+
+    def exists(self, job_id: str) -> bool:
+        try:
+            return self.job_dir(job_id).is_dir()
+        except ValueError:
+            return False
+
+    def delete(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def clear_outputs(self, job_id: str) -> None:
+        """Remove a partial result and masks before a job runs again."""
+        shutil.rmtree(self.job_dir(job_id) / "masks", ignore_errors=True)
+        (self.job_dir(job_id) / "result.json").unlink(missing_ok=True)
+
+    def write_result(self, job_id: str, result: dict[str, Any]) -> None:
+        self._write_atomic(self.job_dir(job_id) / "result.json", json.dumps(result).encode())
+
+    def read_result(self, job_id: str) -> dict[str, Any] | None:
+        path = self.job_dir(job_id) / "result.json"
+        try:
+            return json.loads(path.read_bytes())  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"result of job {job_id} cannot be read") from exc
+
+    def write_mask(self, job_id: str, index: int, mask: npt.NDArray[np.bool_]) -> None:
+        """Store one slice's mask (at the slice's own size) as packed bits."""
+        folder = self.job_dir(job_id) / "masks"
+        folder.mkdir(exist_ok=True)
+        header = np.array(mask.shape, dtype=np.uint32).tobytes()
+        self._write_atomic(folder / f"{index}.bits", header + np.packbits(mask).tobytes())
+
+    def read_mask(self, job_id: str, index: int, shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
+        """The stored mask of a slice, or an empty one of ``shape`` where none was stored."""
+        path = self.job_dir(job_id) / "masks" / f"{index}.bits"
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return np.zeros(shape, dtype=bool)
+        rows, cols = (int(v) for v in np.frombuffer(raw[:8], dtype=np.uint32))
+        bits = np.unpackbits(np.frombuffer(raw[8:], dtype=np.uint8), count=rows * cols)
+        return bits.reshape(rows, cols).astype(bool)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    @staticmethod
+    def _write_atomic(path: Path, payload: bytes) -> None:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path.name}: {exc.strerror}") from exc
