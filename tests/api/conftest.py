@@ -1,0 +1,129 @@
+"""API-tier fixtures: the app with a fake model, and small CT series built here."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from api.config import Settings
+from api.main import create_app
+from tests.api.fakes import BrightBoneModel
+
+
+@dataclass
+class BuiltSeries:
+    paths: list[Path]
+    hounsfield: np.ndarray  # (Z, rows, cols), ascending z
+    lesion: np.ndarray  # bool, where HU >= 1400
+
+
+def build_series(folder: Path, *, slices: int = 6, size: int = 512, seed: int = 0,
+                 lesion_slices: tuple[int, int] = (2, 3)) -> BuiltSeries:
+    """A small axial CT series with one bright (1500 HU) block on ``lesion_slices``.
+
+    Files are written in shuffled order with shuffled instance numbers, so that only
+    ImagePositionPatient tells the order.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    volume = np.full((slices, size, size), -1000, dtype=np.int16)
+    yy, xx = np.mgrid[:size, :size]
+    body = ((yy - size / 2) / (0.4 * size)) ** 2 + ((xx - size / 2) / (0.45 * size)) ** 2 <= 1
+    volume[:, body] = 40
+    r0, c0 = size * 200 // 512, size * 300 // 512
+    h, w = max(2, size * 10 // 512), max(2, size * 12 // 512)
+    first, last = lesion_slices
+    volume[first:last + 1, r0:r0 + h, c0:c0 + w] = 1500
+    order = rng.permutation(slices)
+    paths = []
+    for k in order:
+        ds = _slice_dataset(volume[k], k, study, series, frame)
+        path = folder / f"img{int(k) * 7 % 13:03d}_{k}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return BuiltSeries(paths, volume, volume >= 1400)
+
+
+def _slice_dataset(hu: np.ndarray, k: int, study: str, series: str, frame: str) -> FileDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+    ds.Modality, ds.PatientName, ds.PatientID = "CT", "TEST^API", "API-0001"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.InstanceNumber = 100 - k
+    ds.ImagePositionPatient = [-200.0, -200.0, -50.0 + 2.5 * k]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.8, 0.8]
+    ds.SliceThickness = 2.5
+    ds.Rows, ds.Columns = hu.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+    ds.PixelData = (hu.astype(np.int32) + 1024).astype(np.int16).tobytes()
+    return ds
+
+
+def as_files(paths: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (p.name, p.read_bytes(), "application/dicom")) for p in paths]
+
+
+def as_zip(paths: list[Path], name: str = "study.zip") -> list[tuple[str, tuple[str, bytes, str]]]:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for p in paths:
+            archive.write(p, f"study/series 1/{p.name}")
+    return [("files", (name, buffer.getvalue(), "application/zip"))]
+
+
+def wait_finished(client: TestClient, job_id: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/studies/{job_id}").json()
+        if job["state"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s} s: {job}")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", decode_workers=1, batch_size=2,
+                    inflight_batches=2)
+
+
+@pytest.fixture
+def fake_model() -> BrightBoneModel:
+    return BrightBoneModel()
+
+
+@pytest.fixture
+def client(settings: Settings, fake_model: BrightBoneModel) -> Iterator[TestClient]:
+    app = create_app(settings, model_factory=lambda _: fake_model)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def series(tmp_path: Path) -> BuiltSeries:
+    return build_series(tmp_path / "series")
+
+
+def read_dicom_hu(path: Path) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    return pydicom.pixels.apply_modality_lut(ds.pixel_array, ds)
