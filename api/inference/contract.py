@@ -3,9 +3,11 @@
 One place names the tensors, their types and shapes, so that the gateway, the Triton
 Python-backend model, the in-process ONNX Runtime model and the export tooling agree.
 
-Input ``HU``: int16 Hounsfield units, shape (N, 512, 512). Windowing is the model's own
-first step, so half the bytes of float32 travel and the window has one home (the model's
-parameters, written at export from the training config).
+Input ``HU``: int16 Hounsfield units, shape (N, 512, 512), on the CPU (Python-backend) model;
+float16 on the GPU models (TensorRT takes no int16; float16 holds every integer up to 2048
+exactly, and the bone window clips at 1300). The gateway sends the type the model's metadata
+names. Windowing is the model's own first step, so half the bytes of float32 travel and the
+window has one home (the model's parameters, written at export from the training config).
 
 Outputs (per slice):
   ``MASK``        uint8 (N, 512, 64): the thresholded mask, bits packed along x with
