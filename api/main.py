@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from api.jobs import JobStore
 from api.limits import BodySizeLimit
 from api.pipeline import StudyPipeline
 from api.problems import install_problem_handlers
+from api.retention import sweep_forever
 from api.routes import health, models, studies
 from api.runner import JobRunner
 from api.storage import StudyStore
@@ -63,9 +65,11 @@ def create_app(settings: Settings | None = None, model_factory: ModelFactory | N
         runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs)
         runner.start()
         pipeline.resume_unfinished(runner)
+        sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
         try:
             yield {"services": Services(settings, jobs, store, model, runner)}
         finally:
+            sweeper.cancel()
             await runner.stop()
             decoder.shutdown(wait=False, cancel_futures=True)
             await model.close()

@@ -1,0 +1,63 @@
+"""Job rows in SQLite, stored masks and results, retention."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from api.jobs import JobError, JobState, JobStore
+from api.retention import sweep
+from api.storage import StudyStore
+
+JOB = "0123456789abcdef0123456789abcdef"
+
+
+def test_job_lifecycle_survives_reopening(tmp_path: Path) -> None:
+    jobs = JobStore(tmp_path / "jobs.sqlite")
+    jobs.create(JOB)
+    jobs.start(JOB, 40)
+    jobs.progress(JOB, 16)
+    jobs.close()
+    reopened = JobStore(tmp_path / "jobs.sqlite")
+    job = reopened.get(JOB)
+    assert job is not None
+    assert (job.state, job.slices_done, job.slices_total, job.attempts) == (
+        JobState.RUNNING, 16, 40, 1)
+    assert [j.id for j in reopened.unfinished()] == [JOB]
+    reopened.fail(JOB, JobError("urn:x", "X", 503, "down"))
+    failed = reopened.get(JOB)
+    assert failed is not None and failed.state is JobState.FAILED
+    assert failed.error == JobError("urn:x", "X", 503, "down")
+    assert reopened.unfinished() == []
+
+
+def test_masks_round_trip_exactly_and_missing_ones_are_empty(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
+    store.create(JOB)
+    mask = np.random.default_rng(0).random((37, 53)) > 0.7
+    store.write_mask(JOB, 3, mask)
+    assert np.array_equal(store.read_mask(JOB, 3, (37, 53)), mask)
+    assert not store.read_mask(JOB, 4, (37, 53)).any()
+
+
+def test_job_ids_never_name_other_folders(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
+    with pytest.raises(ValueError):
+        store.job_dir("../../etc")
+    assert not store.exists("../x")
+
+
+def test_sweep_removes_only_expired_finished_jobs(tmp_path: Path) -> None:
+    jobs, store = JobStore(tmp_path / "j.sqlite"), StudyStore(tmp_path)
+    old, running = JOB, "f" * 32
+    for job_id in (old, running):
+        jobs.create(job_id)
+        store.create(job_id)
+    jobs.succeed(old)
+    jobs.start(running, 3)
+    assert sweep(jobs, store, retention_h=1, now=time.time() + 7200) == 1
+    assert jobs.get(old) is None and not store.exists(old)
+    assert jobs.get(running) is not None and store.exists(running)
