@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from api.dicom.series import hounsfield_at
+from api.dicom.pixels import decode_hounsfield
 from api.errors import StorageError
 from api.inference.contract import Window
 from api.lesions.components import PixelBox
@@ -22,7 +22,7 @@ def render_overlay(store: StudyStore, job_id: str, result: dict[str, Any],
         relative, frame = locations[index]
     except (OSError, ValueError, IndexError) as exc:
         raise StorageError(f"the slice index of job {job_id} cannot be read") from exc
-    hounsfield = hounsfield_at(store.upload_dir(job_id) / relative, frame)
+    hounsfield = decode_hounsfield(store.upload_dir(job_id) / relative, frame)
     mask = store.read_mask(job_id, index, (entry["rows"], entry["columns"]))
     window = Window(**result["model"]["windows"][0])
     boxes = [PixelBox(b["row_min"], b["col_min"], b["row_max"] + 1, b["col_max"] + 1)

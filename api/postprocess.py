@@ -38,7 +38,7 @@ class StudyAccumulator:
         self.info = info
         self.store = store
         self.base_url = f"{public_url.rstrip('/')}/v1/studies/{job_id}/slices"
-        spacing = series.slice_spacing_mm or series.slice_thickness_mm or 1.0
+        spacing = series.slice_spacing_mm or series.slice_thickness or 1.0
         self.tracker = LesionTracker(slice_spacing_mm=spacing)
         self.boxes: dict[int, list[FoundBox]] = {}
         self.slices_done = 0
