@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

@@ -45,7 +45,9 @@ def triton_model(settings: Settings) -> SegmentationModel:
     return TritonSegmenter(url, settings.model_name, timeout_s=settings.inference_timeout_s)
 
 
-def create_app(settings: Settings | None = None, model_factory: ModelFactory | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, model_factory: ModelFactory | None = None
+) -> FastAPI:
     """Build the app; tests pass their own settings and a fake model factory."""
     settings = settings or get_settings()
     make_model = model_factory or triton_model

@@ -25,7 +25,7 @@ from api.decoding import DecodedBatch, decode_batch
 from api.dicom.series import CTSeries, SliceRef, select_ct_series
 from api.dicom.sources import list_upload
 from api.errors import InferenceUnavailable, ModelError
-from api.inference.protocol import ModelInfo, SegmentationModel, Segmentation
+from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
 from api.jobs import JobStore
 from api.postprocess import StudyAccumulator
 from api.runner import JobRunner

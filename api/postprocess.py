@@ -74,9 +74,11 @@ class StudyAccumulator:
             "slice_count": len(self.series.slices),
             "slice_spacing_mm": self.series.slice_spacing_mm,
             "warnings": list(self.series.warnings),
-            "timings": {"total_s": round(total_s, 4), "read_s": round(read_s, 4),
-                        "decode_s": round(self.decode_s, 4), "inference_s": round(self.inference_s, 4),
-                        "postprocess_s": round(self.postprocess_s, 4)},
+            "timings": {
+                "total_s": round(total_s, 4), "read_s": round(read_s, 4),
+                "decode_s": round(self.decode_s, 4), "inference_s": round(self.inference_s, 4),
+                "postprocess_s": round(self.postprocess_s, 4),
+            },
             "lesions": [_lesion(lesion) for lesion in lesions],
             "slices": [self._slice(i, owners) for i in range(len(self.series.slices))],
         }

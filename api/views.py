@@ -42,7 +42,9 @@ def submit_status(job: dict[str, Any]) -> int:
     return 202
 
 
-def _slice_entry(job_id: str, index: int, services: Services) -> tuple[dict[str, Any], dict[str, Any]]:
+def _slice_entry(
+    job_id: str, index: int, services: Services
+) -> tuple[dict[str, Any], dict[str, Any]]:
     job = _job(job_id, services)
     if job.state is not JobState.SUCCEEDED:
         raise JobNotFinished(f"study job {job_id} is {job.state.value}; masks come with the result")

@@ -18,7 +18,9 @@ PROBLEMS: dict[int | str, dict[str, object]] = {
     status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
     for status in (400, 404, 409, 413, 415, 422, 503, 504)
 }
-PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
+PNG: dict[int | str, dict[str, object]] = {
+    200: {"content": {"image/png": {}}, "description": "PNG image"}
+}
 
 
 @router.post("", status_code=202, response_model=StudyJob,

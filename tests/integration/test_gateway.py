@@ -27,7 +27,9 @@ from tests.integration.conftest import TritonEndpoint, free_ports
 pytestmark = pytest.mark.integration
 
 
-def start_gateway(triton_url: str, data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(
+    triton_url: str, data_dir: Path, **env: str
+) -> tuple[subprocess.Popen[bytes], str]:
     (port,) = free_ports(1)
     environment = {**os.environ, "BONEMETS_DECODE_WORKERS": "1", **env}
     process = subprocess.Popen(
