@@ -1,0 +1,283 @@
+"""The axial CT series of an upload: files screened, grouped, sorted along the normal, checked.
+
+The header pass reads no pixels; pixels are decoded later, one slice at a time, by
+:func:`load_slice_hounsfield` (picklable, for worker processes). Only slices at the same
+position are decoded here, to tell a file sent twice from two different acquisitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from api.dicom.geometry import PlaneGeometry, Vector
+from api.dicom.grouping import SeriesGroup, blank_uids, group_headers, synthetic_uid
+from api.dicom.headers import FrameHeader, ImageHeader, read_header
+from api.dicom.pixels import Rescale, apply_rescale, check_plausible, decode_stored
+from api.dicom.rejections import Rejection, gather_file_rejections, no_series_error
+from api.dicom.stacking import describe_stack, duplicate_runs, projection
+from api.errors import (
+    CorruptPixelData,
+    InconsistentGeometry,
+    InvalidUpload,
+    NoCTSeries,
+    TooManySlices,
+)
+
+log = logging.getLogger(__name__)
+
+ORIENTATION_TOLERANCE = 1e-3
+SPACING_TOLERANCE = 1e-3  # relative
+
+Entry = tuple[ImageHeader, FrameHeader]
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    """One slice of the chosen series: where its pixels are and where it lies."""
+
+    path: Path
+    frame: int | None  # frame index in a multi-frame file; None for single-frame files
+    sop_instance_uid: str  # synthetic (2.25...) where the file's was blank
+    position: Vector  # ImagePositionPatient, mm
+    z: float  # position projected on the series' slice normal, mm; slices ascend in z
+    geometry: PlaneGeometry
+    instance_number: int | None
+    rescale: Rescale
+
+
+@dataclass(frozen=True)
+class CTSeries:
+    """The chosen axial CT series, its slices sorted by ``z``, and what was left out."""
+
+    study_uid: str
+    series_uid: str
+    frame_of_reference_uid: str
+    modality: str
+    manufacturer: str
+    series_description: str
+    series_number: int | None
+    slices: tuple[SliceRef, ...]
+    slice_spacing_mm: float | None  # median distance between planes
+    slice_thickness: float | None
+    warnings: tuple[str, ...]
+    rejected: tuple[Rejection, ...]
+    synthetic_uids: bool  # True when blank UIDs were replaced
+
+
+def load_slice_hounsfield(ref: SliceRef) -> NDArray[np.int16]:
+    """HU of one slice as stored (int16, padding as air); picklable, for worker processes."""
+    try:
+        stored = decode_stored(ref.path, ref.frame)
+        expected = (ref.geometry.rows, ref.geometry.columns)
+        if stored.shape != expected:
+            raise CorruptPixelData(f"a slice decoded to {stored.shape}, not {expected}")
+        result = apply_rescale(stored, ref.rescale)
+        check_plausible(result)
+    except InvalidUpload as exc:
+        frame = f" frame {ref.frame}" if ref.frame is not None else ""
+        raise type(exc)(f"{ref.path.name}{frame}: {exc.detail}") from exc
+    return result
+
+
+def select_ct_series(paths: Sequence[Path], max_slices: int | None = None) -> CTSeries:
+    """Screen every file and choose the axial CT series with the most slices.
+
+    Raises the file's own error for a single rejected file (NotDicom, NotCT, ...), the
+    series' error for a CT series unusable as a whole (InconsistentGeometry, ...), else
+    NoCTSeries with the reasons; TooManySlices when every candidate exceeds ``max_slices``.
+    """
+    if not paths:
+        raise InvalidUpload("the upload holds no files")
+    names = display_names(paths)
+    headers: list[ImageHeader] = []
+    failures: list[tuple[str, InvalidUpload]] = []
+    for path in paths:
+        try:
+            headers.append(read_header(path))
+        except InvalidUpload as exc:
+            failures.append((names[path], exc))
+    file_rejections = gather_file_rejections(failures)
+    built: list[tuple[SeriesGroup, CTSeries]] = []
+    series_rejections: list[Rejection] = []
+    for group in group_headers(headers):
+        try:
+            built.append((group, build_series(group)))
+        except InvalidUpload as exc:
+            series_rejections.append(
+                Rejection(group.label, exc.detail, type(exc), len(group.headers))
+            )
+    if not built:
+        raise no_series_error(file_rejections, series_rejections, len(paths))
+    chosen, left_out = _choose(built, max_slices)
+    rejected = (*left_out, *series_rejections, *file_rejections)
+    log.info(
+        "chose a CT series of %d slices; %d other series, %d files rejected",
+        len(chosen.slices),
+        len(built) - 1 + len(series_rejections),
+        len(failures),
+    )
+    return replace(chosen, rejected=tuple(rejected))
+
+
+def build_series(group: SeriesGroup) -> CTSeries:
+    """Check, sort and describe one group's slices; InvalidUpload when it cannot be used."""
+    entries = [(header, frame) for header in group.headers for frame in header.frames]
+    _check_consistent(entries)
+    normal = entries[0][1].geometry.normal
+    entries.sort(key=lambda e: _sort_key(e, normal))
+    entries, duplicate_warnings = _drop_duplicates(entries, normal)
+    slices = tuple(_slice_ref(group, header, frame, normal) for header, frame in entries)
+    first = group.headers[0]
+    shape = describe_stack(
+        [s.position for s in slices], [s.z for s in slices], normal, first.gantry_tilt
+    )
+    thicknesses = [f.slice_thickness for _, f in entries if f.slice_thickness is not None]
+    return CTSeries(
+        study_uid=first.study_uid or synthetic_uid("study", group.series_uid),
+        series_uid=group.series_uid,
+        frame_of_reference_uid=first.frame_of_reference_uid,
+        modality=first.modality,
+        manufacturer=first.manufacturer,
+        series_description=first.series_description,
+        series_number=first.series_number,
+        slices=slices,
+        slice_spacing_mm=shape.spacing_mm,
+        slice_thickness=statistics.median(thicknesses) if thicknesses else None,
+        warnings=(*_header_warnings(group), *duplicate_warnings, *shape.warnings),
+        rejected=(),
+        synthetic_uids=bool(blank_uids(group.headers)),
+    )
+
+
+def display_names(paths: Sequence[Path]) -> dict[Path, str]:
+    """Each path relative to the upload's common folder, for messages."""
+    if len(paths) == 1:
+        return {paths[0]: paths[0].name}
+    try:
+        root = Path(os.path.commonpath([str(p) for p in paths]))
+    except ValueError:
+        return {p: p.name for p in paths}
+    return {p: (str(p.relative_to(root)) if p != root else p.name) for p in paths}
+
+
+def _choose(
+    built: list[tuple[SeriesGroup, CTSeries]], max_slices: int | None
+) -> tuple[CTSeries, list[Rejection]]:
+    fitting = [b for b in built if max_slices is None or len(b[1].slices) <= max_slices]
+    if not fitting:
+        largest = max(len(s.slices) for _, s in built)
+        raise TooManySlices(f"the series has {largest} slices; the limit is {max_slices}")
+    _, best = max(fitting, key=_preference)
+    left_out = []
+    for group, series in built:
+        if series is best:
+            continue
+        if any(series is s for _, s in fitting):
+            reason = f"another series was chosen ({len(best.slices)} slices)"
+            left_out.append(Rejection(group.label, reason, NoCTSeries, len(group.headers)))
+        else:
+            reason = f"{len(series.slices)} slices, more than the limit of {max_slices}"
+            left_out.append(Rejection(group.label, reason, TooManySlices, len(group.headers)))
+    if len(fitting) < len(built):
+        best = replace(best, warnings=(*best.warnings, "a larger series exceeded the slice limit"))
+    return best, left_out
+
+
+def _preference(item: tuple[SeriesGroup, CTSeries]) -> tuple[int, int, float, str]:
+    """Most slices; then ORIGINAL images; then the thinnest spacing; then by UID."""
+    group, series = item
+    original = int(group.headers[0].image_type[:1] == ("ORIGINAL",))
+    spacing = series.slice_spacing_mm or 0.0
+    return (len(series.slices), original, -spacing, series.series_uid)
+
+
+def _check_consistent(entries: list[Entry]) -> None:
+    reference = entries[0][1].geometry
+    for _, frame in entries[1:]:
+        geometry = frame.geometry
+        if (geometry.rows, geometry.columns) != (reference.rows, reference.columns):
+            raise InconsistentGeometry(
+                f"mixed image sizes ({reference.rows}x{reference.columns} and "
+                f"{geometry.rows}x{geometry.columns}) in one series"
+            )
+        cosines = np.asarray(geometry.row_cosine + geometry.column_cosine)
+        if np.abs(cosines - np.asarray(reference.row_cosine + reference.column_cosine)).max() > (
+            ORIENTATION_TOLERANCE
+        ):
+            raise InconsistentGeometry("mixed slice orientations in one series")
+
+
+def _sort_key(entry: Entry, normal: Vector) -> tuple[float, int, str, int]:
+    header, frame = entry
+    z = projection(normal, frame.geometry.origin)
+    return (z, header.instance_number or 0, str(header.path), frame.frame or 0)
+
+
+def _drop_duplicates(entries: list[Entry], normal: Vector) -> tuple[list[Entry], list[str]]:
+    """Drop repeats of a slice; InconsistentGeometry for different images at one position."""
+    z = [projection(normal, frame.geometry.origin) for _, frame in entries]
+    dropped: set[int] = set()
+    for run in duplicate_runs(z):
+        for index in run[1:]:
+            if not _same_image(entries[run[0]], entries[index]):
+                raise InconsistentGeometry(
+                    f"two different images at the same position ({z[index]:.2f} mm along the "
+                    "slice normal): the series holds more than one acquisition"
+                )
+            dropped.add(index)
+    kept = [entry for index, entry in enumerate(entries) if index not in dropped]
+    if not dropped:
+        return kept, []
+    return kept, [f"{len(dropped)} duplicate slice(s) dropped (same position, same pixels)"]
+
+
+def _same_image(a: Entry, b: Entry) -> bool:
+    (header_a, frame_a), (header_b, frame_b) = a, b
+    if frame_a.frame == frame_b.frame and (
+        header_a.path == header_b.path
+        or (header_a.sop_instance_uid and header_a.sop_instance_uid == header_b.sop_instance_uid)
+    ):
+        return True
+    pixels_a = apply_rescale(decode_stored(header_a.path, frame_a.frame), frame_a.rescale)
+    pixels_b = apply_rescale(decode_stored(header_b.path, frame_b.frame), frame_b.rescale)
+    return bool(np.array_equal(pixels_a, pixels_b))
+
+
+def _slice_ref(
+    group: SeriesGroup, header: ImageHeader, frame: FrameHeader, normal: Vector
+) -> SliceRef:
+    origin = frame.geometry.origin
+    sop = header.sop_instance_uid or synthetic_uid(
+        "instance", group.series_uid, ",".join(f"{c:.3f}" for c in origin), str(frame.frame)
+    )
+    return SliceRef(
+        path=header.path,
+        frame=frame.frame,
+        sop_instance_uid=sop,
+        position=origin,
+        z=projection(normal, origin),
+        geometry=frame.geometry,
+        instance_number=header.instance_number,
+        rescale=frame.rescale,
+    )
+
+
+def _header_warnings(group: SeriesGroup) -> list[str]:
+    warnings = []
+    blank = blank_uids(group.headers)
+    if blank:
+        warnings.append(
+            f"blank {', '.join(blank)}: the slices were grouped by frame of reference, "
+            "orientation, size and description, and given stable synthetic UIDs (2.25...)"
+        )
+    for kind in sorted({h.rescale_type for h in group.headers} - {"", "HU"}):
+        warnings.append(f"RescaleType is {kind}: the values may not be Hounsfield units")
+    return warnings
