@@ -21,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "export.cli_export",
     "export.cli_train",
     "export.cli_evaluate",
-    "api.commands.bench",
+    "export.bench.cli",
 )
 
 EPILOG = """examples:

@@ -1,0 +1,102 @@
+"""docs/benchmarks.md, written whole from one run's :class:`BenchResults`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from export.bench.report import MB, BenchResults, figure_rows, target_rows
+
+
+def _markdown_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _caveat(results: BenchResults) -> str:
+    machine = results.machine
+    gpu = "without a GPU" if machine.gpu == "none" else f"(GPU: {machine.gpu}, unused)"
+    quick = ("**A `--quick` run: small studies and short windows, a development check rather "
+             "than the benchmark.** " if "--quick" in results.command else "")
+    return quick + (
+        f"**Read these figures for what they are:** synthetic studies "
+        f"({'; '.join(f'{k}: {v}' for k, v in results.studies.items())}) on a "
+        f"{machine.cores}-core CPU machine {gpu}, with the model on the CPU and every "
+        f"process (Triton, the gateway, the load generator) sharing the same {machine.cores} "
+        f"cores. Load average when the run began: "
+        f"{', '.join(f'{v:.2f}' for v in machine.load_average)}. A GPU host, or a gateway "
+        f"and a Triton on separate machines, will give different figures."
+    )
+
+
+def _method(results: BenchResults) -> str:
+    settings = results.settings
+    return f"""## How each figure is measured
+
+- **(a) Triton direct.** `tritonclient` gRPC, binary int16 HU tensors of
+  {settings['batch']} slices decoded from the study, at concurrency {settings['concurrency']}
+  (requests kept outstanding), as perf_analyzer does: {settings['warmup_s']:g} s of warm-up,
+  then the requests that complete within a {settings['window_s']:g} s window (stretched
+  until at least 8 have) are counted; latency is send-to-answer per request.
+- **(b) Gateway end to end.** `bonemets serve --triton-url` in a subprocess against the same
+  Triton and model; the study's {settings['slices']} DICOM files are POSTed, one multipart
+  part per file, to `/v1/studies?wait=600` and timed from the first byte sent to the result
+  received; {settings['repeats']} runs after one warm-up run. (b)/(a) divides the median run
+  by the best concurrency of (a).
+- **(c) Gateway CPU.** The same study through a second gateway whose Triton serves
+  `bonemets_null` (same tensor contract, answers zeros at once, separate repository): user +
+  system CPU seconds of the uvicorn process and its descendants (decode workers), read from
+  `/proc/<pid>/stat` before and after the upload, divided by the slices. Receiving the
+  upload, decoding, gRPC, lesions and mask storage all count. These runs poll for the
+  result instead of `?wait`, so that the CPU spent until the upload is accepted (stored and
+  its headers checked) can be read apart.
+- **(d) Bytes.** The tensor bytes the client of (a) actually sent and received, per slice;
+  cross-checked against Triton's `nv_inference_count` and the loopback interface's counters
+  (machine-wide, so other traffic inflates them).
+- **(e) Memory.** A {settings['big_study_slices']}-slice study (one multipart part per file)
+  through the null-model gateway (the model's speed does not change what the gateway holds: at most
+  `BONEMETS_INFLIGHT_BATCHES` batches are in flight); the summed RSS of the gateway's process
+  tree, sampled every 50 ms, and its summed PSS (shared pages split between processes).
+"""
+
+
+def benchmarks_markdown(results: BenchResults) -> str:
+    """The whole page: caveat, command, machine, figures, targets, method."""
+    machine = results.machine
+    figures = [(name, value) for name, value in figure_rows(results)]
+    targets = [(name, *verdict.split(" -> ")) for name, verdict in target_rows(results)]
+    big = results.big_study
+    upload = f"{big.upload_bytes / MB:.0f} MB upload" if big is not None else "not run"
+    return f"""# Benchmarks
+
+_Written by `bonemets bench`; do not edit by hand: rerun the command._
+
+{_caveat(results)}
+
+Command: `{results.command}`
+
+Date: {results.date}
+
+| Machine | |
+|---|---|
+| CPU | {machine.cpu} |
+| Cores | {machine.cores} |
+| RAM | {machine.ram_gb:g} GB |
+| GPU | {machine.gpu} |
+| Python | {machine.python} |
+| Model (a, b) | {results.models.get('demo', '-')} |
+| Model (c, e) | {results.models.get('null', '-')} |
+
+## Figures
+
+{_markdown_table(("Measured", "Value"), figures)}
+
+Large study (e): {upload}.
+
+## Targets
+
+{_markdown_table(("Target", "Measured", "Verdict"), targets)}
+
+Sizes are decimal (1 MB = 10^6 bytes). Raw runs: the JSON written with `--out`.
+
+{_method(results)}"""
