@@ -1,0 +1,219 @@
+"""Make a phantom study in memory: Hounsfield volume, metastasis labels and lesion truth.
+
+Three independent random streams per seed (anatomy, lesions, noise), so a different noise
+level never moves an organ. Slices are drawn one at a time from analytic shapes; the work per
+slice is a few vectorised passes over small windows, then blur and noise over the slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from export.phantoms.anatomy import Anatomy
+from export.phantoms.geometry import Grid, make_grid, textures
+from export.phantoms.lesions import Lesion, paint_lesions, place_lesions
+from export.phantoms.organs import build_anatomy
+from export.phantoms.skeleton import paint_skeleton
+from export.phantoms.spec import PhantomSpec
+from export.phantoms.trunk import new_canvas, paint_soft_tissue
+
+HU_MIN, HU_MAX = -1024, 3071
+PADDING_HU = -2000  # outside the reconstruction circle, as GE scanners store it
+_REGION_LEVELS = {"thoracic": ("T3", "T10"), "thoracolumbar": ("T11", "L1"), "lumbar": ("L2", "L4")}
+
+
+@dataclass
+class LesionTruth:
+    """Ground truth of one lesion, measured on the labelled voxels."""
+
+    id: int
+    kind: str  # lytic | blastic | mixed
+    site: str  # vertebral_body | pedicle | rib
+    centre_mm: tuple[float, float, float]  # patient x, y, z (DICOM LPS)
+    diameter_mm: float  # of the generated ellipsoid, before clipping to bone
+    volume_ml: float  # of the labelled voxels
+    slice_range: tuple[int, int]  # first, last slice index in ascending z
+    level: str = ""  # vertebra (T8) or rib (rib L7)
+    voxels: int = 0
+    bbox_px: dict[str, tuple[int, int]] = field(default_factory=dict)  # slice/row/col, inclusive
+    slices: tuple[int, ...] = ()  # slice indices holding this lesion's label
+
+
+@dataclass
+class Phantom:
+    """A synthetic CT study in memory; arrays are (Z, Y, X) with z ascending."""
+
+    spec: PhantomSpec
+    hounsfield: NDArray[np.int16]
+    labels: NDArray[np.uint8]  # 1 = metastasis
+    lesions: list[LesionTruth]
+    origin_mm: tuple[float, float, float]  # x, y, z of pixel (0, 0) of slice 0
+    pixel_spacing: tuple[float, float]  # row, column spacing (mm)
+    slice_positions_z: list[float]
+    bone: NDArray[np.bool_] = field(repr=False, default_factory=lambda: np.zeros(0, bool))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.hounsfield.shape  # type: ignore[return-value]
+
+
+def make_phantom(spec: PhantomSpec) -> Phantom:
+    """Draw the study described by ``spec`` (pure: no I/O, same spec -> same arrays)."""
+    rng = np.random.default_rng([spec.seed, 1])
+    anatomy = build_anatomy(spec, rng)
+    fine, coarse = textures(rng)
+    grid = _grid(spec, rng)
+    slice_z = _slice_positions(spec, anatomy, rng)
+    lesions = place_lesions(spec, anatomy, np.random.default_rng([spec.seed, 2]), slice_z,
+                            visible=lambda u, v: _in_view(grid, u, v, spec.fov_padding))
+    noise = np.random.default_rng([spec.seed, 3])
+    shape = (spec.slices, spec.size, spec.size)
+    hounsfield = np.empty(shape, np.int16)
+    labels = np.zeros(shape, np.uint8)
+    bone = np.zeros(shape, bool)
+    fov = _fov_mask(grid) if spec.fov_padding else None
+    tracker = _Tracker(lesions)
+    for k, z in enumerate(slice_z):
+        canvas = new_canvas(grid, anatomy, float(z))
+        paint_soft_tissue(canvas, anatomy, coarse)
+        paint_skeleton(canvas, anatomy, fine)
+        bone[k] = canvas.bone_sdf < 0
+        for lesion_id, win, label in paint_lesions(canvas, lesions, fine, coarse):
+            if fov is not None:
+                label = label & fov[win]
+                if not label.any():
+                    continue
+            labels[k][win] |= label
+            tracker.add(lesion_id, k, win, label)
+        hounsfield[k] = _finish(canvas.hu, spec, noise, fov)
+    if fov is not None:
+        bone &= fov
+    return Phantom(
+        spec=spec, hounsfield=hounsfield, labels=labels,
+        lesions=tracker.truths(grid, spec, slice_z),
+        origin_mm=(grid.x0, grid.y0, float(slice_z[0])),
+        pixel_spacing=(spec.pixel_spacing_mm, spec.pixel_spacing_mm),
+        slice_positions_z=[float(z) for z in slice_z], bone=bone,
+    )
+
+
+def _grid(spec: PhantomSpec, rng: np.random.Generator) -> Grid:
+    """Reconstruction centre, patient placement on the table and in-plane rotation."""
+    sp, n = spec.pixel_spacing_mm, spec.size
+    centre = (rng.uniform(-15, 15), rng.uniform(-30, 30))
+    origin = (round(centre[0] - 0.5 * (n - 1) * sp, 4), round(centre[1] - 0.5 * (n - 1) * sp, 4))
+    body = (centre[0] + rng.uniform(-20, 20), centre[1] + rng.uniform(-15, 25))
+    return make_grid(n, n, sp, origin, body, rng.uniform(-0.07, 0.07))
+
+
+def _slice_positions(spec: PhantomSpec, anatomy: Anatomy,
+                     rng: np.random.Generator) -> NDArray[np.float64]:
+    spine = anatomy.spine
+    top, bottom = _REGION_LEVELS[spec.region]
+    centre = rng.uniform(spine.by_name(bottom).z_mid, spine.by_name(top).z_mid)
+    half = 0.5 * spec.coverage_mm
+    high, low = spine.by_name("T1").z_top + 10 - half, spine.by_name("L5").z_bottom - 10 + half
+    centre = 0.5 * (high + low) if high < low else min(high, max(low, centre))
+    first = round(centre - half, 3)
+    return np.round(first + spec.slice_spacing_mm * np.arange(spec.slices), 4)
+
+
+def _in_view(grid: Grid, u: float, v: float, circle: bool) -> bool:
+    """True when body-frame point (u, v) lies 8 mm or more inside the image (or its circle)."""
+    row, col = grid.to_pixel(u, v)
+    margin = 8.0 / grid.spacing
+    if circle:
+        radius = np.hypot(row - (grid.rows - 1) / 2, col - (grid.cols - 1) / 2)
+        return bool(radius <= grid.rows / 2 - margin)
+    return margin <= row <= grid.rows - 1 - margin and margin <= col <= grid.cols - 1 - margin
+
+
+def _fov_mask(grid: Grid) -> NDArray[np.bool_]:
+    r = np.hypot(np.arange(grid.rows) - (grid.rows - 1) / 2,
+                 (np.arange(grid.cols) - (grid.cols - 1) / 2)[:, None]).T
+    inside: NDArray[np.bool_] = r <= grid.rows / 2
+    return inside
+
+
+@lru_cache(maxsize=1)
+def _noise_bank() -> NDArray[np.float32]:
+    """Unit-variance Gaussian noise correlated over ~1 pixel, as CT reconstruction kernels make.
+
+    Made once per process and cropped at random offsets and orientations for each slice:
+    drawing and filtering fresh noise for every slice cost more than drawing the anatomy.
+    """
+    rng = np.random.default_rng(0x4015E)
+    bank: NDArray[np.float32] = ndimage.gaussian_filter(
+        rng.standard_normal((1600, 1600), dtype=np.float32), 0.8, mode="wrap")
+    bank /= bank.std()
+    bank.flags.writeable = False
+    return bank
+
+
+def _noise(shape: tuple[int, int], rng: np.random.Generator) -> NDArray[np.float32]:
+    bank = _noise_bank()
+    r0, c0 = (int(x) for x in rng.integers(0, bank.shape[0] - max(shape), 2))
+    crop = bank[r0:r0 + shape[0], c0:c0 + shape[1]]
+    flips = int(rng.integers(0, 4))
+    return crop[:: 1 - 2 * (flips & 1), :: 1 - 2 * (flips >> 1)]
+
+
+def _finish(hu: NDArray[np.float32], spec: PhantomSpec, rng: np.random.Generator,
+            fov: NDArray[np.bool_] | None) -> NDArray[np.int16]:
+    """Partial-volume blur, correlated noise, scanner clipping, integer HU."""
+    sigma = spec.blur_mm / spec.pixel_spacing_mm
+    if sigma > 0:
+        hu = ndimage.gaussian_filter(hu, sigma, truncate=3.0)
+    hu += _noise(hu.shape, rng) * np.float32(spec.noise_hu)  # type: ignore[arg-type]
+    out = np.clip(np.rint(hu), HU_MIN, HU_MAX).astype(np.int16)
+    if fov is not None:
+        out[~fov] = PADDING_HU
+    return out
+
+
+class _Tracker:
+    """Accumulates each lesion's labelled voxels slice by slice."""
+
+    def __init__(self, lesions: list[Lesion]) -> None:
+        self.lesions = {les.id: les for les in lesions}
+        self.voxels = dict.fromkeys(self.lesions, 0)
+        self.boxes: dict[int, list[int]] = {}
+        self.slices: dict[int, list[int]] = {les.id: [] for les in lesions}
+
+    def add(self, lesion_id: int, k: int, win: tuple[slice, slice],
+            label: NDArray[np.bool_]) -> None:
+        rows, cols = np.nonzero(label)
+        self.voxels[lesion_id] += int(rows.size)
+        self.slices[lesion_id].append(k)
+        r0, r1 = win[0].start + int(rows.min()), win[0].start + int(rows.max())
+        c0, c1 = win[1].start + int(cols.min()), win[1].start + int(cols.max())
+        box = self.boxes.setdefault(lesion_id, [k, k, r0, r1, c0, c1])
+        box[1] = k
+        box[2], box[3] = min(box[2], r0), max(box[3], r1)
+        box[4], box[5] = min(box[4], c0), max(box[5], c1)
+
+    def truths(self, grid: Grid, spec: PhantomSpec,
+               slice_z: NDArray[np.float64]) -> list[LesionTruth]:
+        voxel_ml = spec.pixel_spacing_mm**2 * spec.slice_spacing_mm / 1000.0
+        out: list[LesionTruth] = []
+        for lesion_id, les in self.lesions.items():
+            if lesion_id not in self.boxes:
+                continue  # fell outside the reconstruction circle
+            k0, k1, r0, r1, c0, c1 = self.boxes[lesion_id]
+            x, y = grid.to_patient(les.u, les.v)
+            out.append(LesionTruth(
+                id=len(out) + 1, kind=les.kind, site=les.site,
+                centre_mm=(round(x, 2), round(y, 2), round(les.z, 2)),
+                diameter_mm=round(les.diameter_mm, 2),
+                volume_ml=round(self.voxels[lesion_id] * voxel_ml, 4),
+                slice_range=(k0, k1), level=les.level, voxels=self.voxels[lesion_id],
+                bbox_px={"slice": (k0, k1), "row": (r0, r1), "col": (c0, c1)},
+                slices=tuple(self.slices[lesion_id]),
+            ))
+        return out
+
