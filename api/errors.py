@@ -7,6 +7,7 @@ Nothing below ``api/routes`` raises ``HTTPException``.
     BoneMetsError                      500  internal
     ├── InvalidUpload                  400  invalid-upload
     │   ├── NotDicom                   415  not-dicom
+    │   ├── MalformedDicom             422  malformed-dicom
     │   ├── NoPixelData                422  no-pixel-data
     │   ├── NotCT                      422  not-ct
     │   ├── NoCTSeries                 422  no-ct-series
@@ -51,6 +52,10 @@ class InvalidUpload(BoneMetsError):
 
 class NotDicom(InvalidUpload):
     status, slug, title = 415, "not-dicom", "Not a DICOM file"
+
+
+class MalformedDicom(InvalidUpload):
+    status, slug, title = 422, "malformed-dicom", "DICOM that breaks the encoding rules"
 
 
 class NoPixelData(InvalidUpload):

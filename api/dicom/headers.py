@@ -17,6 +17,12 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from api.dicom.conformance import (
+    check_file_meta,
+    check_jpeg2000_codestream,
+    check_no_undefined_un,
+    check_part10_prefix,
+)
 from api.dicom.frames import (
     PIXEL_MEASURES,
     PIXEL_VALUE_TRANSFORMATION,
@@ -95,13 +101,21 @@ def _read(path: Path) -> ImageHeader:
     size = path.stat().st_size
     with path.open("rb") as fp:
         ds = _parse(fp)
+        header_end = fp.tell()
+        fp.seek(0)
+        header = fp.read(header_end)
+        check_part10_prefix(header[:142])
+        check_file_meta(ds)
+        check_no_undefined_un(header)
         check_modality(ds)
         syntax = _syntax(ds)
+        first_fragment = b""
         if syntax == DEFLATED:
             _check_deflated_pixels(path, ds)
         else:
-            _check_pixel_element(fp, size, ds, syntax)
+            first_fragment = _check_pixel_element(fp, size, ds, syntax)
     check_image_kind(ds)
+    check_jpeg2000_codestream(syntax, first_fragment)
     frames = _frame_headers(ds)
     syntax = check_transfer_syntax(ds)
     return ImageHeader(
@@ -141,8 +155,11 @@ def _parse(fp: BinaryIO) -> Dataset:
     return ds
 
 
-def _check_pixel_element(fp: BinaryIO, size: int, ds: Dataset, syntax: str) -> None:
-    """NoPixelData / CorruptPixelData from the element header, before any decoding."""
+def _check_pixel_element(fp: BinaryIO, size: int, ds: Dataset, syntax: str) -> bytes:
+    """NoPixelData / CorruptPixelData from the element header, before any decoding.
+
+    Returns the first bytes of the first compressed frame (empty for native pixel data).
+    """
     element = probe_pixel_data(fp, size)
     frames = frame_count(ds)
     if syntax:
@@ -162,8 +179,9 @@ def _check_pixel_element(fp: BinaryIO, size: int, ds: Dataset, syntax: str) -> N
             raise CorruptPixelData(
                 f"the compressed pixel data holds {element.fragments} fragments for {frames} frames"
             )
-        return
+        return element.first_fragment_head
     check_native_length(element, _native_bytes(ds, frames))
+    return b""
 
 
 def _check_deflated_pixels(path: Path, ds: Dataset) -> None:

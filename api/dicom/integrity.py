@@ -38,6 +38,7 @@ class PixelDataElement:
     encapsulated: bool
     length: int  # bytes of the value (native), or up to the sequence delimiter (encapsulated)
     fragments: int  # encapsulated: items after the Basic Offset Table; native: 0
+    first_fragment_head: bytes = b""  # encapsulated: the first bytes of the first frame
 
 
 def probe_pixel_data(fp: BinaryIO, file_size: int) -> PixelDataElement:
@@ -65,8 +66,8 @@ def probe_pixel_data(fp: BinaryIO, file_size: int) -> PixelDataElement:
             )
         return PixelDataElement(value_offset, False, length, 0)
     fp.seek(value_offset)
-    total, fragments = _walk_items(fp, file_size)
-    return PixelDataElement(value_offset, True, total, fragments)
+    total, fragments, head = _walk_items(fp, file_size)
+    return PixelDataElement(value_offset, True, total, fragments, head)
 
 
 def check_native_length(element: PixelDataElement, expected: int) -> None:
@@ -83,9 +84,13 @@ def native_length(rows: int, columns: int, frames: int, samples: int, bits: int)
     return (pixels * bits + 7) // 8
 
 
-def _walk_items(fp: BinaryIO, file_size: int) -> tuple[int, int]:
-    """Seek through the items of encapsulated pixel data; (bytes, items after the BOT)."""
+def _walk_items(fp: BinaryIO, file_size: int) -> tuple[int, int, bytes]:
+    """Seek through the items of encapsulated pixel data.
+
+    Returns (bytes, items after the BOT, first bytes of the first item after the BOT).
+    """
     items = 0
+    first_head = b""
     start = fp.tell()
     while items < MAX_ITEMS:
         head = fp.read(8)
@@ -98,11 +103,15 @@ def _walk_items(fp: BinaryIO, file_size: int) -> tuple[int, int]:
                 raise CorruptPixelData("the compressed pixel data has no Basic Offset Table item")
             if items == 1:
                 raise CorruptPixelData("the compressed pixel data holds no frames")
-            return fp.tell() - start, items - 1
+            return fp.tell() - start, items - 1, first_head
         if tag != ITEM or length == UNDEFINED_LENGTH:
             raise CorruptPixelData("the compressed pixel data is not a valid item sequence")
         if fp.tell() + length > file_size:
             raise CorruptPixelData("the file ends inside its compressed pixel data")
-        fp.seek(length, 1)
+        if items == 1:
+            first_head = fp.read(min(length, 16))
+            fp.seek(length - len(first_head), 1)
+        else:
+            fp.seek(length, 1)
         items += 1
     raise CorruptPixelData("the compressed pixel data has too many items")
