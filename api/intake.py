@@ -8,39 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import uuid
-from collections.abc import Sequence
-from pathlib import Path
-from typing import BinaryIO, Protocol
+from collections.abc import AsyncIterator
 
 from api.deps import Services
 from api.dicom.series import select_ct_series
 from api.dicom.sources import expand_upload
-from api.errors import InvalidUpload
+from api.multipart import stream_parts
 
 log = logging.getLogger(__name__)
 
 
-class UploadPart(Protocol):
-    """One file of a multipart upload (FastAPI's UploadFile fits)."""
-
-    filename: str | None
-    file: BinaryIO
-
-
-async def receive_study(parts: Sequence[UploadPart], services: Services) -> str:
-    """Save the parts, check that they hold a CT series, and queue a job; returns its id."""
-    if not parts:
-        raise InvalidUpload("the upload holds no files")
+async def receive_study(content_type: str, body: AsyncIterator[bytes], services: Services) -> str:
+    """Stream the parts to disk, check that they hold a CT series, queue a job; return its id."""
     job_id = uuid.uuid4().hex
     upload = services.store.create(job_id)
     try:
-        await asyncio.to_thread(_save_parts, parts, upload)
+        await stream_parts(content_type, body, upload)
         files = await asyncio.to_thread(expand_upload, upload)
         series = await asyncio.to_thread(
             select_ct_series, files, max_slices=services.settings.max_slices
         )
+        # The pipeline reads this back instead of a second header pass.
+        await asyncio.to_thread(services.store.write_series, job_id, series)
     except BaseException:
         # Nothing half-received is kept.
         await asyncio.to_thread(services.store.delete, job_id)
@@ -50,10 +40,3 @@ async def receive_study(parts: Sequence[UploadPart], services: Services) -> str:
     log.info("job %s queued: %d slices from %d files", job_id, len(series.slices), len(files))
     return job_id
 
-
-def _save_parts(parts: Sequence[UploadPart], upload: Path) -> None:
-    """Copy each part to disk under a name of our own (client file names never name paths)."""
-    for number, part in enumerate(parts, start=1):
-        part.file.seek(0)
-        with open(upload / f"part-{number:05d}", "wb") as out:
-            shutil.copyfileobj(part.file, out, length=1 << 20)

@@ -64,10 +64,7 @@ class StudyPipeline:
         started = time.perf_counter()
         self.store.clear_outputs(job_id)
         upload = self.store.upload_dir(job_id)
-        files = await asyncio.to_thread(list_upload, upload)
-        series = await asyncio.to_thread(
-            select_ct_series, files, max_slices=self.settings.max_slices
-        )
+        series = await asyncio.to_thread(self._series, job_id, upload)
         read_s = time.perf_counter() - started
         self.jobs.start(job_id, len(series.slices))
         info = await self.model.info()
@@ -127,6 +124,13 @@ class StudyPipeline:
                             attempt, attempts, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _series(self, job_id: str, upload: Path) -> CTSeries:
+        """The series chosen at intake; read again from the files if that record is gone."""
+        cached = self.store.read_series(job_id)
+        if isinstance(cached, CTSeries) and all(ref.path.is_file() for ref in cached.slices):
+            return cached
+        return select_ct_series(list_upload(upload), max_slices=self.settings.max_slices)
 
     def _write_index(self, job_id: str, upload: Path, series: CTSeries) -> None:
         """Where each slice's pixels are, for overlays drawn later; never served to clients."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -91,6 +92,17 @@ class StudyStore:
         rows, cols = (int(v) for v in np.frombuffer(raw[:8], dtype=np.uint32))
         bits = np.unpackbits(np.frombuffer(raw[8:], dtype=np.uint8), count=rows * cols)
         return bits.reshape(rows, cols).astype(bool)
+
+    def write_series(self, job_id: str, series: object) -> None:
+        """Keep the header pass's result beside the upload (our own object, read by us only)."""
+        self._write_atomic(self.job_dir(job_id) / "series.pickle", pickle.dumps(series))
+
+    def read_series(self, job_id: str) -> object | None:
+        """The series chosen at intake, or None when there is none or it cannot be read."""
+        try:
+            return pickle.loads((self.job_dir(job_id) / "series.pickle").read_bytes())  # noqa: S301
+        except (OSError, pickle.UnpicklingError, AttributeError, EOFError, ImportError):
+            return None
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api import intake, views
@@ -23,16 +23,30 @@ PNG: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.post("", status_code=202, response_model=StudyJob,
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["files"],
+            "properties": {"files": {
+                "type": "array", "items": {"type": "string", "format": "binary"},
+                "description": "DICOM files and/or zips of them (one series is chosen)",
+            }},
+        }}},
+    }
+}
+
+
+@router.post("", status_code=202, response_model=StudyJob, openapi_extra=UPLOAD_BODY,
              responses={200: {"model": StudyJob}, **PROBLEMS})
 async def submit_study(
     request: Request,
     services: ServicesDep,
-    files: Annotated[list[UploadFile], File(description="DICOM files and/or zips of them")],
     wait: Annotated[float, Query(ge=0, le=600, description="seconds to wait for the result")] = 0,
 ) -> JSONResponse:
     """Upload one CT study; 202 with the job, or 200 with the result when done within `wait`."""
-    job_id = await intake.receive_study(files, services)
+    content_type = request.headers.get("content-type", "")
+    job_id = await intake.receive_study(content_type, request.stream(), services)
     if wait > 0:
         await services.runner.wait(job_id, wait)
     job = views.job_view(job_id, services)

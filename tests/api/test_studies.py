@@ -116,10 +116,19 @@ def test_not_dicom_is_415_and_nothing_is_kept(client: TestClient, settings: Sett
     assert list((settings.data_dir / "studies").iterdir()) == []
 
 
-def test_missing_files_field_is_a_422_problem(client: TestClient) -> None:
-    response = client.post("/v1/studies", data={"x": "y"})
-    assert response.status_code == 422
-    assert response.headers["content-type"] == PROBLEM
+def test_an_upload_without_files_parts_is_a_400_problem(client: TestClient,
+                                                         settings: Settings) -> None:
+    form = client.post("/v1/studies", data={"x": "y"})
+    assert form.status_code == 400
+    assert form.headers["content-type"] == PROBLEM
+    assert form.json()["type"] == "urn:bonemets:problem:invalid-upload"
+    other_field = client.post("/v1/studies", files=[("file", ("a.dcm", b"x", "a/b"))])
+    assert other_field.status_code == 400
+    assert "'files'" in other_field.json()["detail"]
+    broken = client.post("/v1/studies", content=b"--xyz\r\nnot a part",
+                         headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert broken.status_code == 400
+    assert list((settings.data_dir / "studies").iterdir()) == []
 
 
 def test_upload_over_the_limit_is_413(tmp_path: Path, series: BuiltSeries) -> None:
