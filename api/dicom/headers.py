@@ -37,7 +37,7 @@ from api.dicom.integrity import (
     native_length,
     probe_pixel_data,
 )
-from api.dicom.pixels import Rescale, rescale_for
+from api.dicom.pixels import NativeLayout, Rescale, native_layout, rescale_for
 from api.dicom.screening import (
     check_image_kind,
     check_modality,
@@ -83,6 +83,7 @@ class ImageHeader:
     rescale_type: str
     gantry_tilt: float | None
     frames: tuple[FrameHeader, ...]
+    native: NativeLayout | None = None  # set where the pixels can be read straight from disk
 
 
 def read_header(path: Path) -> ImageHeader:
@@ -109,13 +110,17 @@ def _read(path: Path) -> ImageHeader:
         check_no_undefined_un(header)
         check_modality(ds)
         syntax = _syntax(ds)
-        first_fragment = b""
+        element = None
         if syntax == DEFLATED:
             _check_deflated_pixels(path, ds)
         else:
-            first_fragment = _check_pixel_element(fp, size, ds, syntax)
+            element = _check_pixel_element(fp, size, ds, syntax)
     check_image_kind(ds)
-    check_jpeg2000_codestream(syntax, first_fragment)
+    if element is not None and element.encapsulated:
+        check_jpeg2000_codestream(syntax, element.first_fragment_head)
+    native = None
+    if element is not None and not element.encapsulated:
+        native = native_layout(ds, element.value_offset, syntax)
     frames = _frame_headers(ds)
     syntax = check_transfer_syntax(ds)
     return ImageHeader(
@@ -136,6 +141,7 @@ def _read(path: Path) -> ImageHeader:
         rescale_type=_rescale_type(ds),
         gantry_tilt=_optional_float(ds.get("GantryDetectorTilt")),
         frames=frames,
+        native=native,
     )
 
 
@@ -155,11 +161,10 @@ def _parse(fp: BinaryIO) -> Dataset:
     return ds
 
 
-def _check_pixel_element(fp: BinaryIO, size: int, ds: Dataset, syntax: str) -> bytes:
-    """NoPixelData / CorruptPixelData from the element header, before any decoding.
-
-    Returns the first bytes of the first compressed frame (empty for native pixel data).
-    """
+def _check_pixel_element(
+    fp: BinaryIO, size: int, ds: Dataset, syntax: str
+) -> PixelDataElement:
+    """NoPixelData / CorruptPixelData from the element header, before any decoding."""
     element = probe_pixel_data(fp, size)
     frames = frame_count(ds)
     if syntax:
@@ -179,9 +184,9 @@ def _check_pixel_element(fp: BinaryIO, size: int, ds: Dataset, syntax: str) -> b
             raise CorruptPixelData(
                 f"the compressed pixel data holds {element.fragments} fragments for {frames} frames"
             )
-        return element.first_fragment_head
+        return element
     check_native_length(element, _native_bytes(ds, frames))
-    return b""
+    return element
 
 
 def _check_deflated_pixels(path: Path, ds: Dataset) -> None:

@@ -20,7 +20,13 @@ from numpy.typing import NDArray
 from api.dicom.geometry import PlaneGeometry, Vector
 from api.dicom.grouping import SeriesGroup, blank_uids, group_headers, synthetic_uid
 from api.dicom.headers import FrameHeader, ImageHeader, read_header
-from api.dicom.pixels import Rescale, apply_rescale, check_plausible, decode_stored
+from api.dicom.pixels import (
+    NativeLayout,
+    Rescale,
+    apply_rescale,
+    check_plausible,
+    decode_stored,
+)
 from api.dicom.rejections import Rejection, gather_file_rejections, no_series_error
 from api.dicom.stacking import describe_stack, duplicate_runs, projection
 from api.errors import (
@@ -51,6 +57,7 @@ class SliceRef:
     geometry: PlaneGeometry
     instance_number: int | None
     rescale: Rescale
+    native: NativeLayout | None = None  # uncompressed 16-bit: read without pydicom
 
 
 @dataclass(frozen=True)
@@ -267,6 +274,7 @@ def _slice_ref(
         geometry=frame.geometry,
         instance_number=header.instance_number,
         rescale=frame.rescale,
+        native=header.native if frame.frame is None else None,
     )
 
 
