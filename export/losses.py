@@ -27,6 +27,7 @@ class LossConfig:
     focal_gamma: float = 2.0
     focal_alpha: float = 0.75
     dice_smooth: float = 1.0
+    positive_weight: float = 1.0  # BCE weight of lesion pixels (pos_weight), >1 favours recall
 
     def __post_init__(self) -> None:
         if self.pixel_loss not in ("bce", "focal"):
@@ -37,6 +38,8 @@ class LossConfig:
             or not (self.dice_weight or self.pixel_weight)
         ):
             raise ValueError("loss weights must be >= 0 and not both zero")
+        if self.positive_weight <= 0:
+            raise ValueError(f"positive_weight must be > 0, got {self.positive_weight}")
         if not 0 <= self.focal_alpha <= 1:
             raise ValueError(f"focal_alpha must be in [0, 1], got {self.focal_alpha}")
 
@@ -88,6 +91,7 @@ class SegmentationLoss(nn.Module):
         if config.pixel_loss == "focal":
             pixel = focal_loss(logits, target, config.focal_gamma, config.focal_alpha)
         else:
-            pixel = F.binary_cross_entropy_with_logits(logits, target)
+            weight = torch.tensor(config.positive_weight, dtype=logits.dtype)
+            pixel = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
         dice = soft_dice_loss(logits, target, config.dice_smooth)
         return config.dice_weight * dice + config.pixel_weight * pixel

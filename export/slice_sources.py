@@ -63,7 +63,8 @@ def fit_slices(
 
 def phantom_volume(seed: int, overrides: dict[str, Any] | None = None) -> LabelledVolume:
     """A synthetic CT phantom with known lesions, generated in memory from ``seed``."""
-    from export.phantoms import make_phantom, sample_spec  # type: ignore[attr-defined]
+    from export.phantoms.phantom import make_phantom
+    from export.phantoms.spec import sample_spec
 
     phantom = make_phantom(sample_spec(seed, **(overrides or {})))
     return fit_slices(f"phantom-{seed}", phantom.hounsfield, phantom.labels)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from export.datasets import BalancedSampler, SliceBank, training_batch
 from export.losses import SegmentationLoss
 from export.model import build_model
 from export.train_config import OptimConfig, TrainConfig
-from export.train_validation import validate
+from export.train_validation import calibrated_threshold, validate
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class TrainState:
     loss_curve: list[list[float]] = field(default_factory=list)  # [step, mean loss]
     validation: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
+    threshold: float | None = None  # the calibrated operating threshold, once chosen
+    calibration: dict[str, float] | None = None
 
     def metrics(self) -> dict[str, Any]:
         """The metrics recorded in a checkpoint."""
@@ -80,6 +84,7 @@ class TrainState:
             "latest_validation": self.validation[-1] if self.validation else None,
             "train_seconds": round(self.train_seconds, 1),
             "steps_per_second": round(steps_per_second, 3),
+            "calibration": self.calibration,
         }
 
 
@@ -118,7 +123,7 @@ def save_state(path: Path, config: TrainConfig, state: TrainState) -> Path:
         state.model,
         config.model,
         windows=config.windows,
-        threshold=config.threshold,
+        threshold=config.threshold if state.threshold is None else state.threshold,
         version=config.version,
         train_config=config.to_dict(),
         metrics=state.metrics(),
@@ -170,8 +175,12 @@ def train(
     *,
     resume: Path | None = None,
     progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> TrainState:
-    """Train until ``config.optim.steps``; checkpoints to ``out`` (and ``<out>.last``)."""
+    """Train until ``config.optim.steps``; checkpoints to ``out`` (and ``<out>.last``).
+
+    ``on_step(step, loss)`` is called after every step (step counts from 1).
+    """
     from tqdm import tqdm
 
     torch.set_num_threads(config.threads)
@@ -179,8 +188,14 @@ def train(
     sampler = BalancedSampler(bank.positive, config.batch.positive_fraction)
     criterion = SegmentationLoss(config.loss)
     total = config.optim.steps
+    # Not a terminal (nohup, CI): a bar line every 30 s rather than several a second.
     bar = tqdm(
-        total=total, initial=state.step, disable=not progress, unit="step", dynamic_ncols=True
+        total=total,
+        initial=state.step,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
     )
     postfix: dict[str, str] = {}
     while state.step < total:
@@ -193,28 +208,53 @@ def train(
         state.step += 1
         state.train_seconds += time.perf_counter() - began
         record_loss(state, loss)
+        if on_step is not None:
+            on_step(state.step, loss)
         postfix["loss"] = f"{loss:.3f}"
-        if validation is not None and (
-            state.step % config.validate_every == 0 or state.step == total
-        ):
-            scores = validate(state.model, validation, config.windows, config.threshold)
-            state.validation.append({"step": float(state.step), **scores})
-            postfix.update(
-                dice=f"{scores['dice']:.2f}",
-                sens=f"{scores['sensitivity']:.2f}",
-                ppv=f"{scores['ppv']:.2f}",
-            )
-            logger.info("step %d loss %.4f validation %s", state.step, loss, _format(scores))
+        if validation is not None and state.step % config.validate_every == 0:
+            postfix.update(run_validation(state, config, validation))
         if state.step % config.checkpoint_every == 0 and state.step < total:
             save_state(periodic_path(out), config, state)
         bar.set_postfix(postfix, refresh=False)
         bar.update(1)
     bar.close()
+    finish(state, config, validation)
+    save_state(out, config, state)
+    return state
+
+
+def run_validation(state: TrainState, config: TrainConfig, bank: SliceBank) -> dict[str, str]:
+    """Score the model on the validation slices, record and log it; returns bar fields."""
+    threshold = config.threshold if state.threshold is None else state.threshold
+    scores = validate(state.model, bank, config.windows, threshold)
+    state.validation.append({"step": float(state.step), **scores})
+    logger.info("step %d validation %s", state.step, _format(scores))
+    return {
+        "dice": f"{scores['dice']:.2f}",
+        "sens": f"{scores['sensitivity']:.2f}",
+        "ppv": f"{scores['ppv']:.2f}",
+    }
+
+
+def finish(state: TrainState, config: TrainConfig, validation: SliceBank | None) -> None:
+    """Close the loss curve; calibrate the threshold and validate once more at the end."""
     if state.losses:
         state.loss_curve.append([float(state.step), float(np.mean(state.losses))])
         state.losses.clear()
-    save_state(out, config, state)
-    return state
+    if validation is None:
+        return
+    if config.calibrate_min_ppv is not None:
+        state.threshold, point = calibrated_threshold(
+            state.model,
+            validation,
+            config.windows,
+            config.calibrate_min_ppv,
+            config.calibration_floor,
+        )
+        state.calibration = {"threshold": state.threshold, **point}
+        logger.info("calibrated threshold %.3f: %s", state.threshold, _format(point))
+    if not state.validation or state.validation[-1]["step"] != state.step or state.calibration:
+        run_validation(state, config, validation)
 
 
 def _format(scores: dict[str, float]) -> str:

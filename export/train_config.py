@@ -32,6 +32,7 @@ class DataConfig:
     dicom_dirs: tuple[str, ...] = ()  # DICOM series with DICOM SEG masks
     nifti_dirs: tuple[str, ...] = ()  # *_image.nii.gz/*_mask.nii.gz or images/ + labels/
     negative_dirs: tuple[str, ...] = ()  # DICOM series known to hold no metastasis
+    negative_dir_repeat: int = 1  # each of their slices enters the bank this many times
     positives_per_volume: int = 12
     negatives_per_volume: int = 6
     validation_seeds: tuple[int, int] = (90_000, 90_004)
@@ -87,6 +88,9 @@ class TrainConfig:
     validate_every: int = 250
     checkpoint_every: int = 500
     threads: int = 2
+    # At the end, lower the threshold as far as validation PPV stays >= this (None: keep).
+    calibrate_min_ppv: float | None = None
+    calibration_floor: float = 0.2
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (windows as "LEVEL:WIDTH" strings)."""
@@ -104,6 +108,8 @@ class TrainConfig:
             "validate_every": self.validate_every,
             "checkpoint_every": self.checkpoint_every,
             "threads": self.threads,
+            "calibrate_min_ppv": self.calibrate_min_ppv,
+            "calibration_floor": self.calibration_floor,
         }
 
     @classmethod

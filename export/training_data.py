@@ -120,9 +120,17 @@ def build_training_bank(
         tick(1)
     for volume, negative in folder_volumes(data):
         rng = np.random.default_rng([run_seed, len(parts)])
-        # A known-negative study gives all its slices: real CT is what phantoms lack most.
-        cap = len(volume.labels) if negative else data.negatives_per_volume
-        parts.append(bank_from_volume(volume, rng, data.positives_per_volume, cap))
+        if negative:
+            # Every slice of a known-negative study, repeated: a few real slices are what
+            # phantoms lack most, and uniform sampling would almost never draw them.
+            bank = bank_from_volume(volume, rng, 0, len(volume.labels))
+            parts.extend([bank] * data.negative_dir_repeat)
+        else:
+            parts.append(
+                bank_from_volume(
+                    volume, rng, data.positives_per_volume, data.negatives_per_volume
+                )
+            )
         tick(1)
     return SliceBank.concatenate(parts)
 

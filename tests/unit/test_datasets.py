@@ -255,3 +255,31 @@ def test_unlabelled_series_is_skipped_unless_declared_negative(ct_corpus: Path) 
     assert list(read_dicom_studies(series, negative=False)) == []
     [volume] = read_dicom_studies(series, negative=True)
     assert volume.labels.shape == (3, 512, 512) and not volume.labels.any()
+
+
+@pytest.mark.parametrize("order", ["head_first", "feet_first"])
+def test_phantom_study_seg_maps_onto_its_slices(tmp_path: Path, order: str) -> None:
+    from export.phantoms.dicom_writer import write_study
+    from export.phantoms.phantom import make_phantom
+    from export.phantoms.spec import sample_spec
+    from export.seg_studies import read_dicom_studies
+    from export.slice_sources import fit_slices
+
+    spec = sample_spec(
+        11,
+        size=128,
+        slices=10,
+        n_lesions=3,
+        lesion_site="vertebral_body",
+        slice_thickness_mm=5.0,
+        slice_spacing_mm=5.0,
+        instance_order=order,
+        encoding="none",
+    )
+    phantom = make_phantom(spec)
+    assert phantom.labels.any()
+    write_study(phantom, tmp_path / "study")
+    [volume] = read_dicom_studies(tmp_path, negative=False)
+    expected = fit_slices("truth", phantom.hounsfield, phantom.labels)
+    np.testing.assert_array_equal(volume.labels, expected.labels)
+    np.testing.assert_array_equal(volume.hounsfield, expected.hounsfield)

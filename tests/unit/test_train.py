@@ -55,6 +55,60 @@ def _tiny_config(steps: int, **changes: object) -> TrainConfig:
     return replace(config, **changes)  # type: ignore[arg-type]
 
 
+# An easy phantom set: small lytic lesions in vertebral bodies, thick slices, no contrast.
+EASY_PHANTOM = {
+    "size": 256,
+    "slices": 12,
+    "n_lesions": 5,
+    "lesion_kind": "lytic",
+    "lesion_site": "vertebral_body",
+    "slice_thickness_mm": 5.0,
+    "slice_spacing_mm": 5.0,
+    "contrast": "none",
+}
+
+
+def test_tiny_run_learns_to_find_a_phantom_lesion(tmp_path: Path) -> None:
+    from export.datasets import bank_from_volume
+    from export.slice_sources import phantom_volume
+    from export.train_validation import predict_masks
+
+    volumes = [phantom_volume(seed, EASY_PHANTOM) for seed in (1, 2, 3)]
+    bank = SliceBank.concatenate(
+        bank_from_volume(v, np.random.default_rng(i), 12, 4) for i, v in enumerate(volumes)
+    )
+    held = phantom_volume(4, EASY_PHANTOM)  # never trained on
+    config = _tiny_config(
+        100,
+        seed=1,
+        batch=BatchSpec(batch_size=8, crop=128, positive_fraction=0.6),
+        optim=OptimConfig(steps=100, lr=5e-3, warmup_steps=2),
+        threads=1,  # tests share the CPU: two threads each would thrash
+        checkpoint_every=1000,
+    )
+    losses: list[float] = []
+    state = train(
+        config,
+        bank,
+        None,
+        tmp_path / "tiny.pt",
+        progress=False,
+        on_step=lambda _, loss: losses.append(loss),
+    )
+    assert len(losses) == 100
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+
+    positive = np.flatnonzero(held.labels.reshape(len(held.labels), -1).any(1))
+    truth = held.labels[positive] > 0
+    predicted = predict_masks(state.model, held.hounsfield[positive], config.windows, 0.5)
+    largest = int(np.argmax(truth.sum(axis=(1, 2))))
+    found, lesion = predicted[largest], truth[largest]
+    overlap = int((found & lesion).sum())
+    dice = 2 * overlap / (found.sum() + lesion.sum())
+    assert dice > 0.3, f"the largest held-out lesion was missed (Dice {dice:.2f})"
+    assert overlap > 0.5 * found.sum(), "most of what it marks on that slice is not lesion"
+
+
 def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(
     tmp_path: Path,
 ) -> None:
