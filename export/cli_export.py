@@ -29,6 +29,7 @@ EPILOG = """examples:
   bonemets export init --depth 18 --width 0.25 --seed 0 --out checkpoints/random.pt
   bonemets export onnx checkpoints/random.pt --repository model_repository/
   bonemets export onnx checkpoints/best.pt --repository model_repository/ --version 2
+  bonemets export tensorrt --repository model_repository/   (on a GPU host)
 """
 
 
@@ -45,6 +46,7 @@ def add_parser(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="export_command", metavar="STEP")
     _add_onnx_parser(commands)
     _add_init_parser(commands)
+    _add_tensorrt_parser(commands)
 
 
 def _add_onnx_parser(commands: Any) -> None:
@@ -88,14 +90,117 @@ def _add_init_parser(commands: Any) -> None:
     init.add_argument("--version", default=None, help="model version string (default derived)")
 
 
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1,8,32, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 1,8,32, got {text!r}")
+    return sizes
+
+
+def _add_tensorrt_parser(commands: Any) -> None:
+    trt = commands.add_parser(
+        "tensorrt",
+        help="build the TensorRT FP16 engine, check it against ONNX Runtime, time it, install it",
+        description="Build an FP16 TensorRT engine from the repository's serving ONNX with a\n"
+        "batch profile, check its masks against ONNX Runtime on held-out phantoms (Dice >=\n"
+        "0.99), time it, install it as <name>_trt/<version>/model.plan. Needs an NVIDIA GPU,\n"
+        "the tensorrt 10.x Python package and a CUDA build of torch; with only trtexec on\n"
+        "PATH it builds the engine but cannot check it (installed only with --skip-parity).",
+        epilog="examples:\n"
+        "  bonemets export tensorrt --repository model_repository/\n"
+        "  bonemets export tensorrt --repository model_repository/ --opt-batch 8 \\\n"
+        "      --report docs/tensorrt.md --out-json tensorrt.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    trt.add_argument("--repository", type=Path, required=True, help="Triton model repository")
+    trt.add_argument("--name", default=MODEL_NAME, help="model name (default %(default)s)")
+    trt.add_argument("--version", type=int, default=1, help="Triton version folder (default 1)")
+    trt.add_argument(
+        "--onnx", type=Path, help="serving ONNX (default: <name>_onnx_gpu/<version>/model.onnx)"
+    )
+    trt.add_argument("--workspace-gb", type=float, default=4.0, help="builder workspace (GiB)")
+    trt.add_argument("--min-batch", type=int, default=1, help="profile minimum batch (default 1)")
+    trt.add_argument("--opt-batch", type=int, default=16, help="profile optimum batch (16)")
+    trt.add_argument("--max-batch", type=int, default=32, help="profile maximum batch (32)")
+    trt.add_argument("--parity-slices", type=int, default=32, help="held-out phantom slices")
+    trt.add_argument("--skip-parity", action="store_true", help="install without the check")
+    trt.add_argument(
+        "--batches", type=_batch_sizes, default=(1, 8, 32), help="batches to time (1,8,32)"
+    )
+    trt.add_argument("--warmup", type=int, default=10, help="untimed runs per batch size")
+    trt.add_argument("--iterations", type=int, default=50, help="timed runs per batch size")
+    trt.add_argument("--report", type=Path, help="markdown file to put the results section in")
+    trt.add_argument("--out-json", type=Path, help="write the results as JSON here")
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen export step."""
     if args.export_command == "onnx":
         return run_onnx(args)
     if args.export_command == "init":
         return run_init(args)
-    log.error("choose a step: bonemets export {onnx,init} (see bonemets export --help)")
+    if args.export_command == "tensorrt":
+        return run_tensorrt(args)
+    log.error("choose a step: bonemets export {onnx,init,tensorrt} (see bonemets export --help)")
     return 2
+
+
+def _tensorrt_settings(args: argparse.Namespace) -> Any:
+    """The command line as ``ExportSettings``, or None (logged) when it does not hold together."""
+    from export.tensorrt_export import ExportSettings, serving_onnx
+    from export.tensorrt_report import Profile
+
+    try:
+        profile = Profile(args.min_batch, args.opt_batch, args.max_batch)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return None
+    if outside := [size for size in args.batches if not profile.covers(size)]:
+        log.error("batch sizes %s lie outside the profile %s", outside, profile)
+        return None
+    if profile.minimum > 1:
+        log.warning("Triton sends batches from 1: --min-batch %d refuses less", profile.minimum)
+    return ExportSettings(
+        repository=args.repository,
+        onnx=args.onnx or serving_onnx(args.repository, args.name, args.version),
+        name=args.name,
+        version=args.version,
+        profile=profile,
+        workspace_gb=args.workspace_gb,
+        parity_slices=args.parity_slices,
+        batches=args.batches,
+        warmup=args.warmup,
+        iterations=args.iterations,
+        skip_parity=args.skip_parity,
+    )
+
+
+def run_tensorrt(args: argparse.Namespace) -> int:
+    """Build, check, time and install the TensorRT engine; print and write the results."""
+    from export.tensorrt_engine import TensorrtUnavailable
+    from export.tensorrt_export import export_tensorrt
+    from export.tensorrt_report import report_markdown, write_report_section
+
+    settings = _tensorrt_settings(args)
+    if settings is None:
+        return 2
+    try:
+        report = export_tensorrt(settings)
+    except (TensorrtUnavailable, FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    section = report_markdown(report)
+    print(section)
+    if args.out_json is not None:
+        report.write_json(args.out_json)
+    if args.report is not None:
+        write_report_section(args.report, section)
+    if report.installed:
+        print(f"installed {report.plan}")
+    return 0 if report.installed else 1
 
 
 def run_init(args: argparse.Namespace) -> int:
