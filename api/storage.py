@@ -100,7 +100,10 @@ class StudyStore:
     def read_series(self, job_id: str) -> object | None:
         """The series chosen at intake, or None when there is none or it cannot be read."""
         try:
-            return pickle.loads((self.job_dir(job_id) / "series.pickle").read_bytes())  # noqa: S301
+            series: object = pickle.loads(  # noqa: S301 - written by us, above
+                (self.job_dir(job_id) / "series.pickle").read_bytes()
+            )
+            return series
         except (OSError, pickle.UnpicklingError, AttributeError, EOFError, ImportError):
             return None
 
