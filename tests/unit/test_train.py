@@ -198,3 +198,34 @@ def test_config_round_trips_and_keeps_evaluation_seeds_out() -> None:
         DataConfig(phantom_seeds=(99_990, 100_001))
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({"optim": {"stepz": 3}})
+
+
+def test_train_command_writes_a_checkpoint_and_resumes_from_its_own_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import main
+
+    small = {"size": 128, "slices": 8, "n_lesions": 2, "lesion_site": "vertebral_body"}
+    config = _tiny_config(4, checkpoint_every=2, validate_every=2).to_dict()
+    config["data"] = {
+        "phantom_seeds": [1, 3],
+        "phantom_overrides": small,
+        "validation_seeds": [90_000, 90_002],
+        "validation_positives": 2,
+        "validation_negatives": 2,
+        "workers": 1,
+    }
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "m.pt"
+    assert main(["train", "--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["step"] == 4 and set(report["validation"]) >= {"sensitivity", "ppv", "dice"}
+    saved = load_checkpoint(out)
+    assert saved.step == 4 and saved.train_config == TrainConfig.from_dict(config).to_dict()
+    # --resume alone: the config comes from the checkpoint, --steps extends the run.
+    assert (
+        main(["train", "--out", str(out), "--resume", str(out), "--steps", "6", "--no-progress"])
+        == 0
+    )
+    assert load_checkpoint(out).step == 6
