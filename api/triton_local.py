@@ -61,6 +61,18 @@ def _port_free(address: str, port: int) -> bool:
     return True
 
 
+def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports that were free a moment ago (the OS picks them)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind((address, 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
 def _die_with_parent() -> None:
     # Runs in the child before exec: if our process dies without stopping Triton, the
     # kernel sends SIGTERM, so no server is left holding the ports.

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import re
@@ -33,8 +32,8 @@ from api.inference.contract import (
     Window,
     parse_windows,
 )
-from api.inference.processing import postprocess, unpack_mask, window_channels
-from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
+from api.inference.onnx_local import LocalSegmenter
+from api.inference.protocol import ModelInfo, SegmentationModel
 
 if TYPE_CHECKING:
     from export.checkpoint import Checkpoint
@@ -136,8 +135,8 @@ async def check_threshold(model: SegmentationModel, threshold: float | None) -> 
     return info
 
 
-class TorchSegmenter:
-    """A SegmentationModel running a PyTorch checkpoint on the CPU (or ``device``)."""
+class TorchSegmenter(LocalSegmenter):
+    """A PyTorch checkpoint on the CPU (or ``device``), windowed and post-processed as served."""
 
     def __init__(
         self,
@@ -180,38 +179,12 @@ class TorchSegmenter:
 
         return cls(load_checkpoint(path), threshold=threshold, windows=windows)
 
-    def segment_sync(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
-        """Segment int16 HU (N, 512, 512) now: window, network, postprocess as served."""
+    def logits(self, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         import torch
 
-        if hounsfield.ndim != 3 or hounsfield.shape[1:] != (INPUT_SIZE, INPUT_SIZE):
-            raise ValueError(
-                f"expected HU of shape (N, {INPUT_SIZE}, {INPUT_SIZE}), got {hounsfield.shape}"
-            )
-        masks, probabilities = [], []
-        step = self._info.max_batch_size
-        for start in range(0, max(len(hounsfield), 1), step):
-            image = window_channels(hounsfield[start : start + step], self._windows)
-            with torch.inference_mode():
-                logits = self._network(torch.from_numpy(image).to(self._device))
-            plane = logits.detach().to("cpu", torch.float32).numpy()
-            packed, probability = postprocess(plane, self._threshold)
-            masks.append(unpack_mask(packed, INPUT_SIZE))
-            probabilities.append(probability)
-        return Segmentation(mask=np.concatenate(masks), probability=np.concatenate(probabilities))
-
-    async def segment(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
-        """Segment in a worker thread (torch releases the GIL while it computes)."""
-        return await asyncio.to_thread(self.segment_sync, hounsfield)
-
-    async def info(self) -> ModelInfo:
-        return self._info
-
-    async def ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
+        with torch.inference_mode():
+            logits = self._network(torch.from_numpy(image).to(self._device))
+        return logits.detach().to("cpu", torch.float32).numpy()  # type: ignore[no-any-return]
 
 
 def _open_onnx(

@@ -31,13 +31,69 @@ from api.inference.protocol import ModelInfo, Segmentation
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["OnnxSegmenter", "read_model_parameters"]
+__all__ = ["LocalSegmenter", "OnnxSegmenter", "read_model_parameters"]
 
 PLATFORM = "onnxruntime-cpu"
 
 
-class OnnxSegmenter:
-    """A :class:`~api.inference.protocol.SegmentationModel` running ONNX Runtime in process."""
+class LocalSegmenter:
+    """A :class:`~api.inference.protocol.SegmentationModel` computed in this process.
+
+    Windowing and post-processing are the served model's own (:mod:`processing`); a subclass
+    only supplies the network's logits, so every in-process path gives the served bytes.
+    """
+
+    _windows: tuple[Window, ...]
+    _threshold: float
+    _info: ModelInfo
+
+    def logits(self, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The network on windowed images (N, C, H, W); logits (N, 1, H, W)."""
+        raise NotImplementedError
+
+    def run_packed(
+        self, hounsfield: npt.NDArray[np.int16]
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """The wire outputs for int16 HU (N, H, W): packed MASK and PROBABILITY."""
+        if hounsfield.ndim != 3 or hounsfield.shape[1:] != (INPUT_SIZE, INPUT_SIZE):
+            raise ValueError(
+                f"expected HU of shape (N, {INPUT_SIZE}, {INPUT_SIZE}), got {hounsfield.shape}"
+            )
+        image = window_channels(hounsfield.astype(np.int16, copy=False), self._windows)
+        return postprocess(np.asarray(self.logits(image), dtype=np.float32), self._threshold)
+
+    def segment_sync(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
+        """Segment int16 HU (N, H, W) now, in chunks of at most ``max_batch_size`` slices."""
+        if len(hounsfield) == 0:
+            pooled = INPUT_SIZE // PROBABILITY_STRIDE
+            return Segmentation(
+                mask=np.zeros((0, INPUT_SIZE, INPUT_SIZE), dtype=np.bool_),
+                probability=np.zeros((0, pooled, pooled), dtype=np.uint8),
+            )
+        step = self._info.max_batch_size
+        masks, probabilities = [], []
+        for start in range(0, len(hounsfield), step):
+            packed, probability = self.run_packed(hounsfield[start : start + step])
+            masks.append(unpack_mask(packed, INPUT_SIZE))
+            probabilities.append(probability)
+        return Segmentation(mask=np.concatenate(masks), probability=np.concatenate(probabilities))
+
+    async def segment(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
+        """Segment in a worker thread, so the event loop keeps serving."""
+        return await asyncio.to_thread(self.segment_sync, hounsfield)
+
+    async def info(self) -> ModelInfo:
+        return self._info
+
+    async def ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+class OnnxSegmenter(LocalSegmenter):
+    """ONNX Runtime on the CPU: the network of the served ``bonemets`` model."""
 
     def __init__(
         self,
@@ -82,46 +138,9 @@ class OnnxSegmenter:
             max_batch_size=_max_batch_size(model_dir / "config.pbtxt"),
         )
 
-    def run_packed(
-        self, hounsfield: npt.NDArray[np.int16]
-    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-        """The wire outputs for int16 HU (N, H, W): packed MASK and PROBABILITY."""
-        if hounsfield.ndim != 3 or hounsfield.shape[1:] != (INPUT_SIZE, INPUT_SIZE):
-            raise ValueError(
-                f"expected HU of shape (N, {INPUT_SIZE}, {INPUT_SIZE}), got {hounsfield.shape}"
-            )
-        image = window_channels(hounsfield.astype(np.int16, copy=False), self._windows)
+    def logits(self, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         (logits,) = self._session.run([ONNX_OUTPUT], {ONNX_INPUT: image})
-        return postprocess(np.asarray(logits, dtype=np.float32), self._threshold)
-
-    def segment_sync(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
-        """Segment int16 HU (N, H, W) now, in chunks of at most ``max_batch_size`` slices."""
-        if len(hounsfield) == 0:
-            pooled = INPUT_SIZE // PROBABILITY_STRIDE
-            return Segmentation(
-                mask=np.zeros((0, INPUT_SIZE, INPUT_SIZE), dtype=np.bool_),
-                probability=np.zeros((0, pooled, pooled), dtype=np.uint8),
-            )
-        step = self._info.max_batch_size
-        masks, probabilities = [], []
-        for start in range(0, len(hounsfield), step):
-            packed, probability = self.run_packed(hounsfield[start : start + step])
-            masks.append(unpack_mask(packed, INPUT_SIZE))
-            probabilities.append(probability)
-        return Segmentation(mask=np.concatenate(masks), probability=np.concatenate(probabilities))
-
-    async def segment(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
-        """Segment in a worker thread, so the event loop keeps serving."""
-        return await asyncio.to_thread(self.segment_sync, hounsfield)
-
-    async def info(self) -> ModelInfo:
-        return self._info
-
-    async def ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
+        return np.asarray(logits, dtype=np.float32)
 
 
 def _open_session(onnx_path: Path, intra_op_threads: int) -> onnxruntime.InferenceSession:

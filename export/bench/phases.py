@@ -8,7 +8,6 @@ for the two cores.
 from __future__ import annotations
 
 import logging
-import socket
 import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,23 +45,12 @@ class RunningTriton:
     model: str
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
-
-
 @contextmanager
 def local_triton(served: ServedModel) -> Iterator[RunningTriton]:
     """The bundled tritonserver serving one model, on free ports, for the ``with`` block."""
-    from api.triton_local import LocalTriton
+    from api.triton_local import LocalTriton, free_ports
 
-    grpc, http, metrics = _free_ports(3)
+    grpc, http, metrics = free_ports(3)
     server = LocalTriton(served.repository, grpc_port=grpc, http_port=http,
                          metrics_port=metrics, models=[served.name])
     with server:

@@ -8,7 +8,6 @@ random weights). Other integration tests (the gateway's) reuse it: it yields a
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window
-from api.triton_local import LocalTriton, TritonDistribution, TritonStartError
+from api.triton_local import LocalTriton, TritonDistribution, TritonStartError, free_ports
 
 TEST_WINDOWS: tuple[Window, ...] = (BONE_WINDOW,)
 TEST_THRESHOLD = 0.5
@@ -33,18 +32,6 @@ class TritonEndpoint:
     repository: Path
     model_name: str
     server: LocalTriton
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that were free a moment ago (the OS picks them)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 def _export_small_network(path: Path) -> Path:
