@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,10 @@ class Settings(BaseSettings):
         description="host:port of an external Triton's gRPC endpoint; unset starts a local one",
     )
     model_name: str = Field(default=MODEL_NAME, description="Triton model to call")
+    triton_shared_memory: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="send tensors through system shared memory; auto: when Triton is local",
+    )
     model_repository: Path = Field(
         default=PROJECT_ROOT / "model_repository",
         description="model repository for the local Triton",

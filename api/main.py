@@ -40,9 +40,16 @@ volume, longest axial diameter, probability) and, per slice, 2D boxes and mask U
 def triton_model(settings: Settings) -> SegmentationModel:
     """The default model: Triton over gRPC, external or the local one."""
     from api.inference.triton import TritonSegmenter
+    from api.inference.triton_shm import is_local
 
     url = settings.triton_url or f"127.0.0.1:{settings.triton_grpc_port}"
-    return TritonSegmenter(url, settings.model_name, timeout_s=settings.inference_timeout_s)
+    mode = settings.triton_shared_memory
+    return TritonSegmenter(
+        url, settings.model_name, timeout_s=settings.inference_timeout_s,
+        shared_memory=mode == "on" or (mode == "auto" and is_local(url)),
+        shared_memory_slices=settings.batch_size,
+        shared_memory_slots=settings.inflight_batches * settings.concurrent_jobs,
+    )
 
 
 def create_app(

@@ -8,6 +8,7 @@ InferenceTimeout, outputs that break the tensor contract -> ModelError.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,11 +26,14 @@ from api.inference.contract import (
 )
 from api.inference.processing import unpack_mask
 from api.inference.protocol import ModelInfo, Segmentation
+from api.inference.triton_shm import Region, SharedMemoryPool, read_output, write_input
 
 if TYPE_CHECKING:
     from tritonclient.grpc.aio import InferenceServerClient
 
 __all__ = ["TritonSegmenter"]
+
+log = logging.getLogger(__name__)
 
 # Triton datatype of the HU input -> numpy dtype we send it in.
 _INPUT_DTYPES: dict[str, type[np.generic]] = {"INT16": np.int16, "FP16": np.float16}
@@ -57,11 +61,20 @@ class TritonSegmenter:
         timeout_s: float = 60.0,
         *,
         model_version: str = "",
+        shared_memory: bool = False,
+        shared_memory_slices: int = 8,
+        shared_memory_slots: int = 8,
     ) -> None:
         self.url = url
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.model_version = model_version
+        # System shared memory with a co-located Triton (see triton_shm); off after a failure
+        # to register, e.g. a Triton in another container without the host's /dev/shm.
+        self.shared_memory = shared_memory
+        self._shm_slices = shared_memory_slices
+        self._shm_slots = shared_memory_slots
+        self._pool: SharedMemoryPool | None = None
         self._client: InferenceServerClient | None = None
         self._info: ModelInfo | None = None
         self._input_dtype: type[np.generic] | None = None
@@ -130,20 +143,94 @@ class TritonSegmenter:
             raise ValueError(f"batch of {len(hounsfield)} slices; 1..{info.max_batch_size} allowed")
         assert self._input_dtype is not None
         tensor = np.ascontiguousarray(hounsfield, dtype=self._input_dtype)
+        pool = await self._shared_pool() if len(tensor) <= self._shm_slices else None
+        if pool is not None:
+            return await self._segment_shared(pool, tensor, info.input_size)
         request = InferInput(INPUT_NAME, list(tensor.shape), _triton_dtype(self._input_dtype))
         request.set_data_from_numpy(tensor)
         outputs = [InferRequestedOutput(MASK_OUTPUT), InferRequestedOutput(PROBABILITY_OUTPUT)]
-        result = await self._call(
+        result = await self._infer([request], outputs)
+        return _parse_outputs(result, len(hounsfield), info.input_size)
+
+    async def _infer(self, inputs: list[Any], outputs: list[Any]) -> Any:
+        return await self._call(
             "inference",
             self._connection().infer(
-                self.model_name, [request], model_version=self.model_version,
+                self.model_name, inputs, model_version=self.model_version,
                 outputs=outputs, client_timeout=self.timeout_s,
             ),
         )
-        return _parse_outputs(result, len(hounsfield), info.input_size)
+
+    async def _shared_pool(self) -> SharedMemoryPool | None:
+        if not self.shared_memory:
+            return None
+        if self._pool is None:
+            size = (await self.info()).input_size
+            self._pool = SharedMemoryPool(
+                self._connection(), max_slices=self._shm_slices,
+                input_slice_bytes=size * size * np.dtype(self._input_dtype).itemsize,
+                mask_slice_bytes=size * size // 8,
+                probability_slice_bytes=(size // PROBABILITY_STRIDE) ** 2,
+                slots=self._shm_slots,
+            )
+        return self._pool
+
+    async def _segment_shared(
+        self, pool: SharedMemoryPool, tensor: npt.NDArray[Any], size: int
+    ) -> Segmentation:
+        """One request through a shared-memory region; plain gRPC for good when regions
+        cannot be registered at all."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            region = await pool.acquire()
+        except (InferenceServerException, OSError) as exc:
+            log.warning("Triton shared memory unavailable (%s); using plain gRPC", exc)
+            self.shared_memory, self._pool = False, None
+            await pool.close()
+            return await self.segment(tensor)
+        pooled = size // PROBABILITY_STRIDE
+        shapes: dict[str, tuple[int, ...]] = {MASK_OUTPUT: (len(tensor), size, size // 8),
+                  PROBABILITY_OUTPUT: (len(tensor), pooled, pooled)}
+        offsets = {MASK_OUTPUT: region.mask_offset, PROBABILITY_OUTPUT: region.probability_offset}
+        try:
+            write_input(region, tensor)
+            result = await self._infer(*self._shared_tensors(region, tensor, shapes, offsets))
+            outputs = {}
+            for name, shape in shapes.items():
+                _check_output_shape(result, name, shape)
+                outputs[name] = read_output(region, offsets[name], shape)
+        except BaseException as exc:
+            # A restarted Triton forgets the regions: register afresh on the next request.
+            self._pool = None
+            await pool.close()
+            if isinstance(exc, ModelError) and "shared memory" in exc.detail.lower():
+                raise InferenceUnavailable(exc.detail) from exc
+            raise
+        pool.release(region)
+        return Segmentation(mask=unpack_mask(outputs[MASK_OUTPUT], size),
+                            probability=outputs[PROBABILITY_OUTPUT])
+
+    def _shared_tensors(
+        self, region: Region, tensor: npt.NDArray[Any],
+        shapes: dict[str, tuple[int, ...]], offsets: dict[str, int],
+    ) -> tuple[list[Any], list[Any]]:
+        from tritonclient.grpc import InferInput, InferRequestedOutput
+
+        request = InferInput(INPUT_NAME, list(tensor.shape), _triton_dtype(tensor.dtype.type))
+        request.set_shared_memory(region.name, tensor.nbytes)
+        outputs = []
+        for name, shape in shapes.items():
+            output = InferRequestedOutput(name)
+            output.set_shared_memory(region.name, int(np.prod(shape)), offsets[name])
+            outputs.append(output)
+        return [request], outputs
 
     async def close(self) -> None:
-        """Close the gRPC channel (a later call opens a new one)."""
+        """Free shared memory and close the gRPC channel (a later call opens a new one)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -191,6 +278,17 @@ def _output(result: Any, name: str, shape: tuple[int, ...]) -> npt.NDArray[np.ui
             f"{name} output is {array.dtype} {array.shape}, expected uint8 {shape}"
         )
     return np.asarray(array, dtype=np.uint8)
+
+
+def _check_output_shape(result: Any, name: str, shape: tuple[int, ...]) -> None:
+    """An output left in shared memory still has its shape and type in the response."""
+    output = result.get_output(name)
+    if output is None:
+        raise ModelError(f"Triton answered without the {name} output")
+    if output.datatype != "UINT8" or tuple(output.shape) != shape:
+        raise ModelError(
+            f"{name} output is {output.datatype} {list(output.shape)}, expected UINT8 {shape}"
+        )
 
 
 def _parse_outputs(result: Any, count: int, size: int) -> Segmentation:

@@ -177,3 +177,18 @@ def test_killing_triton_mid_study_fails_the_job_never_leaves_it_running(
     finally:
         stop_gateway(process)
         triton.stop()
+
+
+def test_a_local_triton_gets_tensors_through_shared_memory(
+    gateway: str, triton_server: TritonEndpoint, phantom_study: list[Path]
+) -> None:
+    import tritonclient.grpc as grpcclient
+
+    with httpx.Client(base_url=gateway, timeout=300) as client:
+        response = client.post("/v1/studies", params={"wait": 240},
+                               files=as_files(phantom_study[:4]))
+        assert response.status_code == 200, response.text
+    status = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    regions = status.get_system_shared_memory_status(as_json=True).get("regions", {})
+    ours = [name for name in regions if name.startswith("bonemets-")]
+    assert ours, f"no bonemets region registered with Triton: {sorted(regions)}"
