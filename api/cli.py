@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-# (module, description) in the order ``--help`` lists them.
+# In the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.serve",
     "api.commands.triton",
@@ -43,13 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue  # command not built yet in this checkout
-            raise
-        module.add_parser(subparsers)
+        importlib.import_module(name).add_parser(subparsers)
     return parser
 
 
