@@ -41,7 +41,7 @@ class SliceBank:
             )
         if len(self.names) != len(self.hounsfield):
             raise ValueError(f"{len(self.names)} names for {len(self.hounsfield)} slices")
-        self.positive: npt.NDArray[np.bool_] = self.labels.reshape(len(self.labels), -1).any(1)
+        self.positive: npt.NDArray[np.bool_] = self.labels.any(axis=(1, 2))
 
     def __len__(self) -> int:
         return int(self.hounsfield.shape[0])
