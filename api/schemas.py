@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 class Box2D(BaseModel):
     """A box in one slice's own pixels: rows and columns, first and last inclusive."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"row_min": 305, "col_min": 244, "row_max": 318, "col_max": 260}
+        }
+    )
+
     row_min: int
     col_min: int
     row_max: int
@@ -17,17 +23,50 @@ class Box2D(BaseModel):
 
 
 class SliceBox(Box2D):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "row_min": 305,
+                "col_min": 244,
+                "row_max": 318,
+                "col_max": 260,
+                "lesion_id": 1,
+                "pixels": 181,
+                "probability_max": 0.97,
+            }
+        }
+    )
+
     lesion_id: int | None = Field(description="the 3D lesion this box belongs to")
     pixels: int
     probability_max: float
 
 
 class Box3D(Box2D):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "row_min": 301,
+                "col_min": 240,
+                "row_max": 322,
+                "col_max": 266,
+                "slice_min": 41,
+                "slice_max": 47,
+            }
+        }
+    )
+
     slice_min: int
     slice_max: int
 
 
 class LesionBox(Box2D):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"slice": 41, "row_min": 305, "col_min": 244, "row_max": 318, "col_max": 260}
+        }
+    )
+
     slice: int
 
 
@@ -35,14 +74,25 @@ class Lesion(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
-                "id": 1, "slice_range": [41, 47],
-                "bbox": {"row_min": 301, "col_min": 240, "row_max": 322, "col_max": 266,
-                         "slice_min": 41, "slice_max": 47},
-                "boxes": [{"slice": 41, "row_min": 305, "col_min": 244, "row_max": 318,
-                           "col_max": 260}],
-                "centre_mm": [-3.1, 42.7, -512.5], "volume_ml": 1.84,
-                "longest_axial_diameter_mm": 17.2, "probability_max": 0.97,
-                "probability_mean": 0.81, "voxels": 2310,
+                "id": 1,
+                "slice_range": [41, 47],
+                "bbox": {
+                    "row_min": 301,
+                    "col_min": 240,
+                    "row_max": 322,
+                    "col_max": 266,
+                    "slice_min": 41,
+                    "slice_max": 47,
+                },
+                "boxes": [
+                    {"slice": 41, "row_min": 305, "col_min": 244, "row_max": 318, "col_max": 260}
+                ],
+                "centre_mm": [-3.1, 42.7, -512.5],
+                "volume_ml": 1.84,
+                "longest_axial_diameter_mm": 17.2,
+                "probability_max": 0.97,
+                "probability_mean": 0.81,
+                "voxels": 2310,
             }
         }
     )
@@ -60,6 +110,31 @@ class Lesion(BaseModel):
 
 
 class SliceResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "index": 41,
+                "sop_instance_uid": "1.2.826.0.1.3680043.8.498.1",
+                "z_mm": -112.5,
+                "rows": 512,
+                "columns": 512,
+                "boxes": [
+                    {
+                        "row_min": 305,
+                        "col_min": 244,
+                        "row_max": 318,
+                        "col_max": 260,
+                        "lesion_id": 1,
+                        "pixels": 181,
+                        "probability_max": 0.97,
+                    }
+                ],
+                "mask_url": "/v1/studies/5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10/slices/41/mask.png",
+                "overlay_url": "/v1/studies/5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10/slices/41/overlay.png",
+            }
+        }
+    )
+
     index: int = Field(description="position in the series, sorted along the slice normal")
     sop_instance_uid: str
     z_mm: float = Field(description="position along the slice normal, mm")
@@ -71,6 +146,8 @@ class SliceResult(BaseModel):
 
 
 class WindowOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"level": 400.0, "width": 1800.0}})
+
     level: float
     width: float
 
@@ -79,9 +156,14 @@ class ModelOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
-                "name": "bonemets", "version": "demo-phantom-1", "platform": "python",
-                "input_size": 512, "windows": [{"level": 400, "width": 1800}],
-                "threshold": 0.5, "max_batch_size": 32, "ready": True,
+                "name": "bonemets",
+                "version": "demo-phantom-1",
+                "platform": "python",
+                "input_size": 512,
+                "windows": [{"level": 400, "width": 1800}],
+                "threshold": 0.5,
+                "max_batch_size": 32,
+                "ready": True,
             }
         }
     )
@@ -97,6 +179,18 @@ class ModelOut(BaseModel):
 
 
 class Timings(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "total_s": 6.2,
+                "read_s": 0.3,
+                "decode_s": 0.9,
+                "inference_s": 5.1,
+                "postprocess_s": 0.2,
+            }
+        }
+    )
+
     total_s: float
     read_s: float = Field(description="header pass and series choice")
     decode_s: float = Field(description="pixel decoding and HU, summed over workers")
@@ -105,6 +199,38 @@ class Timings(BaseModel):
 
 
 class StudyResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "study_instance_uid": "1.2.826.0.1.3680043.8.498.10",
+                "series_instance_uid": "1.2.826.0.1.3680043.8.498.11",
+                "model": {
+                    "name": "bonemets",
+                    "version": "demo-1",
+                    "platform": "python",
+                    "input_size": 512,
+                    "windows": [{"level": 400, "width": 1800}],
+                    "threshold": 0.5,
+                    "max_batch_size": 32,
+                    "ready": True,
+                },
+                "threshold": 0.5,
+                "slice_count": 120,
+                "slice_spacing_mm": 2.5,
+                "warnings": ["slices 17 and 18 are 5.0 mm apart, twice the series spacing"],
+                "timings": {
+                    "total_s": 6.2,
+                    "read_s": 0.3,
+                    "decode_s": 0.9,
+                    "inference_s": 5.1,
+                    "postprocess_s": 0.2,
+                },
+                "lesions": [],
+                "slices": [],
+            }
+        }
+    )
+
     study_instance_uid: str
     series_instance_uid: str
     model: ModelOut
@@ -118,6 +244,10 @@ class StudyResult(BaseModel):
 
 
 class Progress(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"slices_done": 48, "slices_total": 120}}
+    )
+
     slices_done: int
     slices_total: int
 
@@ -128,8 +258,10 @@ class Problem(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
-                "type": "urn:bonemets:problem:not-dicom", "title": "Not a DICOM file",
-                "status": 415, "detail": "report.pdf: no DICOM preamble or file meta",
+                "type": "urn:bonemets:problem:not-dicom",
+                "title": "Not a DICOM file",
+                "status": 415,
+                "detail": "report.pdf: no DICOM preamble or file meta",
                 "instance": "/v1/studies",
             }
         }
@@ -146,10 +278,13 @@ class StudyJob(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
-                "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10", "state": "running",
+                "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10",
+                "state": "running",
                 "progress": {"slices_done": 48, "slices_total": 120},
-                "created_at": 1796394000.0, "updated_at": 1796394012.5,
-                "error": None, "result": None,
+                "created_at": 1796394000.0,
+                "updated_at": 1796394012.5,
+                "error": None,
+                "result": None,
             }
         }
     )
@@ -164,5 +299,7 @@ class StudyJob(BaseModel):
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"status": "ok", "detail": None}})
+
     status: Literal["ok", "unavailable"]
     detail: str | None = None
