@@ -27,10 +27,12 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.serving  ## the serving install: no torch
 install-dev: $(VENV)/.dev  ## everything: training, export, tests
 
-# The demo model ships in model_repository/; this only rebuilds the repository if it is missing.
+# The demo model ships in model_repository/; without it, it is rebuilt (from models/demo.pt
+# when that checkpoint is here, else by retraining: about 45 minutes on 2 cores).
 model-repository:
 	@test -f model_repository/bonemets/1/model.onnx -a -f model_repository/bonemets/config.pbtxt \
-	  || { $(MAKE) install-dev && $(BIN)/bonemets export onnx models/demo.pt --repository model_repository; }
+	  || { test -f models/demo.pt || $(MAKE) demo-model; \
+	       $(MAKE) install-dev && $(BIN)/bonemets export onnx models/demo.pt --repository model_repository; }
 
 demo-model: install-dev  ## retrain the shipped demo model from phantoms (about 45 min on 2 cores)
 	$(BIN)/bonemets train --config export/configs/demo.json --out models/demo.pt
