@@ -80,7 +80,7 @@ def create_app(
         finally:
             sweeper.cancel()
             await runner.stop()
-            decoder.shutdown(wait=False, cancel_futures=True)
+            decoder.shutdown(wait=True, cancel_futures=True)
             await model.close()
             jobs.close()
 

@@ -140,11 +140,18 @@ def lesion_center(labels: npt.NDArray[np.uint8], rng: np.random.Generator) -> tu
 
 
 def background_center(
-    hounsfield: npt.NDArray[np.int16], rng: np.random.Generator, bone_bias: float
+    hounsfield: npt.NDArray[np.int16],
+    rng: np.random.Generator,
+    bone_bias: float,
+    bone_hu: int = BONE_HU,
 ) -> tuple[float, float]:
-    """A crop centre on bone with probability ``bone_bias``, else anywhere on the slice."""
+    """A crop centre on bone (>= ``bone_hu``) with probability ``bone_bias``, else anywhere.
+
+    A high ``bone_hu`` (cortex, ~600) puts ribs and vertebral cortex in the crops, where a
+    normal bright rim is easily mistaken for a sclerotic (blastic) lesion.
+    """
     if rng.random() < bone_bias:
-        bone = np.flatnonzero(hounsfield >= BONE_HU)
+        bone = np.flatnonzero(hounsfield >= bone_hu)
         if len(bone):
             row, column = np.unravel_index(rng.choice(bone), hounsfield.shape)
             return float(row), float(column)
@@ -160,6 +167,7 @@ def crop_center(
     crop: int,
     bone_bias: float,
     jitter: float,
+    bone_hu: int = BONE_HU,
 ) -> tuple[float, float]:
     """Where to centre a crop of slice ``index``: near a lesion, or bone-biased background.
 
@@ -170,7 +178,7 @@ def crop_center(
         row, column = lesion_center(bank.labels[index], rng)
         shift = rng.uniform(-jitter * crop, jitter * crop, size=2)
         return row + float(shift[0]), column + float(shift[1])
-    return background_center(bank.hounsfield[index], rng, bone_bias)
+    return background_center(bank.hounsfield[index], rng, bone_bias, bone_hu)
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,7 @@ class BatchSpec:
     positive_fraction: float = 0.5
     bone_bias: float = 0.7
     jitter: float = 0.3
+    bone_hu: int = BONE_HU  # what counts as bone for the bone-biased background crops
 
 
 def training_batch(
@@ -202,7 +211,7 @@ def training_batch(
     labels = np.empty((spec.batch_size, 1, spec.crop, spec.crop), dtype=np.float32)
     for k, (i, lesion) in enumerate(zip(index, on_lesion, strict=True)):
         center = crop_center(
-            bank, int(i), bool(lesion), rng, spec.crop, spec.bone_bias, spec.jitter
+            bank, int(i), bool(lesion), rng, spec.crop, spec.bone_bias, spec.jitter, spec.bone_hu
         )
         hounsfield[k], label = augmented_crop(
             bank.hounsfield[i], bank.labels[i], center, spec.crop, rng, augment
