@@ -8,6 +8,7 @@ InferenceTimeout, outputs that break the tensor contract -> ModelError.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -187,7 +188,7 @@ class TritonSegmenter:
         except (InferenceServerException, OSError) as exc:
             log.warning("Triton shared memory unavailable (%s); using plain gRPC", exc)
             self.shared_memory, self._pool = False, None
-            await pool.close()
+            await pool.retire()
             return await self.segment(tensor)
         pooled = size // PROBABILITY_STRIDE
         shapes: dict[str, tuple[int, ...]] = {MASK_OUTPUT: (len(tensor), size, size // 8),
@@ -200,14 +201,19 @@ class TritonSegmenter:
             for name, shape in shapes.items():
                 _check_output_shape(result, name, shape)
                 outputs[name] = read_output(region, offsets[name], shape)
-        except BaseException as exc:
-            # A restarted Triton forgets the regions: register afresh on the next request.
-            self._pool = None
-            await pool.close()
+        except asyncio.CancelledError:
+            await asyncio.shield(pool.discard(region))
+            raise
+        except Exception as exc:
+            # A restarted Triton forgets the regions: a fresh pool registers afresh.
+            if self._pool is pool:
+                self._pool = None
+            await pool.retire()
+            await pool.release(region)
             if isinstance(exc, ModelError) and "shared memory" in exc.detail.lower():
                 raise InferenceUnavailable(exc.detail) from exc
             raise
-        pool.release(region)
+        await pool.release(region)
         return Segmentation(mask=unpack_mask(outputs[MASK_OUTPUT], size),
                             probability=outputs[PROBABILITY_OUTPUT])
 

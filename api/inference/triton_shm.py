@@ -22,6 +22,7 @@ import numpy.typing as npt
 log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+UNREGISTER_TIMEOUT_S = 5.0
 
 
 def is_local(url: str) -> bool:
@@ -50,7 +51,11 @@ class Region:
 
 
 class SharedMemoryPool:
-    """Regions sized for ``max_slices`` a request, at most ``slots`` of them."""
+    """Regions sized for ``max_slices`` a request, at most ``slots`` of them.
+
+    A pool that failed once is retired: it hands out nothing more, frees its idle regions at
+    once and the others as their requests end, while a fresh pool serves new requests.
+    """
 
     def __init__(self, client: Any, *, max_slices: int, input_slice_bytes: int,
                  mask_slice_bytes: int, probability_slice_bytes: int, slots: int = 8) -> None:
@@ -58,18 +63,39 @@ class SharedMemoryPool:
         self._sizes = (max_slices * input_slice_bytes, max_slices * mask_slice_bytes,
                        max_slices * probability_slice_bytes)
         self._slots = slots
+        self._created = 0
+        self._retired = False
         self._free: asyncio.Queue[Region] = asyncio.Queue()
-        self._all: list[Region] = []
         self._prefix = f"bonemets-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     async def acquire(self) -> Region:
-        if self._free.empty() and len(self._all) < self._slots:
-            self._free.put_nowait(await self._create(len(self._all)))
+        if self._free.empty() and self._created < self._slots:
+            # Counted before the await, so concurrent requests never make the same region.
+            self._created += 1
+            try:
+                return await self._create(self._created - 1)
+            except BaseException:
+                self._created -= 1
+                raise
         return await self._free.get()
 
-    def release(self, region: Region) -> None:
-        if region in self._all:
+    async def release(self, region: Region) -> None:
+        if self._retired:
+            await self._destroy(region)
+        else:
             self._free.put_nowait(region)
+
+    async def discard(self, region: Region) -> None:
+        """Free a region whose request was abandoned: Triton may still write into it."""
+        self._created -= 1
+        await self._destroy(region)
+
+    async def retire(self) -> None:
+        self._retired = True
+        while not self._free.empty():
+            await self._destroy(self._free.get_nowait())
+
+    close = retire
 
     async def _create(self, index: int) -> Region:
         import tritonclient.utils.shared_memory as shm
@@ -78,26 +104,24 @@ class SharedMemoryPool:
         size = sum(self._sizes)
         handle = shm.create_shared_memory_region(name, f"/{name}", size)
         try:
-            await self._client.register_system_shared_memory(name, f"/{name}", size)
+            await self._client.register_system_shared_memory(
+                name, f"/{name}", size, client_timeout=UNREGISTER_TIMEOUT_S
+            )
         except BaseException:
             shm.destroy_shared_memory_region(handle)
             raise
-        region = Region(name, handle, *self._sizes)
-        self._all.append(region)
-        return region
+        return Region(name, handle, *self._sizes)
 
-    async def close(self) -> None:
-        """Unregister (best effort: Triton may be gone) and free every region."""
+    async def _destroy(self, region: Region) -> None:
         import tritonclient.utils.shared_memory as shm
 
-        regions, self._all = self._all, []
-        self._free = asyncio.Queue()
-        for region in regions:
-            try:
-                await self._client.unregister_system_shared_memory(region.name)
-            except Exception:  # noqa: BLE001 - a restarted Triton no longer knows it
-                log.debug("could not unregister %s", region.name)
-            shm.destroy_shared_memory_region(region.handle)
+        try:
+            await self._client.unregister_system_shared_memory(
+                region.name, client_timeout=UNREGISTER_TIMEOUT_S
+            )
+        except Exception:  # noqa: BLE001 - a restarted or stopped Triton no longer knows it
+            log.debug("could not unregister %s", region.name)
+        shm.destroy_shared_memory_region(region.handle)
 
 
 def write_input(region: Region, tensor: npt.NDArray[Any]) -> None:

@@ -251,3 +251,30 @@ def test_cli_stops_on_sigterm_without_orphans(model_repository: Path) -> None:
     survivors = {pid for pid, group in _process_groups().items() if group == server_pid}
     assert not survivors, f"processes of the stopped server remain: {sorted(survivors)}"
     assert not family & set(_process_groups())
+
+
+def test_shared_memory_under_concurrency_matches_in_process(
+    triton_server: TritonEndpoint, in_process: OnnxSegmenter
+) -> None:
+    """More requests in flight than regions: each answer is its own slices', byte for byte."""
+    batches = [ct_like_hounsfield(2, seed=10 + i) for i in range(10)]
+
+    async def segment_all() -> tuple[list[Any], bool, int]:
+        model = TritonSegmenter(triton_server.grpc_url, triton_server.model_name, timeout_s=120,
+                                shared_memory=True, shared_memory_slices=4,
+                                shared_memory_slots=3)
+        try:
+            answers = await asyncio.gather(*(model.segment(b) for b in batches))
+            regions = await model._connection().get_system_shared_memory_status(as_json=True)
+            mine = f"bonemets-{os.getpid()}-"
+            ours = [n for n in regions.get("regions", {}) if n.startswith(mine)]
+            return answers, model.shared_memory, len(ours)
+        finally:
+            await model.close()
+
+    answers, still_shared, registered = asyncio.run(segment_all())
+    assert still_shared and registered == 3
+    for batch, remote in zip(batches, answers, strict=True):
+        local = in_process.segment_sync(batch)
+        np.testing.assert_array_equal(remote.mask, local.mask)
+        np.testing.assert_array_equal(remote.probability, local.probability)
