@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -284,18 +283,3 @@ def test_phantom_study_seg_maps_onto_its_slices(tmp_path: Path, order: str) -> N
     expected = fit_slices("truth", phantom.hounsfield, phantom.labels)
     np.testing.assert_array_equal(volume.labels, expected.labels)
     np.testing.assert_array_equal(volume.hounsfield, expected.hounsfield)
-
-
-def test_blur_softens_the_image_but_never_the_label() -> None:
-    hounsfield = np.full((64, 64), -1000, dtype=np.int16)
-    hounsfield[:, 32:] = 1000
-    labels = np.zeros((64, 64), dtype=np.uint8)
-    labels[:, 32:] = 1
-    config = replace(AugmentConfig.none(), max_blur_px=2.0)
-    image, label = augmented_crop(
-        hounsfield, labels, (31.5, 31.5), 64, np.random.default_rng(0), config
-    )
-    np.testing.assert_array_equal(label, labels)
-    edge = image[:, 29:35]
-    assert ((edge > -990) & (edge < 990)).all(axis=0).sum() >= 2  # a ramp, not a step
-    np.testing.assert_array_equal(image[:, :20], -1000)
