@@ -30,7 +30,6 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.9, 1.1)  # zoom: >1 magnifies
     max_noise_hu: float = 25.0  # std of Gaussian noise drawn from U(0, max)
     max_hu_shift: float = 15.0  # a constant offset from U(-max, max): scanner calibration
-    max_blur_px: float = 0.0  # Gaussian blur sigma from U(0, max): softer kernels, upsampling
 
     def __post_init__(self) -> None:
         for name in ("flip_left_right", "flip_up_down"):
@@ -39,13 +38,13 @@ class AugmentConfig:
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"scale_range must be 0 < low <= high, got {self.scale_range}")
-        if min(self.max_rotation_deg, self.max_noise_hu, self.max_hu_shift, self.max_blur_px) < 0:
-            raise ValueError("rotation, noise, shift and blur ranges must be >= 0")
+        if self.max_rotation_deg < 0 or self.max_noise_hu < 0 or self.max_hu_shift < 0:
+            raise ValueError("rotation, noise and shift ranges must be >= 0")
 
     @classmethod
     def none(cls) -> AugmentConfig:
         """No augmentation: the crop is a plain window of the slice."""
-        return cls(0.0, 0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0)
+        return cls(0.0, 0.0, 0.0, (1.0, 1.0), 0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -128,10 +127,8 @@ def crop_slice(
 def add_hu_noise(
     image: npt.NDArray[np.float32], rng: np.random.Generator, config: AugmentConfig
 ) -> npt.NDArray[np.int16]:
-    """Blur, Gaussian noise and a global offset in HU, rounded back to int16 as stored."""
+    """Gaussian noise and a global offset in HU, rounded back to int16 as the scanner stores."""
     noisy = image
-    if config.max_blur_px > 0:
-        noisy = ndimage.gaussian_filter(noisy, rng.uniform(0.0, config.max_blur_px))
     if config.max_noise_hu > 0:
         sigma = rng.uniform(0.0, config.max_noise_hu)
         noisy = noisy + rng.normal(0.0, sigma, size=image.shape).astype(np.float32)

@@ -245,7 +245,11 @@ def finish(state: TrainState, config: TrainConfig, validation: SliceBank | None)
         return
     if config.calibrate_min_ppv is not None:
         state.threshold, point = calibrated_threshold(
-            state.model, validation, config.windows, config.calibrate_min_ppv
+            state.model,
+            validation,
+            config.windows,
+            config.calibrate_min_ppv,
+            config.calibration_floor,
         )
         state.calibration = {"threshold": state.threshold, **point}
         logger.info("calibrated threshold %.3f: %s", state.threshold, _format(point))

@@ -90,6 +90,7 @@ class TrainConfig:
     threads: int = 2
     # At the end, lower the threshold as far as validation PPV stays >= this (None: keep).
     calibrate_min_ppv: float | None = None
+    calibration_floor: float = 0.2
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (windows as "LEVEL:WIDTH" strings)."""
@@ -108,6 +109,7 @@ class TrainConfig:
             "checkpoint_every": self.checkpoint_every,
             "threads": self.threads,
             "calibrate_min_ppv": self.calibrate_min_ppv,
+            "calibration_floor": self.calibration_floor,
         }
 
     @classmethod

@@ -90,31 +90,29 @@ def validate(
     return {key: float(value) for key, value in scores.items()}
 
 
-CALIBRATION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
-
-
 def calibrated_threshold(
     model: nn.Module,
     bank: SliceBank,
     windows: tuple[Window, ...],
     min_ppv: float,
-    candidates: tuple[float, ...] = CALIBRATION_THRESHOLDS,
+    floor: float,
 ) -> tuple[float, dict[str, float]]:
-    """The lowest candidate threshold whose validation PPV reaches ``min_ppv``.
+    """The lowest threshold >= ``floor`` whose validation PPV reaches ``min_ppv``.
 
-    Each candidate re-segments the logits (computed once), so components split or vanish
-    exactly as they would when served at that threshold. The lowest threshold reaching the
-    PPV keeps the most sensitivity; without one, the candidate with the best PPV wins.
+    Segments once at ``floor`` and reads the operating curve over component scores (a
+    component survives a higher threshold when its peak probability reaches it). The
+    lowest such threshold keeps the most sensitivity. Without one, the threshold giving
+    the best PPV is returned.
     """
     logits = predict_logits(model, bank.hounsfield, windows)
-    truth = bank.labels > 0
-    points = []
-    for threshold in sorted(candidates):
-        scores = detection_scores(logits, truth, threshold)
-        points.append((threshold, scores["sensitivity"], scores["ppv"]))
-    reaching = [p for p in points if not np.isnan(p[2]) and p[2] >= min_ppv]
+    curve = detection_scores(logits, bank.labels > 0, floor)["curve"]
+    if not curve:
+        return floor, {"sensitivity": float("nan"), "ppv": float("nan")}
+    reaching = [p for p in curve if p["ppv"] is not None and p["ppv"] >= min_ppv]
     if reaching:
-        threshold, sensitivity, ppv = reaching[0]
+        point = min(reaching, key=lambda p: float(p["threshold"] or 0.0))
     else:
-        threshold, sensitivity, ppv = max(points, key=lambda p: -1.0 if np.isnan(p[2]) else p[2])
-    return threshold, {"sensitivity": sensitivity, "ppv": ppv}
+        point = max(curve, key=lambda p: float(p["ppv"] or 0.0))
+    # Scores are quantised to 1/255; the threshold sits half a step below the score.
+    threshold = min(0.99, max(floor, float(point["threshold"] or floor) - 0.5 / 255))
+    return threshold, {"sensitivity": _number(point["sensitivity"]), "ppv": _number(point["ppv"])}
