@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from api.dicom.pixels import decode_hounsfield
+from api.dicom.series import CTSeries, load_slice_hounsfield
 from api.errors import StorageError
 from api.inference.contract import Window
 from api.lesions.components import PixelBox
@@ -17,12 +16,11 @@ def render_overlay(store: StudyStore, job_id: str, result: dict[str, Any],
                    entry: dict[str, Any]) -> bytes:
     """PNG of slice ``entry`` of a finished job (decodes that one slice from the upload)."""
     index = entry["index"]
-    try:
-        locations = json.loads((store.job_dir(job_id) / "index.json").read_text())
-        relative, frame = locations[index]
-    except (OSError, ValueError, IndexError) as exc:
-        raise StorageError(f"the slice index of job {job_id} cannot be read") from exc
-    hounsfield = decode_hounsfield(store.upload_dir(job_id) / relative, frame)
+    series = store.read_series(job_id)
+    if not isinstance(series, CTSeries) or not 0 <= index < len(series.slices):
+        raise StorageError(f"the series of job {job_id} cannot be read")
+    # Decoded exactly as the model's input was, from the upload kept with the result.
+    hounsfield = load_slice_hounsfield(series.slices[index])
     mask = store.read_mask(job_id, index, (entry["rows"], entry["columns"]))
     window = Window(**result["model"]["windows"][0])
     boxes = [PixelBox(b["row_min"], b["col_min"], b["row_max"] + 1, b["col_max"] + 1)

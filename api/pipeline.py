@@ -9,7 +9,6 @@ memory: only the batches in flight and the open lesions' last masks are.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -69,7 +68,6 @@ class StudyPipeline:
         self.jobs.start(job_id, len(series.slices))
         info = await self.model.info()
         study = StudyAccumulator(job_id, series, info, self.store, self.settings.public_url)
-        await asyncio.to_thread(self._write_index, job_id, upload, series)
         async for batch, segmentation in self._segmented(series, info):
             await asyncio.to_thread(study.add_batch, batch, segmentation)
             self.jobs.progress(job_id, study.slices_done)
@@ -130,12 +128,10 @@ class StudyPipeline:
         cached = self.store.read_series(job_id)
         if isinstance(cached, CTSeries) and all(ref.path.is_file() for ref in cached.slices):
             return cached
-        return select_ct_series(list_upload(upload), max_slices=self.settings.max_slices)
+        series = select_ct_series(list_upload(upload), max_slices=self.settings.max_slices)
+        self.store.write_series(job_id, series)  # overlays read it back later
+        return series
 
-    def _write_index(self, job_id: str, upload: Path, series: CTSeries) -> None:
-        """Where each slice's pixels are, for overlays drawn later; never served to clients."""
-        index = [[str(ref.path.relative_to(upload)), ref.frame] for ref in series.slices]
-        (self.store.job_dir(job_id) / "index.json").write_text(json.dumps(index))
 
 
 def _check_shapes(segmentation: Segmentation, shape: tuple[int, ...]) -> None:
