@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,9 @@ from api.inference.contract import Window
 from api.inference.processing import window_channels
 from export.augment import AugmentConfig, augmented_crop
 from export.slice_sources import LabelledVolume
+
+if TYPE_CHECKING:
+    from export.hard_negatives import HardNegatives
 
 BONE_HU = 200  # crops "on bone" are centred on a pixel at least this dense
 
@@ -191,6 +195,15 @@ class BatchSpec:
     bone_bias: float = 0.7
     jitter: float = 0.3
     bone_hu: int = BONE_HU  # what counts as bone for the bone-biased background crops
+    # Share of background crops centred on a mined false positive, once any are mined
+    # (export.hard_negatives); their jitter is a third of the lesion crops' jitter.
+    hard_negative_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hard_negative_fraction <= 1:
+            raise ValueError(
+                f"hard_negative_fraction must be in [0, 1], got {self.hard_negative_fraction}"
+            )
 
 
 def training_batch(
@@ -200,19 +213,30 @@ def training_batch(
     spec: BatchSpec,
     augment: AugmentConfig,
     windows: tuple[Window, ...],
+    hard: HardNegatives | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Windowed images (B, C, crop, crop) and float labels (B, 1, crop, crop).
 
     The window is :func:`api.inference.processing.window_channels`, the very function the
-    served model applies, on int16 HU as served.
+    served model applies, on int16 HU as served. With ``hard`` mined false positives, a
+    ``spec.hard_negative_fraction`` share of the background crops is centred on them (their
+    label is the bank's, so a mined point beside a lesion still shows the lesion).
     """
     index, on_lesion = sampler.draw(spec.batch_size, rng)
     hounsfield = np.empty((spec.batch_size, spec.crop, spec.crop), dtype=np.int16)
     labels = np.empty((spec.batch_size, 1, spec.crop, spec.crop), dtype=np.float32)
+    use_hard = hard is not None and len(hard) > 0 and spec.hard_negative_fraction > 0
     for k, (i, lesion) in enumerate(zip(index, on_lesion, strict=True)):
-        center = crop_center(
-            bank, int(i), bool(lesion), rng, spec.crop, spec.bone_bias, spec.jitter, spec.bone_hu
-        )
+        if use_hard and not lesion and rng.random() < spec.hard_negative_fraction:
+            assert hard is not None
+            i, row, column = hard.draw(rng)
+            shift = rng.uniform(-spec.jitter / 3 * spec.crop, spec.jitter / 3 * spec.crop, 2)
+            center = (row + float(shift[0]), column + float(shift[1]))
+        else:
+            center = crop_center(
+                bank, int(i), bool(lesion), rng, spec.crop, spec.bone_bias, spec.jitter,
+                spec.bone_hu,
+            )
         hounsfield[k], label = augmented_crop(
             bank.hounsfield[i], bank.labels[i], center, spec.crop, rng, augment
         )

@@ -24,6 +24,7 @@ from torch import nn
 
 from export.checkpoint import load_checkpoint, save_checkpoint
 from export.datasets import BalancedSampler, SliceBank, training_batch
+from export.hard_negatives import HardNegatives, mine_false_positives
 from export.losses import SegmentationLoss
 from export.model import build_model
 from export.train_config import OptimConfig, TrainConfig
@@ -144,7 +145,8 @@ def train_step(
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     state.model.train()
-    logits = state.model(torch.from_numpy(images))
+    # NHWC: oneDNN's CPU convolutions run about a quarter faster on it than on NCHW.
+    logits = state.model(torch.from_numpy(images).contiguous(memory_format=torch.channels_last))
     loss = criterion(logits, torch.from_numpy(labels))
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -185,6 +187,7 @@ def train(
 
     torch.set_num_threads(config.threads)
     state = resume_state(config, resume) if resume else new_state(config)
+    state.model.to(memory_format=torch.channels_last)
     sampler = BalancedSampler(bank.positive, config.batch.positive_fraction)
     criterion = SegmentationLoss(config.loss)
     total = config.optim.steps
@@ -198,11 +201,15 @@ def train(
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
     )
     postfix: dict[str, str] = {}
+    hard: HardNegatives | None = None
     while state.step < total:
         began = time.perf_counter()
+        if config.mining.due(state.step, hard is not None):
+            hard = mine(state, config, bank)
+            postfix["hard"] = str(len(hard))
         rng = step_rng(config.seed, state.step)
         images, labels = training_batch(
-            bank, sampler, rng, config.batch, config.augment, config.windows
+            bank, sampler, rng, config.batch, config.augment, config.windows, hard
         )
         loss = train_step(state, config, images, labels, criterion)
         state.step += 1
@@ -221,6 +228,21 @@ def train(
     finish(state, config, validation)
     save_state(out, config, state)
     return state
+
+
+def mine(state: TrainState, config: TrainConfig, bank: SliceBank) -> HardNegatives:
+    """Mine the current model's false positives on the bank (seeded by run seed and step)."""
+    rng = np.random.default_rng([config.seed, state.step, 0x4EC])
+    hard = mine_false_positives(
+        state.model, bank, config.windows, rng, config=config.mining, step=state.step
+    )
+    logger.info(
+        "step %d: %d false positives mined on %d slices",
+        state.step,
+        len(hard),
+        hard.slices_searched,
+    )
+    return hard
 
 
 def run_validation(state: TrainState, config: TrainConfig, bank: SliceBank) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from api.inference.contract import BONE_WINDOW, DEFAULT_THRESHOLD, Window, parse_windows
 from export.augment import AugmentConfig
 from export.datasets import BatchSpec
+from export.hard_negatives import MiningConfig
 from export.losses import LossConfig
 from export.model import ModelConfig
 
@@ -36,6 +37,9 @@ class DataConfig:
     positives_per_volume: int = 12
     negatives_per_volume: int = 6
     validation_seeds: tuple[int, int] = (90_000, 90_004)
+    # Validation phantoms are drawn as the seed alone makes them (as held-out evaluation
+    # draws them) unless these are set: phantom_overrides shape the training data only.
+    validation_overrides: dict[str, Any] = field(default_factory=dict)
     validation_positives: int = 16
     validation_negatives: int = 16
     workers: int = 2  # processes generating phantoms while the bank is built
@@ -85,6 +89,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
     validate_every: int = 250
     checkpoint_every: int = 500
     threads: int = 2
@@ -105,6 +110,7 @@ class TrainConfig:
             "augment": self.augment.to_dict(),
             "loss": self.loss.to_dict(),
             "optim": asdict(self.optim),
+            "mining": asdict(self.mining),
             "validate_every": self.validate_every,
             "checkpoint_every": self.checkpoint_every,
             "threads": self.threads,
@@ -131,6 +137,8 @@ class TrainConfig:
             values["loss"] = LossConfig.from_dict(values["loss"])
         if "optim" in values:
             values["optim"] = _dataclass_from(OptimConfig, values["optim"])
+        if "mining" in values:
+            values["mining"] = _dataclass_from(MiningConfig, values["mining"])
         return cls(**values)
 
     @classmethod

@@ -16,10 +16,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+from scipy import ndimage
 from torch import nn
 
 from api.inference.contract import Window
-from api.inference.processing import postprocess, unpack_mask, window_channels
+from api.inference.processing import (
+    logit_threshold,
+    postprocess,
+    sigmoid,
+    unpack_mask,
+    window_channels,
+)
 from export.datasets import SliceBank
 from export.metrics import SliceMetricsAccumulator
 
@@ -99,20 +106,76 @@ def calibrated_threshold(
 ) -> tuple[float, dict[str, float]]:
     """The lowest threshold >= ``floor`` whose validation PPV reaches ``min_ppv``.
 
-    Segments once at ``floor`` and reads the operating curve over component scores (a
-    component survives a higher threshold when its peak probability reaches it). The
-    lowest such threshold keeps the most sensitivity. Without one, the threshold giving
-    the best PPV is returned.
+    Segments the bank once and reads the operating curve from logits
+    (:func:`operating_curve`), so thresholds above the uint8 probability map's last step
+    (254/255) can be told apart. The lowest threshold that reaches ``min_ppv`` keeps the
+    most sensitivity; without one, the threshold giving the best PPV is returned.
     """
-    logits = predict_logits(model, bank.hounsfield, windows)
-    curve = detection_scores(logits, bank.labels > 0, floor)["curve"]
+    logits = predict_logits(model, bank.hounsfield, windows)[:, 0]
+    curve = operating_curve(logits, bank.labels > 0, logit_threshold(floor))
     if not curve:
         return floor, {"sensitivity": float("nan"), "ppv": float("nan")}
-    reaching = [p for p in curve if p["ppv"] is not None and p["ppv"] >= min_ppv]
-    if reaching:
-        point = min(reaching, key=lambda p: float(p["threshold"] or 0.0))
-    else:
-        point = max(curve, key=lambda p: float(p["ppv"] or 0.0))
-    # Scores are quantised to 1/255; the threshold sits half a step below the score.
-    threshold = min(0.99, max(floor, float(point["threshold"] or floor) - 0.5 / 255))
-    return threshold, {"sensitivity": _number(point["sensitivity"]), "ppv": _number(point["ppv"])}
+    reaching = [p for p in curve if p["ppv"] >= min_ppv]
+    point = reaching[-1] if reaching else max(curve, key=lambda p: p["ppv"])
+    threshold = max(floor, float(sigmoid(np.asarray(point["logit"]))))
+    return threshold, {"sensitivity": point["sensitivity"], "ppv": point["ppv"]}
+
+
+# Calibrated thresholds stay below sigmoid(12) (1 - 6e-6): past it float32 logits of
+# confident pixels and the threshold blur into one another.
+MAX_CALIBRATION_LOGIT = 12.0
+
+
+def operating_curve(
+    logits: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_], floor_logit: float
+) -> list[dict[str, float]]:
+    """Per-slice sensitivity and PPV at each useful threshold, from the highest down.
+
+    Components (8-connected) are found once, at ``floor_logit``. A reference component is
+    detected at threshold t when its largest logit exceeds t (the mask at t is logit > t);
+    a predicted component survives t when its peak does, and is true when it touches the
+    reference. Each point's ``logit`` sits halfway between a component peak and the next
+    lower one, so the chosen threshold has a margin on both sides.
+    """
+    square = np.ones((3, 3), dtype=bool)
+    truth_peaks: list[float] = []
+    predicted_peaks: list[float] = []
+    predicted_true: list[bool] = []
+    for logit, reference in zip(logits, truth, strict=True):
+        labels, count = ndimage.label(reference, structure=square)
+        if count:
+            truth_peaks.extend(ndimage.maximum(logit, labels, np.arange(1, count + 1)))
+        marked, marked_count = ndimage.label(logit > floor_logit, structure=square)
+        if marked_count:
+            ids = np.arange(1, marked_count + 1)
+            predicted_peaks.extend(ndimage.maximum(logit, marked, ids))
+            touching = np.zeros(marked_count + 1, dtype=bool)
+            touching[marked[reference & (marked > 0)]] = True
+            predicted_true.extend(touching[1:])
+    if not predicted_peaks:
+        return []
+    reference_peaks = np.sort(np.asarray(truth_peaks, dtype=np.float64))
+    peaks = np.asarray(predicted_peaks, dtype=np.float64)
+    true = np.asarray(predicted_true, dtype=bool)
+    order = np.argsort(-peaks, kind="stable")
+    peaks, true = peaks[order], true[order]
+    levels = np.unique(peaks)[::-1]
+    lower = np.append(levels[1:], floor_logit)
+    curve = []
+    for level, below in zip(levels, lower, strict=True):
+        cut = min(0.5 * (level + below), MAX_CALIBRATION_LOGIT)
+        kept = peaks > cut
+        if not kept.any():
+            continue
+        detected = len(reference_peaks) - np.searchsorted(reference_peaks, cut, side="right")
+        curve.append(
+            {
+                "logit": float(cut),
+                "sensitivity": float(detected / len(reference_peaks))
+                if len(reference_peaks)
+                else float("nan"),
+                "ppv": float(true[kept].mean()),
+                "predicted": float(kept.sum()),
+            }
+        )
+    return curve

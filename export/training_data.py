@@ -143,7 +143,12 @@ def build_validation_bank(data: DataConfig, run_seed: int) -> SliceBank:
     share_positive = -(-data.validation_positives // len(seeds))
     share_negative = -(-data.validation_negatives // len(seeds))
     banks = phantom_banks(
-        seeds, run_seed, dict(data.phantom_overrides), share_positive, share_negative, data.workers
+        seeds,
+        run_seed,
+        dict(data.validation_overrides),
+        share_positive,
+        share_negative,
+        data.workers,
     )
     return SliceBank.concatenate(banks)
 

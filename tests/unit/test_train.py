@@ -211,6 +211,7 @@ def test_train_command_writes_a_checkpoint_and_resumes_from_its_own_config(
         "phantom_seeds": [1, 3],
         "phantom_overrides": small,
         "validation_seeds": [90_000, 90_002],
+        "validation_overrides": small,
         "validation_positives": 2,
         "validation_negatives": 2,
         "workers": 1,
