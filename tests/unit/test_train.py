@@ -78,11 +78,12 @@ def test_tiny_run_learns_to_find_a_phantom_lesion(tmp_path: Path) -> None:
         bank_from_volume(v, np.random.default_rng(i), 12, 4) for i, v in enumerate(volumes)
     )
     held = phantom_volume(4, EASY_PHANTOM)  # never trained on
+    # 150 steps: at 100 the held-out lesion is found with some run seeds and not others.
     config = _tiny_config(
-        100,
+        150,
         seed=1,
         batch=BatchSpec(batch_size=8, crop=128, positive_fraction=0.6),
-        optim=OptimConfig(steps=100, lr=5e-3, warmup_steps=2),
+        optim=OptimConfig(steps=150, lr=5e-3, warmup_steps=2),
         threads=1,  # tests share the CPU: two threads each would thrash
         checkpoint_every=1000,
     )
@@ -95,7 +96,7 @@ def test_tiny_run_learns_to_find_a_phantom_lesion(tmp_path: Path) -> None:
         progress=False,
         on_step=lambda _, loss: losses.append(loss),
     )
-    assert len(losses) == 100
+    assert len(losses) == 150
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
 
     positive = np.flatnonzero(held.labels.reshape(len(held.labels), -1).any(1))
