@@ -187,7 +187,7 @@ def train(
 
     torch.set_num_threads(config.threads)
     state = resume_state(config, resume) if resume else new_state(config)
-    state.model.to(memory_format=torch.channels_last)
+    state.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
     sampler = BalancedSampler(bank.positive, config.batch.positive_fraction)
     criterion = SegmentationLoss(config.loss)
     total = config.optim.steps
