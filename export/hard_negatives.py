@@ -9,7 +9,8 @@ next background crops is centred on those points.
 
 Mining depends on the model at the step it runs. A run resumed from a checkpoint mines again
 at once, so it reproduces the uninterrupted run exactly when the checkpoint's step is a
-multiple of ``mine_every`` (periodic checkpoints are, when ``checkpoint_every`` is).
+multiple of ``mining.every`` past ``mining.start`` (periodic checkpoints are, when
+``checkpoint_every`` is such a multiple).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["MINING_CHUNK", "HardNegatives", "MiningConfig", "mine_false_positives"]
 
 MINING_CHUNK = 32  # slices segmented at once (bounds the logits held in memory)
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # diagonal steps count as one pixel
 
 
 @dataclass(frozen=True)
@@ -117,13 +119,10 @@ def _false_peaks(
     if not marked.any():
         return []
     if truth.any() and margin_px > 0:
-        square = np.ones((3, 3), dtype=bool)  # diagonal steps count as one pixel
-        near = ndimage.binary_dilation(truth, structure=square, iterations=margin_px)
+        near = ndimage.binary_dilation(truth, structure=_EIGHT_CONNECTED, iterations=margin_px)
     else:
         near = truth
-    components, count = ndimage.label(marked, structure=np.ones((3, 3), dtype=bool))
-    if count == 0:
-        return []
+    components, count = ndimage.label(marked, structure=_EIGHT_CONNECTED)
     touching = np.unique(components[near & marked])
     false_ids = np.setdiff1d(np.arange(1, count + 1), touching)
     if not len(false_ids):

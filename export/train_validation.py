@@ -156,16 +156,16 @@ def operating_curve(
         return []
     reference_peaks = np.sort(np.asarray(truth_peaks, dtype=np.float64))
     peaks = np.asarray(predicted_peaks, dtype=np.float64)
-    true = np.asarray(predicted_true, dtype=bool)
     order = np.argsort(-peaks, kind="stable")
-    peaks, true = peaks[order], true[order]
+    descending = -peaks[order]  # ascending negated peaks, for searchsorted
+    true_so_far = np.cumsum(np.asarray(predicted_true, dtype=bool)[order])
     levels = np.unique(peaks)[::-1]
     lower = np.append(levels[1:], floor_logit)
     curve = []
     for level, below in zip(levels, lower, strict=True):
         cut = min(0.5 * (level + below), MAX_CALIBRATION_LOGIT)
-        kept = peaks > cut
-        if not kept.any():
+        kept = int(np.searchsorted(descending, -cut, side="left"))  # peaks > cut
+        if kept == 0:
             continue
         detected = len(reference_peaks) - np.searchsorted(reference_peaks, cut, side="right")
         curve.append(
@@ -174,8 +174,8 @@ def operating_curve(
                 "sensitivity": float(detected / len(reference_peaks))
                 if len(reference_peaks)
                 else float("nan"),
-                "ppv": float(true[kept].mean()),
-                "predicted": float(kept.sum()),
+                "ppv": float(true_so_far[kept - 1] / kept),
+                "predicted": float(kept),
             }
         )
     return curve
