@@ -3,6 +3,12 @@
 Metastasis pixels are well under 1 % of a CT slice. Cross-entropy alone lets the network
 settle on "background everywhere"; Dice rewards overlap whatever the class balance, and
 the pixel-wise term keeps gradients informative on crops that hold no lesion at all.
+
+Both terms count pixels, so a 20-pixel lesion (the end of a lesion, a small rib lesion)
+weighs a fiftieth of a 1,000-pixel one, while the per-slice metric counts each as one
+lesion. ``small_lesion_area`` lifts the pixel-term weight of each small lesion component
+towards that of a lesion of that area (by ``sqrt(area / size)``, at most
+``small_lesion_max_weight``).
 """
 
 from __future__ import annotations
@@ -10,8 +16,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 
 PixelLoss = Literal["bce", "focal"]
@@ -28,6 +37,8 @@ class LossConfig:
     focal_alpha: float = 0.75
     dice_smooth: float = 1.0
     positive_weight: float = 1.0  # BCE weight of lesion pixels (pos_weight), >1 favours recall
+    small_lesion_area: float = 0.0  # px; lesion components below it weigh more (0: off)
+    small_lesion_max_weight: float = 4.0
 
     def __post_init__(self) -> None:
         if self.pixel_loss not in ("bce", "focal"):
@@ -42,6 +53,8 @@ class LossConfig:
             raise ValueError(f"positive_weight must be > 0, got {self.positive_weight}")
         if not 0 <= self.focal_alpha <= 1:
             raise ValueError(f"focal_alpha must be in [0, 1], got {self.focal_alpha}")
+        if self.small_lesion_area < 0 or self.small_lesion_max_weight < 1:
+            raise ValueError("small_lesion_area must be >= 0 and small_lesion_max_weight >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -68,13 +81,50 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     return 1.0 - (2.0 * overlap + smooth) / (total + smooth)
 
 
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def small_lesion_weights(
+    target: npt.NDArray[np.floating[Any]] | npt.NDArray[np.bool_], area: float, max_weight: float
+) -> npt.NDArray[np.float32]:
+    """Pixel weights (same shape as ``target``, (..., H, W)): 1 on background and on lesion
+    components of at least ``area`` pixels, ``min(max_weight, sqrt(area / size))`` on the
+    pixels of a smaller component (8-connected, per image).
+
+    Sizes are those seen in the image given, a training crop: a big lesion cut by the
+    crop's edge counts as small there. Lesion-centred crops are jittered by less than a
+    third of the crop, so that is the exception.
+    """
+    lesion = np.asarray(target) > 0.5
+    weights = np.ones(lesion.shape, dtype=np.float32)
+    if area <= 0:
+        return weights
+    flat_lesion = lesion.reshape(-1, *lesion.shape[-2:])
+    flat_weights = weights.reshape(-1, *lesion.shape[-2:])
+    for image, out in zip(flat_lesion, flat_weights, strict=True):
+        labels, count = ndimage.label(image, structure=_EIGHT_CONNECTED)
+        if not count:
+            continue
+        sizes = np.bincount(labels.ravel(), minlength=count + 1).astype(np.float32)
+        factor = np.clip(np.sqrt(area / np.maximum(sizes, 1.0)), 1.0, max_weight)
+        factor[0] = 1.0
+        out[...] = factor[labels]
+    return weights
+
+
 def focal_loss(
-    logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.75
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    alpha: float = 0.75,
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_true)^gamma."""
     cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_true = torch.exp(-cross_entropy)
     weight = alpha * target + (1.0 - alpha) * (1.0 - target)
+    if pixel_weights is not None:
+        weight = weight * pixel_weights
     return (weight * (1.0 - p_true) ** gamma * cross_entropy).mean()
 
 
@@ -88,10 +138,23 @@ class SegmentationLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         config = self.config
         target = target.to(logits.dtype)
+        pixel_weights = None
+        if config.small_lesion_area > 0:
+            pixel_weights = torch.from_numpy(
+                small_lesion_weights(
+                    target.detach().cpu().numpy(),
+                    config.small_lesion_area,
+                    config.small_lesion_max_weight,
+                )
+            ).to(logits.device, logits.dtype)
         if config.pixel_loss == "focal":
-            pixel = focal_loss(logits, target, config.focal_gamma, config.focal_alpha)
+            pixel = focal_loss(
+                logits, target, config.focal_gamma, config.focal_alpha, pixel_weights
+            )
         else:
             weight = torch.tensor(config.positive_weight, dtype=logits.dtype)
-            pixel = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+            pixel = F.binary_cross_entropy_with_logits(
+                logits, target, weight=pixel_weights, pos_weight=weight
+            )
         dice = soft_dice_loss(logits, target, config.dice_smooth)
         return config.dice_weight * dice + config.pixel_weight * pixel

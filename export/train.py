@@ -28,7 +28,7 @@ from export.hard_negatives import HardNegatives, mine_false_positives
 from export.losses import SegmentationLoss
 from export.model import build_model
 from export.train_config import OptimConfig, TrainConfig
-from export.train_validation import calibrated_threshold, validate
+from export.train_validation import calibrate, validate
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +225,8 @@ def train(
         bar.set_postfix(postfix, refresh=False)
         bar.update(1)
     bar.close()
+    # The trained network as it is, resumable, before calibration may fold scores into it.
+    save_state(periodic_path(out), config, state)
     finish(state, config, validation)
     save_state(out, config, state)
     return state
@@ -259,22 +261,27 @@ def run_validation(state: TrainState, config: TrainConfig, bank: SliceBank) -> d
 
 
 def finish(state: TrainState, config: TrainConfig, validation: SliceBank | None) -> None:
-    """Close the loss curve; calibrate the threshold and validate once more at the end."""
+    """Close the loss curve; calibrate the threshold and validate once more at the end.
+
+    With ``calibrate_scores`` the score map is folded into the network's last layer, so
+    the final checkpoint serves calibrated probabilities; ``<out>.last.pt`` keeps the
+    network as trained, to resume from.
+    """
     if state.losses:
         state.loss_curve.append([float(state.step), float(np.mean(state.losses))])
         state.losses.clear()
     if validation is None:
         return
     if config.calibrate_min_ppv is not None:
-        state.threshold, point = calibrated_threshold(
+        state.threshold, state.calibration = calibrate(
             state.model,
             validation,
             config.windows,
             config.calibrate_min_ppv,
             config.calibration_floor,
+            scores=config.calibrate_scores,
         )
-        state.calibration = {"threshold": state.threshold, **point}
-        logger.info("calibrated threshold %.3f: %s", state.threshold, _format(point))
+        logger.info("calibrated: %s", _format(state.calibration))
     if not state.validation or state.validation[-1]["step"] != state.step or state.calibration:
         run_validation(state, config, validation)
 

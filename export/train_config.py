@@ -96,6 +96,16 @@ class TrainConfig:
     # At the end, lower the threshold as far as validation PPV stays >= this (None: keep).
     calibrate_min_ppv: float | None = None
     calibration_floor: float = 0.2
+    # With calibrate_min_ppv: fit P(true lesion | component peak) on validation and fold it
+    # into the last layer, so served probabilities are calibrated (not all 1.0).
+    calibrate_scores: bool = False
+
+    def __post_init__(self) -> None:
+        if self.calibrate_scores and self.calibrate_min_ppv is None:
+            raise ValueError(
+                "calibrate_scores needs calibrate_min_ppv: the scores are fitted "
+                "where the threshold is chosen"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (windows as "LEVEL:WIDTH" strings)."""
@@ -116,6 +126,7 @@ class TrainConfig:
             "threads": self.threads,
             "calibrate_min_ppv": self.calibrate_min_ppv,
             "calibration_floor": self.calibration_floor,
+            "calibrate_scores": self.calibrate_scores,
         }
 
     @classmethod

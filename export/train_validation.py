@@ -11,12 +11,14 @@ on which nothing at all is marked.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from scipy import ndimage
+from scipy import ndimage, optimize
 from torch import nn
 
 from api.inference.contract import Window
@@ -30,7 +32,10 @@ from api.inference.processing import (
 from export.datasets import SliceBank
 from export.metrics import SliceMetricsAccumulator
 
+logger = logging.getLogger(__name__)
+
 VALIDATION_BATCH = 4
+_SQUARE = np.ones((3, 3), dtype=bool)  # 8-connected components, as export.metrics counts
 
 
 def predict_logits(
@@ -112,13 +117,150 @@ def calibrated_threshold(
     most sensitivity; without one, the threshold giving the best PPV is returned.
     """
     logits = predict_logits(model, bank.hounsfield, windows)[:, 0]
-    curve = operating_curve(logits, bank.labels > 0, logit_threshold(floor))
+    return threshold_from_logits(logits, bank.labels > 0, min_ppv, floor)
+
+
+def threshold_from_logits(
+    logits: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_], min_ppv: float, floor: float
+) -> tuple[float, dict[str, float]]:
+    """:func:`calibrated_threshold` on logits (N, H, W) already computed."""
+    curve = operating_curve(logits, truth, logit_threshold(floor))
     if not curve:
         return floor, {"sensitivity": float("nan"), "ppv": float("nan")}
     reaching = [p for p in curve if p["ppv"] >= min_ppv]
     point = reaching[-1] if reaching else max(curve, key=lambda p: p["ppv"])
     threshold = max(floor, float(sigmoid(np.asarray(point["logit"]))))
     return threshold, {"sensitivity": point["sensitivity"], "ppv": point["ppv"]}
+
+
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """Platt scaling of component peaks: P(true lesion) = sigmoid(scale * peak + shift)."""
+
+    scale: float
+    shift: float
+
+    def logit(self, raw: float) -> float:
+        """The calibrated logit of a raw one."""
+        return self.scale * raw + self.shift
+
+
+# Calibration may soften the network's confidence, never sharpen it.
+MAX_SCORE_SCALE = 1.0
+MIN_SCORE_SCALE = 1e-3
+INITIAL_SCORE_SCALE = 0.01  # a nearly flat start: the fit only has to climb
+
+
+def fit_score_calibration(
+    peaks: npt.NDArray[np.floating[Any]], true: npt.NDArray[np.bool_]
+) -> ScoreCalibration | None:
+    """Logistic regression of "this component is a true lesion" on its peak logit.
+
+    A network trained with pixel losses on rare lesions is over-confident: true and false
+    components alike peak far past sigmoid's last uint8 step, so every reported probability
+    would read 1.0. Fitted on validation components, ``sigmoid(scale * peak + shift)``
+    is the share of components with that peak that were true. ``scale`` stays in
+    (0, 1]: the map is increasing, so it reorders nothing. None without both kinds.
+    """
+    x = np.asarray(peaks, dtype=np.float64)
+    y = np.asarray(true, dtype=np.float64)
+    if x.size == 0 or y.min() == y.max():
+        return None
+
+    def loss(params: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        z = params[0] * x + params[1]
+        # mean binary cross-entropy, written stably: log(1 + e^z) - y z
+        value = float(np.mean(np.logaddexp(0.0, z) - y * z))
+        residual = sigmoid(z) - y
+        return value, np.array([np.mean(residual * x), np.mean(residual)])
+
+    result = optimize.minimize(
+        loss,
+        x0=np.array([INITIAL_SCORE_SCALE, 0.0]),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(MIN_SCORE_SCALE, MAX_SCORE_SCALE), (-100.0, 100.0)],
+    )
+    if not result.success:
+        logger.warning("score calibration did not converge: %s", result.message)
+    return ScoreCalibration(float(result.x[0]), float(result.x[1]))
+
+
+def component_peaks(
+    logits: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_], floor_logit: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Peak logit of each reference component; of each predicted one (> ``floor_logit``,
+    8-connected, per slice) and whether it touches the reference."""
+    truth_peaks: list[float] = []
+    predicted_peaks: list[float] = []
+    predicted_true: list[bool] = []
+    for logit, reference in zip(logits, truth, strict=True):
+        labels, count = ndimage.label(reference, structure=_SQUARE)
+        if count:
+            truth_peaks.extend(ndimage.maximum(logit, labels, np.arange(1, count + 1)))
+        marked, marked_count = ndimage.label(logit > floor_logit, structure=_SQUARE)
+        if marked_count:
+            ids = np.arange(1, marked_count + 1)
+            predicted_peaks.extend(ndimage.maximum(logit, marked, ids))
+            touching = np.zeros(marked_count + 1, dtype=bool)
+            touching[marked[reference & (marked > 0)]] = True
+            predicted_true.extend(touching[1:])
+    return (
+        np.asarray(truth_peaks, dtype=np.float64),
+        np.asarray(predicted_peaks, dtype=np.float64),
+        np.asarray(predicted_true, dtype=bool),
+    )
+
+
+def calibrate(
+    model: nn.Module,
+    bank: SliceBank,
+    windows: tuple[Window, ...],
+    min_ppv: float,
+    floor: float,
+    scores: bool,
+) -> tuple[float, dict[str, float]]:
+    """Choose the threshold (:func:`calibrated_threshold`) and, with ``scores``, calibrate.
+
+    The score map is fitted on the components the chosen threshold reports (the floor's
+    when those are all true or all false) and folded into the network's last layer (see
+    ``DeepLabV3Plus.fold_logit_affine``), so every path that serves the network (ONNX
+    Runtime, TensorRT, the numpy post-processing) reports calibrated probabilities with no
+    change of its own. The threshold is mapped the same way, so every mask stays as it was
+    (up to float32 rounding of pixels within ~1e-6 of the cut). Returns the threshold the
+    (possibly folded) network is to be served at, and a record of what was done.
+    """
+    logits = predict_logits(model, bank.hounsfield, windows)[:, 0]
+    truth = bank.labels > 0
+    threshold, point = threshold_from_logits(logits, truth, min_ppv, floor)
+    record = {"threshold": threshold, **point}
+    if not scores:
+        return threshold, record
+    fold = getattr(model, "fold_logit_affine", None)
+    if fold is None:
+        logger.warning(
+            "%s cannot fold a score calibration; scores left as they are", type(model).__name__
+        )
+        return threshold, record
+    fit, fitted_on = None, 0
+    for cut in (logit_threshold(threshold), logit_threshold(floor)):
+        _, peaks, true = component_peaks(logits, truth, cut)
+        fit, fitted_on = fit_score_calibration(peaks, true), len(peaks)
+        if fit is not None:
+            break
+    if fit is None:
+        logger.warning("no validation components of both kinds: scores left uncalibrated")
+        return threshold, record
+    fold(fit.scale, fit.shift)
+    served = float(sigmoid(np.asarray(fit.logit(logit_threshold(threshold)))))
+    record.update(
+        threshold=served,
+        raw_threshold=threshold,
+        score_scale=fit.scale,
+        score_shift=fit.shift,
+        score_components=float(fitted_on),
+    )
+    return served, record
 
 
 # Calibrated thresholds stay below sigmoid(12) (1 - 6e-6): past it float32 logits of
@@ -137,28 +279,13 @@ def operating_curve(
     reference. Each point's ``logit`` sits halfway between a component peak and the next
     lower one, so the chosen threshold has a margin on both sides.
     """
-    square = np.ones((3, 3), dtype=bool)
-    truth_peaks: list[float] = []
-    predicted_peaks: list[float] = []
-    predicted_true: list[bool] = []
-    for logit, reference in zip(logits, truth, strict=True):
-        labels, count = ndimage.label(reference, structure=square)
-        if count:
-            truth_peaks.extend(ndimage.maximum(logit, labels, np.arange(1, count + 1)))
-        marked, marked_count = ndimage.label(logit > floor_logit, structure=square)
-        if marked_count:
-            ids = np.arange(1, marked_count + 1)
-            predicted_peaks.extend(ndimage.maximum(logit, marked, ids))
-            touching = np.zeros(marked_count + 1, dtype=bool)
-            touching[marked[reference & (marked > 0)]] = True
-            predicted_true.extend(touching[1:])
-    if not predicted_peaks:
+    reference_peaks, peaks, predicted_true = component_peaks(logits, truth, floor_logit)
+    if not peaks.size:
         return []
-    reference_peaks = np.sort(np.asarray(truth_peaks, dtype=np.float64))
-    peaks = np.asarray(predicted_peaks, dtype=np.float64)
+    reference_peaks = np.sort(reference_peaks)
     order = np.argsort(-peaks, kind="stable")
     descending = -peaks[order]  # ascending negated peaks, for searchsorted
-    true_so_far = np.cumsum(np.asarray(predicted_true, dtype=bool)[order])
+    true_so_far = np.cumsum(predicted_true[order])
     levels = np.unique(peaks)[::-1]
     lower = np.append(levels[1:], floor_logit)
     curve = []

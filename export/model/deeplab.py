@@ -106,6 +106,20 @@ class DeepLabV3Plus(nn.Module):
         logits = self.decoder(low, self.aspp(high))
         return F.interpolate(logits, scale_factor=float(LOW_LEVEL_STRIDE), mode="bilinear")
 
+    @torch.no_grad()
+    def fold_logit_affine(self, scale: float, shift: float) -> None:
+        """From now on answer ``scale * logit + shift`` (score calibration, in the weights).
+
+        The classifier is a 1x1 convolution and only bilinear upsampling follows it, whose
+        weights sum to one, so scaling its weights and bias and shifting its bias is exact.
+        """
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0 (an increasing map), got {scale}")
+        classifier = self.decoder.classifier
+        assert classifier.bias is not None  # built with bias=True
+        classifier.weight.mul_(scale)
+        classifier.bias.mul_(scale).add_(shift)
+
 
 def _check_size(size: torch.Size, stride: int) -> None:
     if any(side % stride for side in size):

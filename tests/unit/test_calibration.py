@@ -1,4 +1,5 @@
-"""Threshold calibration reads the operating curve from logits, past the uint8 map's steps."""
+"""Threshold calibration reads the operating curve from logits, past the uint8 map's steps;
+score calibration makes reported probabilities mean something and changes no mask."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ import torch
 from torch import nn
 
 from api.inference.contract import BONE_WINDOW
-from api.inference.processing import sigmoid
+from api.inference.processing import sigmoid, window_channels
 from export.datasets import SliceBank
-from export.train_validation import calibrated_threshold, operating_curve
+from export.model import ModelConfig, build_model
+from export.train import TrainState, finish
+from export.train_config import TrainConfig
+from export.train_validation import (
+    calibrate,
+    calibrated_threshold,
+    fit_score_calibration,
+    operating_curve,
+    predict_masks,
+)
 
 SIZE = 64
 
@@ -69,3 +79,103 @@ def test_calibration_picks_the_lowest_threshold_reaching_the_ppv() -> None:
     # Unreachable: the best-PPV point.
     threshold, point = calibrated_threshold(model, bank, (BONE_WINDOW,), 1.01, floor=0.5)
     assert math.isclose(point["ppv"], 1.0)
+
+
+def test_score_calibration_recovers_a_known_logistic_and_never_sharpens() -> None:
+    rng = np.random.default_rng(0)
+    peaks = rng.uniform(-5.0, 30.0, 20_000)
+    true = rng.random(peaks.size) < sigmoid(0.3 * peaks - 4.0)
+    fit = fit_score_calibration(peaks, true)
+    assert fit is not None
+    assert fit.scale == pytest.approx(0.3, abs=0.02)
+    assert fit.shift == pytest.approx(-4.0, abs=0.3)
+    # Separable components would want an infinite slope; calibration only softens.
+    separable = fit_score_calibration(
+        np.array([-2.0, -1.0, 3.0, 4.0]), np.array([False, False, True, True])
+    )
+    assert separable is not None and separable.scale == pytest.approx(1.0)
+    assert fit_score_calibration(peaks, np.ones(peaks.size, dtype=bool)) is None
+    assert fit_score_calibration(np.array([]), np.array([], dtype=bool)) is None
+
+
+def test_folding_the_calibration_into_the_network_is_affine_and_increasing() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=18, width=0.125)).eval()
+    image = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        before = model(image)
+        model.fold_logit_affine(0.25, -3.0)
+        after = model(image)
+    torch.testing.assert_close(after, 0.25 * before - 3.0, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        model.fold_logit_affine(0.0, 1.0)
+
+
+class FoldableLogitFromHounsfield(LogitFromHounsfield):
+    """The stand-in network with a foldable last layer, as DeepLabV3Plus has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale, self.shift = 1.0, 0.0
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.scale * super().forward(image) + self.shift
+
+    def fold_logit_affine(self, scale: float, shift: float) -> None:
+        self.scale, self.shift = scale * self.scale, scale * self.shift + shift
+
+
+def test_calibrate_folds_the_scores_and_keeps_every_mask() -> None:
+    logits, truth = _logits_and_truth()
+    hounsfield = np.rint(400 + 45 * logits).astype(np.int16)
+    bank = SliceBank(hounsfield, truth.astype(np.uint8), ["c:0", "c:1"])
+    raw = LogitFromHounsfield()
+    raw_threshold, _ = calibrated_threshold(raw, bank, (BONE_WINDOW,), 0.66, floor=0.5)
+    model = FoldableLogitFromHounsfield()
+    threshold, record = calibrate(model, bank, (BONE_WINDOW,), 0.66, 0.5, scores=True)
+    assert record["raw_threshold"] == pytest.approx(raw_threshold)
+    assert 0 < model.scale <= 1.0 and model.scale == record["score_scale"]
+    assert threshold == pytest.approx(
+        float(
+            sigmoid(
+                np.asarray(
+                    model.scale * math.log(raw_threshold / (1 - raw_threshold)) + model.shift
+                )
+            )
+        )
+    )
+    # The folded network at the served threshold marks exactly what the raw one did.
+    folded = predict_masks(model, hounsfield, (BONE_WINDOW,), threshold)
+    unfolded = predict_masks(raw, hounsfield, (BONE_WINDOW,), raw_threshold)
+    assert folded.any() and np.array_equal(folded, unfolded)
+    # The scores it reports now differ between components (not all the last uint8 step).
+    with torch.no_grad():
+        calibrated = torch.sigmoid(
+            model(torch.from_numpy(window_channels(hounsfield, (BONE_WINDOW,))))
+        ).numpy()
+    peaks = [calibrated[z, 0, r + 1, c + 1] for z, r, c in [(0, 5, 5), (1, 5, 40)]]
+    assert peaks[0] > peaks[1] and peaks[0] < 254 / 255
+    # Without score calibration the network is left as it was.
+    untouched = FoldableLogitFromHounsfield()
+    same, plain = calibrate(untouched, bank, (BONE_WINDOW,), 0.66, 0.5, scores=False)
+    assert same == pytest.approx(raw_threshold) and untouched.scale == 1.0
+    assert "score_scale" not in plain
+
+
+def test_finish_serves_the_folded_network_at_the_mapped_threshold() -> None:
+    logits, truth = _logits_and_truth()
+    hounsfield = np.rint(400 + 45 * logits).astype(np.int16)
+    bank = SliceBank(hounsfield, truth.astype(np.uint8), ["c:0", "c:1"])
+    model = FoldableLogitFromHounsfield()
+    state = TrainState(model, torch.optim.AdamW([nn.Parameter(torch.zeros(1))]), step=1)
+    config = TrainConfig(calibrate_min_ppv=0.66, calibration_floor=0.5, calibrate_scores=True)
+    finish(state, config, bank)
+    record = state.calibration
+    assert record is not None and state.threshold == record["threshold"]
+    assert record["raw_threshold"] == pytest.approx(float(sigmoid(np.asarray(4.5))))
+    assert record["score_scale"] == model.scale < 1.0
+    # Validated after the fold, at the served threshold: the point calibration chose.
+    last = state.validation[-1]
+    assert last["sensitivity"] == pytest.approx(2 / 3) and last["ppv"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="calibrate_scores needs calibrate_min_ppv"):
+        TrainConfig(calibrate_scores=True)

@@ -13,7 +13,13 @@ import torch
 
 from export.checkpoint import load_checkpoint
 from export.datasets import BatchSpec, SliceBank
-from export.losses import LossConfig, SegmentationLoss, focal_loss, soft_dice_loss
+from export.losses import (
+    LossConfig,
+    SegmentationLoss,
+    focal_loss,
+    small_lesion_weights,
+    soft_dice_loss,
+)
 from export.model import ModelConfig
 from export.train import lr_at, periodic_path, train
 from export.train_config import DataConfig, OptimConfig, TrainConfig
@@ -189,6 +195,26 @@ def test_focal_loss_down_weights_easy_pixels() -> None:
     assert combined.item() == pytest.approx(
         soft_dice_loss(hard, target).item() + focal_loss(hard, target, 2.0, 0.75).item(), rel=1e-5
     )
+
+
+def test_small_lesions_weigh_more_in_the_pixel_loss_and_big_ones_do_not() -> None:
+    target = np.zeros((2, 1, 40, 40), dtype=np.float32)
+    target[0, 0, 2:4, 2:4] = 1  # 4 px
+    target[0, 0, 10:35, 10:35] = 1  # 625 px
+    target[1, 0, 5:9, 30:39] = 1  # 36 px
+    weights = small_lesion_weights(target, area=144.0, max_weight=4.0)
+    assert weights[0, 0, 2, 2] == pytest.approx(4.0)  # sqrt(144 / 4) = 6, capped
+    assert weights[0, 0, 20, 20] == pytest.approx(1.0)
+    assert weights[1, 0, 6, 33] == pytest.approx(2.0)  # sqrt(144 / 36)
+    assert np.all(weights[target == 0] == 1.0)
+    # A network that misses only the small lesion pays more with the weighting on.
+    logits = torch.from_numpy(np.where(target > 0, 6.0, -6.0).astype(np.float32))
+    logits[1, 0, 5:9, 30:39] = -6.0
+    plain = SegmentationLoss(LossConfig(dice_weight=0.0))(logits, torch.from_numpy(target))
+    weighted = SegmentationLoss(LossConfig(dice_weight=0.0, small_lesion_area=144.0))(
+        logits, torch.from_numpy(target)
+    )
+    assert weighted.item() == pytest.approx(2.0 * plain.item(), rel=0.02)
 
 
 def test_config_round_trips_and_keeps_evaluation_seeds_out() -> None:
