@@ -120,7 +120,20 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(
     tmp_path: Path,
 ) -> None:
     bank = _disc_bank(6, seed=0, size=64)
-    straight = train(_tiny_config(4), bank, None, tmp_path / "straight.pt", progress=False)
+    periodic_steps: list[int | None] = []
+
+    def look_at_periodic(step: int, _: float) -> None:
+        if step == 3:  # after step 2's periodic save, before anything else is written
+            periodic_steps.append(load_checkpoint(periodic_path(tmp_path / "straight.pt")).step)
+
+    straight = train(
+        _tiny_config(4),
+        bank,
+        None,
+        tmp_path / "straight.pt",
+        progress=False,
+        on_step=look_at_periodic,
+    )
     train(_tiny_config(2), bank, None, tmp_path / "first.pt", progress=False)
     first = load_checkpoint(tmp_path / "first.pt")
     assert first.step == 2
@@ -143,9 +156,11 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(
         straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
-    # A periodic checkpoint was written at step 2 of the 4-step run, with the full config.
+    # A periodic checkpoint was written at step 2 of the 4-step run; at the end it holds the
+    # network as trained (before any score calibration), with the full config.
+    assert periodic_steps == [2]
     periodic = load_checkpoint(periodic_path(tmp_path / "straight.pt"))
-    assert periodic.step == 2
+    assert periodic.step == 4
     assert periodic.train_config == _tiny_config(4).to_dict()
 
 
