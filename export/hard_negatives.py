@@ -23,6 +23,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from api.inference.contract import Window
+from api.lesions.components import structure
 from export.datasets import SliceBank
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["MINING_CHUNK", "HardNegatives", "MiningConfig", "mine_false_positives"]
 
 MINING_CHUNK = 32  # slices segmented at once (bounds the logits held in memory)
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # diagonal steps count as one pixel
+_EIGHT_CONNECTED = structure(8)  # diagonal steps count as one pixel
 
 
 @dataclass(frozen=True)

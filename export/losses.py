@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
+from api.lesions.components import structure
+
 PixelLoss = Literal["bce", "focal"]
 
 
@@ -81,7 +83,7 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     return 1.0 - (2.0 * overlap + smooth) / (total + smooth)
 
 
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+_EIGHT_CONNECTED = structure(8)  # diagonal steps count as one pixel
 
 
 def small_lesion_weights(

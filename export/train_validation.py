@@ -29,13 +29,15 @@ from api.inference.processing import (
     unpack_mask,
     window_channels,
 )
+from api.lesions.components import DEFAULT_CONNECTIVITY, structure
 from export.datasets import SliceBank
 from export.metrics import SliceMetricsAccumulator
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_BATCH = 4
-_SQUARE = np.ones((3, 3), dtype=bool)  # 8-connected components, as export.metrics counts
+# Components as export.metrics counts them (8-connected in plane by default).
+_COMPONENTS = structure(DEFAULT_CONNECTIVITY)
 
 
 def predict_logits(
@@ -102,28 +104,17 @@ def validate(
     return {key: float(value) for key, value in scores.items()}
 
 
-def calibrated_threshold(
-    model: nn.Module,
-    bank: SliceBank,
-    windows: tuple[Window, ...],
-    min_ppv: float,
-    floor: float,
-) -> tuple[float, dict[str, float]]:
-    """The lowest threshold >= ``floor`` whose validation PPV reaches ``min_ppv``.
-
-    Segments the bank once and reads the operating curve from logits
-    (:func:`operating_curve`), so thresholds above the uint8 probability map's last step
-    (254/255) can be told apart. The lowest threshold that reaches ``min_ppv`` keeps the
-    most sensitivity; without one, the threshold giving the best PPV is returned.
-    """
-    logits = predict_logits(model, bank.hounsfield, windows)[:, 0]
-    return threshold_from_logits(logits, bank.labels > 0, min_ppv, floor)
-
-
 def threshold_from_logits(
     logits: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_], min_ppv: float, floor: float
 ) -> tuple[float, dict[str, float]]:
-    """:func:`calibrated_threshold` on logits (N, H, W) already computed."""
+    """The lowest threshold >= ``floor`` whose per-slice PPV on ``logits`` (N, H, W) reaches
+    ``min_ppv``.
+
+    The operating curve is read from logits (:func:`operating_curve`), so thresholds above
+    the uint8 probability map's last step (254/255) can be told apart. The lowest threshold
+    that reaches ``min_ppv`` keeps the most sensitivity; without one, the threshold giving
+    the best PPV is returned.
+    """
     curve = operating_curve(logits, truth, logit_threshold(floor))
     if not curve:
         return floor, {"sensitivity": float("nan"), "ppv": float("nan")}
@@ -195,10 +186,10 @@ def component_peaks(
     predicted_peaks: list[float] = []
     predicted_true: list[bool] = []
     for logit, reference in zip(logits, truth, strict=True):
-        labels, count = ndimage.label(reference, structure=_SQUARE)
+        labels, count = ndimage.label(reference, structure=_COMPONENTS)
         if count:
             truth_peaks.extend(ndimage.maximum(logit, labels, np.arange(1, count + 1)))
-        marked, marked_count = ndimage.label(logit > floor_logit, structure=_SQUARE)
+        marked, marked_count = ndimage.label(logit > floor_logit, structure=_COMPONENTS)
         if marked_count:
             ids = np.arange(1, marked_count + 1)
             predicted_peaks.extend(ndimage.maximum(logit, marked, ids))
@@ -220,7 +211,8 @@ def calibrate(
     floor: float,
     scores: bool,
 ) -> tuple[float, dict[str, float]]:
-    """Choose the threshold (:func:`calibrated_threshold`) and, with ``scores``, calibrate.
+    """Segment ``bank`` once; choose the threshold (:func:`threshold_from_logits`) and, with
+    ``scores``, calibrate the scores.
 
     The score map is fitted on the components the chosen threshold reports (the floor's
     when those are all true or all false) and folded into the network's last layer (see

@@ -18,7 +18,6 @@ from export.train import TrainState, finish
 from export.train_config import TrainConfig
 from export.train_validation import (
     calibrate,
-    calibrated_threshold,
     fit_score_calibration,
     operating_curve,
     predict_masks,
@@ -69,15 +68,15 @@ def test_calibration_picks_the_lowest_threshold_reaching_the_ppv() -> None:
     hounsfield = np.rint(400 + 45 * logits).astype(np.int16)  # inverts the stand-in network
     bank = SliceBank(hounsfield, truth.astype(np.uint8), ["c:0", "c:1"])
     model = LogitFromHounsfield()
-    threshold, point = calibrated_threshold(model, bank, (BONE_WINDOW,), 0.66, floor=0.5)
+    threshold, point = calibrate(model, bank, (BONE_WINDOW,), 0.66, 0.5, scores=False)
     assert threshold == pytest.approx(float(sigmoid(np.asarray(4.5))))
     assert point["sensitivity"] == pytest.approx(2 / 3) and point["ppv"] == pytest.approx(2 / 3)
     # A PPV only the top component reaches: past 254/255, where the uint8 map cannot go.
-    threshold, point = calibrated_threshold(model, bank, (BONE_WINDOW,), 0.9, floor=0.5)
+    threshold, point = calibrate(model, bank, (BONE_WINDOW,), 0.9, 0.5, scores=False)
     assert threshold == pytest.approx(float(sigmoid(np.asarray(9.0))))
     assert threshold > 254 / 255 and point["ppv"] == 1.0
     # Unreachable: the best-PPV point.
-    threshold, point = calibrated_threshold(model, bank, (BONE_WINDOW,), 1.01, floor=0.5)
+    threshold, point = calibrate(model, bank, (BONE_WINDOW,), 1.01, 0.5, scores=False)
     assert math.isclose(point["ppv"], 1.0)
 
 
@@ -130,7 +129,7 @@ def test_calibrate_folds_the_scores_and_keeps_every_mask() -> None:
     hounsfield = np.rint(400 + 45 * logits).astype(np.int16)
     bank = SliceBank(hounsfield, truth.astype(np.uint8), ["c:0", "c:1"])
     raw = LogitFromHounsfield()
-    raw_threshold, _ = calibrated_threshold(raw, bank, (BONE_WINDOW,), 0.66, floor=0.5)
+    raw_threshold, _ = calibrate(raw, bank, (BONE_WINDOW,), 0.66, 0.5, scores=False)
     model = FoldableLogitFromHounsfield()
     threshold, record = calibrate(model, bank, (BONE_WINDOW,), 0.66, 0.5, scores=True)
     assert record["raw_threshold"] == pytest.approx(raw_threshold)
