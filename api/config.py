@@ -9,9 +9,16 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.dicom.headers import body_part_code
 from api.inference.contract import MODEL_NAME, parse_windows
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# DICOM PS3.16 Annex L body parts outside the trunk that the model was never trained on:
+# the head (its skull and diploe read as lesions to a spine model) and the limbs' ends.
+DEFAULT_REFUSED_BODY_PARTS = (
+    "HEAD,BRAIN,SKULL,HEADNECK,FACE,ORBIT,SINUS,IAC,JAW,TMJ,EAR,"
+    "HAND,FINGER,WRIST,FOREARM,ELBOW,KNEE,LEG,ANKLE,FOOT,TOE,HEEL"
+)
 
 
 class Settings(BaseSettings):
@@ -47,6 +54,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="results, masks and the job DB")
     max_upload_mb: int = Field(default=2048, gt=0, description="largest upload accepted, MB")
     max_slices: int = Field(default=2000, gt=0, description="most slices in one series")
+    refused_body_parts: str = Field(
+        default=DEFAULT_REFUSED_BODY_PARTS,
+        description="BodyPartExamined values (comma-separated) whose series are refused with"
+        " 422 unsupported-body-part; a series without the attribute is always read; empty:"
+        " refuse none",
+    )
     batch_size: int = Field(default=8, ge=1, le=32, description="slices per Triton request")
     inflight_batches: int = Field(default=4, ge=1, description="Triton requests in flight per job")
     concurrent_jobs: int = Field(default=2, ge=1, description="studies processed at once")
@@ -73,6 +86,12 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def refused_body_part_codes(self) -> frozenset[str]:
+        """``refused_body_parts`` as the codes the DICOM reader compares against."""
+        codes = (body_part_code(part) for part in self.refused_body_parts.split(","))
+        return frozenset(code for code in codes if code)
 
 
 @lru_cache

@@ -14,6 +14,7 @@ Nothing below ``api/routes`` raises ``HTTPException``.
     │   ├── InconsistentGeometry       422  inconsistent-geometry
     │   ├── UnsupportedCompression     415  unsupported-compression
     │   ├── CorruptPixelData           422  corrupt-pixel-data
+    │   ├── UnsupportedBodyPart        422  unsupported-body-part
     │   ├── UploadTooLarge             413  upload-too-large
     │   └── TooManySlices              413  too-many-slices
     ├── JobNotFound                    404  job-not-found
@@ -80,6 +81,10 @@ class UnsupportedCompression(InvalidUpload):
 
 class CorruptPixelData(InvalidUpload):
     status, slug, title = 422, "corrupt-pixel-data", "Pixel data cannot be decoded"
+
+
+class UnsupportedBodyPart(InvalidUpload):
+    status, slug, title = 422, "unsupported-body-part", "Body part not read by this model"
 
 
 class UploadTooLarge(InvalidUpload):

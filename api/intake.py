@@ -27,7 +27,10 @@ async def receive_study(content_type: str, body: AsyncIterator[bytes], services:
         await stream_parts(content_type, body, upload)
         files = await asyncio.to_thread(expand_upload, upload)
         series = await asyncio.to_thread(
-            select_ct_series, files, max_slices=services.settings.max_slices
+            select_ct_series,
+            files,
+            max_slices=services.settings.max_slices,
+            refused_body_parts=services.settings.refused_body_part_codes,
         )
         # The pipeline reads this back instead of a second header pass.
         await asyncio.to_thread(services.store.write_series, job_id, series)

@@ -84,6 +84,7 @@ def mine_false_positives(
     rng: np.random.Generator,
     config: MiningConfig,
     step: int,
+    precision: str = "fp32",
 ) -> HardNegatives:
     """Segment ``config.slices`` random bank slices; return their false components' peaks.
 
@@ -99,7 +100,7 @@ def mine_false_positives(
     points: list[tuple[int, int, int]] = []
     for start in range(0, len(chosen), MINING_CHUNK):
         part = chosen[start : start + MINING_CHUNK]
-        logits = predict_logits(model, bank.hounsfield[part], windows)[:, 0]
+        logits = predict_logits(model, bank.hounsfield[part], windows, precision)[:, 0]
         for index, logit in zip(part, logits, strict=True):
             points.extend(
                 (int(index), row, column)

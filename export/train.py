@@ -28,7 +28,7 @@ from export.hard_negatives import HardNegatives, mine_false_positives
 from export.losses import SegmentationLoss
 from export.model import build_model
 from export.train_config import OptimConfig, TrainConfig
-from export.train_validation import calibrate, validate
+from export.train_validation import autocast, calibrate, validate
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +146,11 @@ def train_step(
         group["lr"] = lr
     state.model.train()
     # NHWC: oneDNN's CPU convolutions run about a quarter faster on it than on NCHW.
-    logits = state.model(torch.from_numpy(images).contiguous(memory_format=torch.channels_last))
-    loss = criterion(logits, torch.from_numpy(labels))
+    with autocast(config.precision):
+        logits = state.model(
+            torch.from_numpy(images).contiguous(memory_format=torch.channels_last)
+        )
+    loss = criterion(logits.float(), torch.from_numpy(labels))
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if config.optim.grad_clip > 0:
@@ -186,6 +189,11 @@ def train(
     from tqdm import tqdm
 
     torch.set_num_threads(config.threads)
+    if config.precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        logger.warning(
+            "precision bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+            "training runs emulated and slower than fp32"
+        )
     state = resume_state(config, resume) if resume else new_state(config)
     state.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
     sampler = BalancedSampler(bank.positive, config.batch.positive_fraction)
@@ -236,7 +244,13 @@ def mine(state: TrainState, config: TrainConfig, bank: SliceBank) -> HardNegativ
     """Mine the current model's false positives on the bank (seeded by run seed and step)."""
     rng = np.random.default_rng([config.seed, state.step, 0x4EC])
     hard = mine_false_positives(
-        state.model, bank, config.windows, rng, config=config.mining, step=state.step
+        state.model,
+        bank,
+        config.windows,
+        rng,
+        config=config.mining,
+        step=state.step,
+        precision=config.precision,
     )
     logger.info(
         "step %d: %d false positives mined on %d slices",

@@ -19,6 +19,7 @@ from export.losses import LossConfig
 from export.model import ModelConfig
 
 Schedule = Literal["cosine", "onecycle", "constant"]
+Precision = Literal["fp32", "bf16"]
 # Held-out evaluation draws phantoms from this seed upwards; training must stay below it.
 EVALUATION_SEED_START = 100_000
 
@@ -93,6 +94,10 @@ class TrainConfig:
     validate_every: int = 250
     checkpoint_every: int = 500
     threads: int = 2
+    # "bf16": forward passes of training steps and mining run under bfloat16 autocast
+    # (weights, optimiser, loss, validation and calibration stay float32). About 1.9x
+    # faster convolutions on CPUs with AVX512-BF16 or AMX; elsewhere slower than "fp32".
+    precision: Precision = "fp32"
     # At the end, lower the threshold as far as validation PPV stays >= this (None: keep).
     calibrate_min_ppv: float | None = None
     calibration_floor: float = 0.2
@@ -101,6 +106,8 @@ class TrainConfig:
     calibrate_scores: bool = False
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.calibrate_scores and self.calibrate_min_ppv is None:
             raise ValueError(
                 "calibrate_scores needs calibrate_min_ppv: the scores are fitted "
@@ -124,6 +131,7 @@ class TrainConfig:
             "validate_every": self.validate_every,
             "checkpoint_every": self.checkpoint_every,
             "threads": self.threads,
+            "precision": self.precision,
             "calibrate_min_ppv": self.calibrate_min_ppv,
             "calibration_floor": self.calibration_floor,
             "calibrate_scores": self.calibrate_scores,

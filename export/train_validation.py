@@ -40,17 +40,30 @@ VALIDATION_BATCH = 4
 _COMPONENTS = structure(DEFAULT_CONNECTIVITY)
 
 
+def autocast(precision: str) -> torch.autocast:
+    """bfloat16 autocast on the CPU for precision "bf16"; a disabled one for "fp32"."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def predict_logits(
-    model: nn.Module, hounsfield: npt.NDArray[np.int16], windows: tuple[Window, ...]
+    model: nn.Module,
+    hounsfield: npt.NDArray[np.int16],
+    windows: tuple[Window, ...],
+    precision: str = "fp32",
 ) -> npt.NDArray[np.float32]:
-    """Logits (N, 1, H, W) of int16 HU slices, windowed as the served model does."""
+    """Logits (N, 1, H, W) of int16 HU slices, windowed as the served model does.
+
+    ``precision="bf16"`` runs the network under bfloat16 autocast: for mining only, never
+    where a threshold or a score is measured (the served model is float32).
+    """
     chunks = []
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision):
         for start in range(0, len(hounsfield), VALIDATION_BATCH):
             chunk = hounsfield[start : start + VALIDATION_BATCH]
-            chunks.append(model(torch.from_numpy(window_channels(chunk, windows))).numpy())
+            output = model(torch.from_numpy(window_channels(chunk, windows)))
+            chunks.append(output.float().numpy())
     model.train(was_training)
     logits: npt.NDArray[np.float32] = np.concatenate(chunks).astype(np.float32, copy=False)
     return logits

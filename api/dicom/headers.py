@@ -78,6 +78,7 @@ class ImageHeader:
     series_number: int | None
     instance_number: int | None
     image_type: tuple[str, ...]
+    body_part: str  # BodyPartExamined, upper case without spaces ("" when absent)
     transfer_syntax_uid: str
     convolution_kernel: str
     rescale_type: str
@@ -136,6 +137,7 @@ def _read(path: Path) -> ImageHeader:
         series_number=_optional_int(ds.get("SeriesNumber")),
         instance_number=_optional_int(ds.get("InstanceNumber")),
         image_type=image_type(ds),
+        body_part=body_part_code(text(ds, "BodyPartExamined")),
         transfer_syntax_uid=syntax,
         convolution_kernel=_joined(ds.get("ConvolutionKernel")),
         rescale_type=_rescale_type(ds),
@@ -143,6 +145,11 @@ def _read(path: Path) -> ImageHeader:
         frames=frames,
         native=native,
     )
+
+
+def body_part_code(value: str) -> str:
+    """BodyPartExamined as a code to compare: upper case, spaces, "_" and "-" dropped."""
+    return "".join(c for c in value.upper() if c not in " _-")
 
 
 def _parse(fp: BinaryIO) -> Dataset:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from api.errors import (
     InvalidUpload,
     NoCTSeries,
     TooManySlices,
+    UnsupportedBodyPart,
 )
 
 log = logging.getLogger(__name__)
@@ -94,12 +96,19 @@ def load_slice_hounsfield(ref: SliceRef) -> NDArray[np.int16]:
     return result
 
 
-def select_ct_series(paths: Sequence[Path], max_slices: int | None = None) -> CTSeries:
+def select_ct_series(
+    paths: Sequence[Path],
+    max_slices: int | None = None,
+    refused_body_parts: frozenset[str] = frozenset(),
+) -> CTSeries:
     """Screen every file and choose the axial CT series with the most slices.
 
     Raises the file's own error for a single rejected file (NotDicom, NotCT, ...), the
     series' error for a CT series unusable as a whole (InconsistentGeometry, ...), else
     NoCTSeries with the reasons; TooManySlices when every candidate exceeds ``max_slices``.
+    A series whose BodyPartExamined is in ``refused_body_parts`` (codes as
+    :func:`body_part_code` writes them) is left out as UnsupportedBodyPart: a head CT
+    sent to a spine model gets a clear refusal, not a skull full of false findings.
     """
     if not paths:
         raise InvalidUpload("the upload holds no files")
@@ -116,6 +125,7 @@ def select_ct_series(paths: Sequence[Path], max_slices: int | None = None) -> CT
     series_rejections: list[Rejection] = []
     for group in group_headers(headers):
         try:
+            check_body_part(group, refused_body_parts)
             built.append((group, build_series(group)))
         except InvalidUpload as exc:
             series_rejections.append(
@@ -131,7 +141,30 @@ def select_ct_series(paths: Sequence[Path], max_slices: int | None = None) -> CT
         len(built) - 1 + len(series_rejections),
         len(failures),
     )
-    return replace(chosen, rejected=tuple(rejected))
+    # A client must learn that part of what it sent was not read for its body part.
+    refusals = tuple(
+        f"{r.subject} left out: {r.reason}"
+        for r in series_rejections
+        if r.error is UnsupportedBodyPart
+    )
+    return replace(chosen, rejected=tuple(rejected), warnings=(*chosen.warnings, *refusals))
+
+
+def check_body_part(group: SeriesGroup, refused: frozenset[str]) -> None:
+    """UnsupportedBodyPart when most of the group's files name a refused body part.
+
+    Absent or unknown values pass: BodyPartExamined is optional and often blank.
+    """
+    if not refused:
+        return
+    parts = Counter(header.body_part for header in group.headers)
+    part, count = parts.most_common(1)[0]
+    if part in refused and 2 * count > len(group.headers):
+        raise UnsupportedBodyPart(
+            f"BodyPartExamined is {part}: this model reads CT of the trunk (thoracic and "
+            "lumbar spine, ribs, pelvis); other body parts are refused "
+            "(BONEMETS_REFUSED_BODY_PARTS)"
+        )
 
 
 def build_series(group: SeriesGroup) -> CTSeries:

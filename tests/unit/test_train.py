@@ -272,3 +272,54 @@ def test_train_command_writes_a_checkpoint_and_resumes_from_its_own_config(
         == 0
     )
     assert load_checkpoint(out).step == 6
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)]
+)
+def test_precision_sets_the_forward_pass_dtype_and_weights_stay_float32(
+    precision: str, dtype: torch.dtype
+) -> None:
+    from export.datasets import BalancedSampler, training_batch
+    from export.train import new_state, step_rng, train_step
+
+    config = _tiny_config(4, precision=precision)
+    bank = _disc_bank(8, seed=5)
+    state = new_state(config)
+    seen: list[torch.dtype] = []
+    convolutions = [m for m in state.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    convolutions[0].register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    images, labels = training_batch(
+        bank,
+        BalancedSampler(bank.positive, 0.5),
+        step_rng(config.seed, 0),
+        config.batch,
+        config.augment,
+        config.windows,
+        None,
+    )
+    before = convolutions[0].weight.detach().clone()
+    loss = train_step(state, config, images, labels, SegmentationLoss(config.loss))
+    assert seen == [dtype]
+    assert math.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in state.model.parameters())
+    assert not torch.equal(before, convolutions[0].weight.detach()), "no update was applied"
+
+
+def test_a_bf16_run_learns_and_records_its_precision(tmp_path: Path) -> None:
+    losses: list[float] = []
+    train(
+        _tiny_config(60, precision="bf16", checkpoint_every=1000),
+        _disc_bank(16, seed=6),
+        None,
+        tmp_path / "bf16.pt",
+        progress=False,
+        on_step=lambda _, loss: losses.append(loss),
+    )
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    assert load_checkpoint(tmp_path / "bf16.pt").train_config["precision"] == "bf16"
+
+
+def test_an_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig.from_dict({"precision": "fp16"})
