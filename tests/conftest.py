@@ -22,3 +22,9 @@ def ct_corpus() -> Path:
     if not (corpus / "manifest.tsv").is_file():
         pytest.skip(f"real CT corpus not found at {corpus}")
     return corpus
+
+
+def corpus_series_files(ct_corpus: Path, prefix: str) -> list[Path]:
+    """The files of the one corpus series whose folder name starts with ``prefix``."""
+    (folder,) = [p for p in (ct_corpus / "series").iterdir() if p.name.startswith(prefix)]
+    return sorted(p for p in folder.iterdir() if p.is_file())

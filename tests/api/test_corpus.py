@@ -12,7 +12,7 @@ from api.config import Settings
 from api.main import create_app
 from tests.api.conftest import as_files
 from tests.api.fakes import BrightBoneModel
-from tests.conftest import _corpus_dir
+from tests.conftest import _corpus_dir, corpus_series_files
 
 CORPUS = _corpus_dir()
 
@@ -30,11 +30,6 @@ def test_every_malformed_file_gets_a_4xx_problem(client: TestClient, path: Path)
     body = response.json()
     assert body["type"].startswith("urn:bonemets:problem:") and body["detail"]
     assert client.get("/healthz").status_code == 200
-
-
-def _series_files(ct_corpus: Path, name: str) -> list[Path]:
-    (folder,) = [p for p in (ct_corpus / "series").iterdir() if p.name.startswith(name)]
-    return sorted(p for p in folder.iterdir() if p.is_file())
 
 
 @pytest.fixture
@@ -56,7 +51,8 @@ def any_body_part_client(
 def test_head_series_are_refused_as_unsupported_body_part(
     client: TestClient, ct_corpus: Path, name: str, body_part: str
 ) -> None:
-    response = client.post("/v1/studies?wait=30", files=as_files(_series_files(ct_corpus, name)))
+    paths = corpus_series_files(ct_corpus, name)
+    response = client.post("/v1/studies?wait=30", files=as_files(paths))
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
@@ -68,9 +64,9 @@ def test_head_series_are_refused_as_unsupported_body_part(
 def test_a_head_series_beside_a_trunk_series_is_left_out(
     client: TestClient, ct_corpus: Path
 ) -> None:
-    trunk = _series_files(ct_corpus, "S01b_")
+    trunk = corpus_series_files(ct_corpus, "S01b_")
     response = client.post(
-        "/v1/studies?wait=120", files=as_files([*_series_files(ct_corpus, "S02_"), *trunk])
+        "/v1/studies?wait=120", files=as_files([*corpus_series_files(ct_corpus, "S02_"), *trunk])
     )
     assert response.status_code == 200, response.text
     result = response.json()["result"]
@@ -84,7 +80,7 @@ def test_real_series_are_accepted(
     any_body_part_client: TestClient, ct_corpus: Path, name: str
 ) -> None:
     client = any_body_part_client
-    paths = _series_files(ct_corpus, name)
+    paths = corpus_series_files(ct_corpus, name)
     response = client.post("/v1/studies?wait=120", files=as_files(paths))
     assert response.status_code == 200, response.text
     result = response.json()["result"]

@@ -22,6 +22,7 @@ from api.dicom.series import load_slice_hounsfield, select_ct_series
 from api.inference.onnx_local import OnnxSegmenter
 from api.triton_local import LocalTriton
 from tests.api.conftest import as_files, as_zip, build_series
+from tests.conftest import corpus_series_files
 from tests.integration.conftest import TritonEndpoint, free_ports
 
 pytestmark = pytest.mark.integration
@@ -119,8 +120,7 @@ def test_masks_equal_onnx_runtime_and_boxes_match_components(
 
 
 def test_real_series_with_blank_uids_is_accepted(gateway: str, ct_corpus: Path) -> None:
-    (folder,) = [p for p in (ct_corpus / "series").iterdir() if p.name.startswith("S01_")]
-    paths = sorted(p for p in folder.iterdir() if p.is_file())
+    paths = corpus_series_files(ct_corpus, "S01_")
     with httpx.Client(base_url=gateway, timeout=300) as client:
         response = client.post("/v1/studies", params={"wait": 240}, files=as_files(paths))
         assert response.status_code == 200, response.text

@@ -10,13 +10,9 @@ from api.config import Settings
 from api.dicom.headers import body_part_code
 from api.dicom.series import select_ct_series
 from api.errors import UnsupportedBodyPart
+from tests.conftest import corpus_series_files
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.filterwarnings("ignore::UserWarning")]
-
-
-def _series(ct_corpus: Path, prefix: str) -> list[Path]:
-    (folder,) = [p for p in (ct_corpus / "series").iterdir() if p.name.startswith(prefix)]
-    return sorted(p for p in folder.iterdir() if p.is_file())
 
 
 @pytest.mark.parametrize(
@@ -41,17 +37,19 @@ def test_settings_refuse_the_head_by_default_and_none_when_empty() -> None:
 
 def test_a_head_ct_is_refused_with_its_body_part(ct_corpus: Path) -> None:
     with pytest.raises(UnsupportedBodyPart, match="BodyPartExamined is HEAD"):
-        select_ct_series(_series(ct_corpus, "S02_"), refused_body_parts=frozenset({"HEAD"}))
+        select_ct_series(
+            corpus_series_files(ct_corpus, "S02_"), refused_body_parts=frozenset({"HEAD"})
+        )
 
 
 def test_without_a_refused_list_a_head_ct_is_read(ct_corpus: Path) -> None:
-    paths = _series(ct_corpus, "S02_")
+    paths = corpus_series_files(ct_corpus, "S02_")
     assert len(select_ct_series(paths).slices) == len(paths)
 
 
 def test_a_series_without_body_part_is_read(ct_corpus: Path) -> None:
     # S04 carries no BodyPartExamined: an optional attribute must not decide alone.
-    paths = _series(ct_corpus, "S04_")
+    paths = corpus_series_files(ct_corpus, "S04_")
     series = select_ct_series(paths, refused_body_parts=Settings().refused_body_part_codes)
     assert len(series.slices) == len(paths)
 
@@ -59,7 +57,7 @@ def test_a_series_without_body_part_is_read(ct_corpus: Path) -> None:
 def test_a_refused_series_beside_a_trunk_series_is_left_out_with_a_warning(
     ct_corpus: Path,
 ) -> None:
-    head, trunk = _series(ct_corpus, "S03_"), _series(ct_corpus, "S01b_")
+    head, trunk = corpus_series_files(ct_corpus, "S03_"), corpus_series_files(ct_corpus, "S01b_")
     series = select_ct_series(
         [*head, *trunk], refused_body_parts=Settings().refused_body_part_codes
     )
