@@ -226,8 +226,11 @@ def train(
         if on_step is not None:
             on_step(state.step, loss)
         postfix["loss"] = f"{loss:.3f}"
+        # The last step is validated by finish(), after calibration: not twice.
+        last_calibrated = state.step == total and config.calibrate_min_ppv is not None
         if validation is not None and state.step % config.validate_every == 0:
-            postfix.update(run_validation(state, config, validation))
+            if not last_calibrated:
+                postfix.update(run_validation(state, config, validation))
         if state.step % config.checkpoint_every == 0 and state.step < total:
             save_state(periodic_path(out), config, state)
         bar.set_postfix(postfix, refresh=False)
@@ -294,6 +297,7 @@ def finish(state: TrainState, config: TrainConfig, validation: SliceBank | None)
             config.calibrate_min_ppv,
             config.calibration_floor,
             scores=config.calibrate_scores,
+            confidence=config.calibrate_confidence,
         )
         logger.info("calibrated: %s", _format(state.calibration))
     if not state.validation or state.validation[-1]["step"] != state.step or state.calibration:

@@ -100,6 +100,10 @@ class TrainConfig:
     precision: Precision = "fp32"
     # At the end, lower the threshold as far as validation PPV stays >= this (None: keep).
     calibrate_min_ppv: float | None = None
+    # With it, the one-sided Wilson lower bound of the validation PPV at this confidence
+    # must reach calibrate_min_ppv, not just the PPV itself: a threshold at the edge of
+    # the point estimate lands below it on unseen data about half the time.
+    calibrate_confidence: float | None = None
     calibration_floor: float = 0.2
     # With calibrate_min_ppv: fit P(true lesion | component peak) on validation and fold it
     # into the last layer, so served probabilities are calibrated (not all 1.0).
@@ -113,6 +117,13 @@ class TrainConfig:
                 "calibrate_scores needs calibrate_min_ppv: the scores are fitted "
                 "where the threshold is chosen"
             )
+        if self.calibrate_confidence is not None:
+            if self.calibrate_min_ppv is None:
+                raise ValueError("calibrate_confidence needs calibrate_min_ppv")
+            if not 0.5 <= self.calibrate_confidence < 1:
+                raise ValueError(
+                    f"calibrate_confidence must be in [0.5, 1), got {self.calibrate_confidence}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (windows as "LEVEL:WIDTH" strings)."""
@@ -133,6 +144,7 @@ class TrainConfig:
             "threads": self.threads,
             "precision": self.precision,
             "calibrate_min_ppv": self.calibrate_min_ppv,
+            "calibrate_confidence": self.calibrate_confidence,
             "calibration_floor": self.calibration_floor,
             "calibrate_scores": self.calibrate_scores,
         }

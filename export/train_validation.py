@@ -7,18 +7,23 @@ the reference paper's per-slice rules that the held-out evaluation uses too: con
 components of each slice, sensitivity over truth components, PPV over predicted ones.
 Added: mean Dice of the slices with metastasis, and the share of slices without metastasis
 on which nothing at all is marked.
+
+A bank is scored a chunk of slices at a time (:func:`logit_chunks`): validation keeps only
+its running counts, calibration only each slice's pixels above its floor
+(:class:`LogitsAboveFloor`), so neither holds the bank's logits (3.2 GB for 3,072 slices).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from scipy import ndimage, optimize
+from scipy import ndimage, optimize, stats
 from torch import nn
 
 from api.inference.contract import Window
@@ -36,6 +41,8 @@ from export.metrics import SliceMetricsAccumulator
 logger = logging.getLogger(__name__)
 
 VALIDATION_BATCH = 4
+# Slices segmented at a time when a whole bank is scored (64 x 1 MB of float32 logits).
+STREAM_SLICES = 64
 # Components as export.metrics counts them (8-connected in plane by default).
 _COMPONENTS = structure(DEFAULT_CONNECTIVITY)
 
@@ -43,6 +50,21 @@ _COMPONENTS = structure(DEFAULT_CONNECTIVITY)
 def autocast(precision: str) -> torch.autocast:
     """bfloat16 autocast on the CPU for precision "bf16"; a disabled one for "fp32"."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def logit_chunks(
+    model: nn.Module,
+    hounsfield: npt.NDArray[np.int16],
+    windows: tuple[Window, ...],
+) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
+    """(first slice index, float32 logits (n, 1, H, W)) of ``hounsfield``, STREAM_SLICES
+    at a time.
+
+    Scoring a whole validation bank streams through this, so memory holds one chunk of
+    logits rather than the bank's (3,072 slices of 512 x 512 are 3.2 GB of float32).
+    """
+    for start in range(0, len(hounsfield), STREAM_SLICES):
+        yield start, predict_logits(model, hounsfield[start : start + STREAM_SLICES], windows)
 
 
 def predict_logits(
@@ -53,19 +75,21 @@ def predict_logits(
 ) -> npt.NDArray[np.float32]:
     """Logits (N, 1, H, W) of int16 HU slices, windowed as the served model does.
 
-    ``precision="bf16"`` runs the network under bfloat16 autocast: for mining only, never
-    where a threshold or a score is measured (the served model is float32).
+    The network runs in eval mode, VALIDATION_BATCH slices at a time; its mode is restored
+    afterwards. ``precision="bf16"`` runs it under bfloat16 autocast: for mining only,
+    never where a threshold or a score is measured (the served model is float32).
     """
-    chunks = []
+    logits = np.empty((len(hounsfield), 1, *hounsfield.shape[1:]), dtype=np.float32)
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), autocast(precision):
-        for start in range(0, len(hounsfield), VALIDATION_BATCH):
-            chunk = hounsfield[start : start + VALIDATION_BATCH]
-            output = model(torch.from_numpy(window_channels(chunk, windows)))
-            chunks.append(output.float().numpy())
-    model.train(was_training)
-    logits: npt.NDArray[np.float32] = np.concatenate(chunks).astype(np.float32, copy=False)
+    try:
+        with torch.inference_mode(), autocast(precision):
+            for start in range(0, len(hounsfield), VALIDATION_BATCH):
+                chunk = hounsfield[start : start + VALIDATION_BATCH]
+                output = model(torch.from_numpy(window_channels(chunk, windows)))
+                logits[start : start + len(chunk)] = output.float().numpy()
+    finally:
+        model.train(was_training)
     return logits
 
 
@@ -80,26 +104,38 @@ def predict_masks(
     return unpack_mask(packed, hounsfield.shape[-1])
 
 
-def detection_scores(
-    logits: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_], threshold: float
-) -> dict[str, Any]:
-    """Per-slice component metrics, Dice and clean-slice share at ``threshold``."""
-    packed, probability = postprocess(logits, threshold)
-    predicted = unpack_mask(packed, truth.shape[-1])
+def validate(
+    model: nn.Module, bank: SliceBank, windows: tuple[Window, ...], threshold: float
+) -> dict[str, float]:
+    """Sensitivity, PPV (per-slice components), Dice and clean negatives on ``bank``.
+
+    The bank is segmented a chunk at a time and each chunk post-processed as served, so
+    memory holds one chunk's logits and masks. Dice is the mean over slices with
+    metastasis; ``clean_negative_slices`` the share of slices without it left unmarked;
+    ``false_components`` counts predicted components that match no reference one.
+    """
     accumulator = SliceMetricsAccumulator()
-    accumulator.update(predicted, probability, truth)
+    dice: list[npt.NDArray[np.float64]] = []
+    clean: list[npt.NDArray[np.bool_]] = []
+    for start, logits in logit_chunks(model, bank.hounsfield, windows):
+        truth = bank.labels[start : start + len(logits)] > 0
+        packed, probability = postprocess(logits, threshold)
+        predicted = unpack_mask(packed, truth.shape[-1])
+        accumulator.update(predicted, probability, truth)
+        positive = truth.any(axis=(1, 2))
+        overlap = (predicted & truth).sum(axis=(1, 2))[positive]
+        size = (predicted.sum(axis=(1, 2)) + truth.sum(axis=(1, 2)))[positive]
+        dice.append(2.0 * overlap / np.maximum(size, 1))
+        clean.append(~predicted.any(axis=(1, 2))[~positive])
     per_slice = accumulator.result()["per_slice"]
-    positive = truth.any(axis=(1, 2))
-    overlap = (predicted & truth).sum(axis=(1, 2))[positive]
-    size = (predicted.sum(axis=(1, 2)) + truth.sum(axis=(1, 2)))[positive]
-    clean = ~predicted.any(axis=(1, 2))[~positive]
+    dice_all = np.concatenate(dice) if dice else np.empty(0)
+    clean_all = np.concatenate(clean) if clean else np.empty(0, dtype=bool)
     return {
         "sensitivity": _number(per_slice["sensitivity"]),
         "ppv": _number(per_slice["ppv"]),
-        "dice": float(np.mean(2.0 * overlap / np.maximum(size, 1))) if size.size else np.nan,
-        "clean_negative_slices": float(clean.mean()) if clean.size else np.nan,
+        "dice": float(dice_all.mean()) if dice_all.size else np.nan,
+        "clean_negative_slices": float(clean_all.mean()) if clean_all.size else np.nan,
         "false_components": float(per_slice["false_predicted"]),
-        "curve": per_slice["curve"],
     }
 
 
@@ -107,34 +143,92 @@ def _number(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def validate(
-    model: nn.Module, bank: SliceBank, windows: tuple[Window, ...], threshold: float
-) -> dict[str, float]:
-    """Sensitivity, PPV (per-slice components), Dice and clean negatives on ``bank``."""
-    logits = predict_logits(model, bank.hounsfield, windows)
-    scores = detection_scores(logits, bank.labels > 0, threshold)
-    scores.pop("curve")
-    return {key: float(value) for key, value in scores.items()}
+class LogitsAboveFloor:
+    """A bank's logit slices (H, W), keeping only their pixels above ``floor_logit``.
+
+    Everything calibration measures lies above the floor: components are cut at the floor
+    or higher, and a reference component counts as detected at a cut only when its peak
+    exceeds it. So a slice is kept as the flat indices and values of its pixels above the
+    floor (a few blobs, on a trained network), or whole where that would not be smaller,
+    and read back whole with every other pixel at -inf. Iterating yields the slices in
+    order, as often as asked.
+    """
+
+    def __init__(self, shape: tuple[int, int], floor_logit: float) -> None:
+        self.shape = shape
+        self.floor_logit = floor_logit
+        self._kept: list[
+            npt.NDArray[np.float32] | tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]
+        ] = []
+
+    def add(self, logits: npt.NDArray[np.float32]) -> None:
+        """Keep the next slices (n, H, W)."""
+        for plane in logits:
+            flat = plane.ravel()
+            above = np.flatnonzero(flat > self.floor_logit)
+            if 2 * above.size >= flat.size:  # indices and values would take more room
+                self._kept.append(plane.astype(np.float32, copy=True))
+            else:
+                self._kept.append((above.astype(np.int32), flat[above].astype(np.float32)))
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __iter__(self) -> Iterator[npt.NDArray[np.float32]]:
+        for kept in self._kept:
+            if isinstance(kept, np.ndarray):
+                yield kept
+                continue
+            indices, values = kept
+            plane = np.full(self.shape, -np.inf, dtype=np.float32)
+            plane.ravel()[indices] = values
+            yield plane
 
 
 def threshold_from_logits(
-    logits: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_], min_ppv: float, floor: float
+    logits: Iterable[npt.NDArray[np.float32]],
+    truth: Iterable[npt.NDArray[np.bool_] | npt.NDArray[np.uint8]],
+    min_ppv: float,
+    floor: float,
+    confidence: float | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """The lowest threshold >= ``floor`` whose per-slice PPV on ``logits`` (N, H, W) reaches
-    ``min_ppv``.
+    """The lowest threshold >= ``floor`` whose per-slice PPV on ``logits`` (slices (H, W), as
+    :func:`component_peaks` takes them) reaches ``min_ppv``.
 
     The operating curve is read from logits (:func:`operating_curve`), so thresholds above
     the uint8 probability map's last step (254/255) can be told apart. The lowest threshold
     that reaches ``min_ppv`` keeps the most sensitivity; without one, the threshold giving
-    the best PPV is returned.
+    the best PPV is returned. With ``confidence``, what must reach ``min_ppv`` is the
+    one-sided Wilson lower bound of the PPV (:func:`ppv_lower_bound`), so fewer
+    validation components need a higher PPV.
     """
     curve = operating_curve(logits, truth, logit_threshold(floor))
     if not curve:
         return floor, {"sensitivity": float("nan"), "ppv": float("nan")}
-    reaching = [p for p in curve if p["ppv"] >= min_ppv]
-    point = reaching[-1] if reaching else max(curve, key=lambda p: p["ppv"])
+
+    def held(point: dict[str, float]) -> float:
+        if confidence is None:
+            return point["ppv"]
+        return ppv_lower_bound(point["ppv"], int(point["predicted"]), confidence)
+
+    reaching = [p for p in curve if held(p) >= min_ppv]
+    point = reaching[-1] if reaching else max(curve, key=held)
     threshold = max(floor, float(sigmoid(np.asarray(point["logit"]))))
-    return threshold, {"sensitivity": point["sensitivity"], "ppv": point["ppv"]}
+    record = {"sensitivity": point["sensitivity"], "ppv": point["ppv"]}
+    if confidence is not None:
+        record["ppv_lower_bound"] = held(point)
+    return threshold, record
+
+
+def ppv_lower_bound(ppv: float, predicted: int, confidence: float) -> float:
+    """One-sided Wilson score lower bound of a proportion ``ppv`` of ``predicted`` trials."""
+    if predicted <= 0:
+        return 0.0
+    z = float(stats.norm.ppf(confidence))
+    n, z2 = float(predicted), z * z
+    centre = ppv + z2 / (2 * n)
+    spread = z * np.sqrt(ppv * (1 - ppv) / n + z2 / (4 * n * n))
+    return float((centre - spread) / (1 + z2 / n))
 
 
 @dataclass(frozen=True)
@@ -191,14 +285,21 @@ def fit_score_calibration(
 
 
 def component_peaks(
-    logits: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_], floor_logit: float
+    logits: Iterable[npt.NDArray[np.float32]],
+    truth: Iterable[npt.NDArray[np.bool_] | npt.NDArray[np.uint8]],
+    floor_logit: float,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """Peak logit of each reference component; of each predicted one (> ``floor_logit``,
-    8-connected, per slice) and whether it touches the reference."""
+    8-connected, per slice) and whether it touches the reference.
+
+    ``logits`` and ``truth`` give the slices (H, W) in the same order: arrays (N, H, W),
+    or a :class:`LogitsAboveFloor` and a bank's labels (a label > 0 is the reference).
+    """
     truth_peaks: list[float] = []
     predicted_peaks: list[float] = []
     predicted_true: list[bool] = []
-    for logit, reference in zip(logits, truth, strict=True):
+    for logit, labels in zip(logits, truth, strict=True):
+        reference = np.asarray(labels).astype(bool, copy=False)
         labels, count = ndimage.label(reference, structure=_COMPONENTS)
         if count:
             truth_peaks.extend(ndimage.maximum(logit, labels, np.arange(1, count + 1)))
@@ -223,9 +324,10 @@ def calibrate(
     min_ppv: float,
     floor: float,
     scores: bool,
+    confidence: float | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """Segment ``bank`` once; choose the threshold (:func:`threshold_from_logits`) and, with
-    ``scores``, calibrate the scores.
+    """Segment ``bank`` once; choose the threshold (:func:`threshold_from_logits`, with
+    ``confidence`` if given) and, with ``scores``, calibrate the scores.
 
     The score map is fitted on the components the chosen threshold reports (the floor's
     when those are all true or all false) and folded into the network's last layer (see
@@ -235,9 +337,12 @@ def calibrate(
     (up to float32 rounding of pixels within ~1e-6 of the cut). Returns the threshold the
     (possibly folded) network is to be served at, and a record of what was done.
     """
-    logits = predict_logits(model, bank.hounsfield, windows)[:, 0]
-    truth = bank.labels > 0
-    threshold, point = threshold_from_logits(logits, truth, min_ppv, floor)
+    _, height, width = bank.hounsfield.shape
+    logits = LogitsAboveFloor((height, width), logit_threshold(floor))
+    for _, chunk in logit_chunks(model, bank.hounsfield, windows):
+        logits.add(chunk[:, 0])
+    truth = bank.labels
+    threshold, point = threshold_from_logits(logits, truth, min_ppv, floor, confidence)
     record = {"threshold": threshold, **point}
     if not scores:
         return threshold, record
@@ -274,7 +379,9 @@ MAX_CALIBRATION_LOGIT = 12.0
 
 
 def operating_curve(
-    logits: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_], floor_logit: float
+    logits: Iterable[npt.NDArray[np.float32]],
+    truth: Iterable[npt.NDArray[np.bool_] | npt.NDArray[np.uint8]],
+    floor_logit: float,
 ) -> list[dict[str, float]]:
     """Per-slice sensitivity and PPV at each useful threshold, from the highest down.
 

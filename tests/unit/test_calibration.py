@@ -12,15 +12,20 @@ from torch import nn
 
 from api.inference.contract import BONE_WINDOW
 from api.inference.processing import sigmoid, window_channels
+from export import train_validation
 from export.datasets import SliceBank
 from export.model import ModelConfig, build_model
 from export.train import TrainState, finish
 from export.train_config import TrainConfig
 from export.train_validation import (
+    LogitsAboveFloor,
     calibrate,
     fit_score_calibration,
     operating_curve,
+    ppv_lower_bound,
     predict_masks,
+    threshold_from_logits,
+    validate,
 )
 
 SIZE = 64
@@ -78,6 +83,30 @@ def test_calibration_picks_the_lowest_threshold_reaching_the_ppv() -> None:
     # Unreachable: the best-PPV point.
     threshold, point = calibrate(model, bank, (BONE_WINDOW,), 1.01, 0.5, scores=False)
     assert math.isclose(point["ppv"], 1.0)
+
+
+def test_the_ppv_lower_bound_is_wilsons_and_tightens_with_more_components() -> None:
+    # One-sided 95%: z = 1.645; 85 of 100 true gives 0.782 (Wilson score interval).
+    assert ppv_lower_bound(0.85, 100, 0.95) == pytest.approx(0.782, abs=5e-4)
+    bounds = [ppv_lower_bound(0.85, n, 0.95) for n in (10, 100, 1000, 100_000)]
+    assert bounds == sorted(bounds) and bounds[-1] == pytest.approx(0.85, abs=2e-3)
+    assert ppv_lower_bound(1.0, 1, 0.9) < 0.5 and ppv_lower_bound(0.5, 0, 0.9) == 0.0
+
+
+def test_a_confidence_keeps_the_threshold_where_few_components_vouch_for_the_ppv() -> None:
+    logits, truth = _logits_and_truth()
+    # PPV 0.6 of 5 components clears 0.35; as a 90% lower bound it does not (0.33), and
+    # only the top component's bound (1 of 1: 0.38) does.
+    threshold, point = threshold_from_logits(logits, truth, 0.35, 0.5)
+    assert threshold == pytest.approx(float(sigmoid(np.asarray(0.5))))
+    assert point["ppv"] == pytest.approx(0.6) and "ppv_lower_bound" not in point
+    threshold, point = threshold_from_logits(logits, truth, 0.35, 0.5, confidence=0.9)
+    assert threshold == pytest.approx(float(sigmoid(np.asarray(9.0))))
+    assert point["ppv"] == 1.0 and point["ppv_lower_bound"] == pytest.approx(0.378, abs=1e-3)
+    with pytest.raises(ValueError, match="calibrate_confidence needs calibrate_min_ppv"):
+        TrainConfig(calibrate_confidence=0.95)
+    with pytest.raises(ValueError, match=r"calibrate_confidence must be in \[0.5, 1\)"):
+        TrainConfig(calibrate_min_ppv=0.85, calibrate_confidence=1.0)
 
 
 def test_score_calibration_recovers_a_known_logistic_and_never_sharpens() -> None:
@@ -178,3 +207,66 @@ def test_finish_serves_the_folded_network_at_the_mapped_threshold() -> None:
     assert last["sensitivity"] == pytest.approx(2 / 3) and last["ppv"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="calibrate_scores needs calibrate_min_ppv"):
         TrainConfig(calibrate_scores=True)
+
+
+def _blobs(slices: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random logits, far below 0 but for blobs; most blobs are over a reference
+    disc and peak higher than the false ones, some discs get no blob."""
+    rng = np.random.default_rng(seed)
+    logits = np.full((slices, SIZE, SIZE), -8.0, dtype=np.float32)
+    truth = np.zeros((slices, SIZE, SIZE), dtype=bool)
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    for z in range(slices):
+        for _ in range(int(rng.integers(0, 4))):
+            r, c = rng.integers(6, SIZE - 6, 2)
+            disc = (rows - r) ** 2 + (cols - c) ** 2
+            real = rng.random() < 0.6
+            truth[z] |= real & (disc <= 4)
+            if rng.random() < 0.8:
+                peak = rng.uniform(-3.0, 9.0) + 3.0 * real
+                blob = peak - disc / rng.uniform(2.0, 5.0) ** 2
+                logits[z] = np.maximum(logits[z], blob)
+    return logits, truth
+
+
+def test_logits_above_the_floor_read_back_every_pixel_that_counts() -> None:
+    logits, _ = _blobs(6, seed=1)
+    logits[2] = 5.0  # a slice marked everywhere is kept whole
+    kept = LogitsAboveFloor((SIZE, SIZE), floor_logit=-1.0)
+    kept.add(logits[:4])
+    kept.add(logits[4:])
+    back = np.stack(list(kept))
+    assert len(kept) == 6 and back.dtype == np.float32
+    above = logits > -1.0
+    assert np.array_equal(back[above], logits[above])
+    assert np.all(back[~above & (np.arange(6) != 2)[:, None, None]] == -np.inf)
+    assert np.array_equal(np.stack(list(kept)), back)  # iterable again, unchanged
+
+
+def test_the_operating_curve_from_kept_pixels_is_the_full_one() -> None:
+    logits, truth = _blobs(40, seed=2)
+    floor_logit = -1.0
+    kept = LogitsAboveFloor((SIZE, SIZE), floor_logit)
+    kept.add(logits)
+    full = operating_curve(logits, truth, floor_logit)
+    assert len(full) > 5
+    assert operating_curve(kept, truth.astype(np.uint8), floor_logit) == full
+
+
+def test_streamed_validation_and_calibration_do_not_depend_on_the_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logits, truth = _blobs(11, seed=3)
+    hounsfield = np.rint(400 + 45 * np.clip(logits, -8.0, 25.0)).astype(np.int16)
+    bank = SliceBank(hounsfield, truth.astype(np.uint8), [f"b:{z}" for z in range(11)])
+    model = LogitFromHounsfield()
+    results = []
+    for chunk in (64, 3):  # one chunk; chunks that split the bank unevenly
+        monkeypatch.setattr(train_validation, "STREAM_SLICES", chunk)
+        threshold, point = calibrate(model, bank, (BONE_WINDOW,), 0.7, 0.3, scores=False)
+        results.append((threshold, point, validate(model, bank, (BONE_WINDOW,), threshold)))
+    assert results[0] == results[1]
+    _, point, scores = results[0]
+    assert 0 < point["sensitivity"] < 1 and point["ppv"] >= 0.7
+    assert 0 < scores["sensitivity"] < 1 and 0 < scores["dice"] < 1
+    assert scores["false_components"] > 0

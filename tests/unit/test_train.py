@@ -323,3 +323,13 @@ def test_a_bf16_run_learns_and_records_its_precision(tmp_path: Path) -> None:
 def test_an_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="precision"):
         TrainConfig.from_dict({"precision": "fp16"})
+
+
+def test_the_last_step_is_validated_once_after_calibration(tmp_path: Path) -> None:
+    config = _tiny_config(4, validate_every=2, checkpoint_every=1000, calibrate_min_ppv=0.5)
+    state = train(
+        config, _disc_bank(8, seed=7), _disc_bank(4, seed=8), tmp_path / "v.pt", progress=False
+    )
+    assert [record["step"] for record in state.validation] == [2.0, 4.0]
+    # The last record is at the calibrated threshold, not the configured one.
+    assert state.calibration is not None and state.threshold == state.calibration["threshold"]
