@@ -34,7 +34,7 @@ model-repository:
 	  || { test -f models/demo.pt || $(MAKE) demo-model; \
 	       $(MAKE) install-dev && $(BIN)/bonemets export onnx models/demo.pt --repository model_repository; }
 
-demo-model: install-dev  ## retrain the shipped demo model from phantoms (about 45 min on 2 cores)
+demo-model: install-dev  ## retrain the shipped demo model from phantoms (about 45 min on 2 cores, 16 GB of memory)
 	$(BIN)/bonemets train --config export/configs/demo.json --out models/demo.pt
 	$(BIN)/bonemets export onnx models/demo.pt --repository model_repository
 
