@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from export.eval_gallery import Gallery
     from export.evaluate import Evaluation
     from export.metrics import MatchRule
 
@@ -19,6 +20,7 @@ EPILOG = """examples:
   bonemets evaluate grpc://127.0.0.1:8001/bonemets data/spine-mets-ct-seg --out eval/triton
   bonemets evaluate model_repository/ ../shared/ct-corpus/series --per-study   # no labels:
                                                     # false positives per scan on real CT
+  bonemets evaluate model_repository/ phantoms:100000-100019 --gallery 48   # more pictures
 
 MODEL: a PyTorch checkpoint (*.pt), an ONNX model (model repository folder, one model's
 folder, or model.onnx; run in process), or grpc://HOST:PORT/MODEL (a model served by Triton).
@@ -30,7 +32,9 @@ Sensitivity and PPV are counted per slice, as in the reference paper (Spine 2024
 connected component of the reference is detected when a predicted component matches it on
 the same slice, and a predicted component is true when it matches a reference component.
 Lesion-wise (3D) counts use the 3D components. Writes metrics.json, metrics.md, froc.png
-and pr.png into --out.
+and pr.png into --out, and misses.png and false-positives.png: crops of the largest missed
+reference components and of the most confident false findings (reference outline green,
+the model's red, in the bone window).
 """
 
 
@@ -64,7 +68,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="in-plane connectivity of components (default 8)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds per Triton request (default 120)")
+    parser.add_argument("--gallery", type=_gallery_size, default=24, metavar="N",
+                        help="draw the N largest missed reference components and the N most "
+                             "confident false findings into misses.png and false-positives.png "
+                             "(default 24; 0: no gallery)")
     parser.set_defaults(func=run)
+
+
+def _gallery_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _match_rule(text: str) -> MatchRule:
@@ -92,11 +110,11 @@ def run(args: argparse.Namespace) -> int:
     from export.eval_report import metrics_markdown, per_study_markdown, write_report
 
     try:
-        evaluation = asyncio.run(_evaluate(args))
+        evaluation, gallery = asyncio.run(_evaluate(args))
     except (ValueError, FileNotFoundError, BoneMetsError) as exc:
         log.error("evaluation failed: %s", exc)
         return 2
-    paths = write_report(evaluation, args.out, per_study=args.per_study)
+    paths = write_report(evaluation, args.out, per_study=args.per_study, gallery=gallery)
     print(metrics_markdown(evaluation))
     if args.per_study:
         print(per_study_markdown(evaluation.per_study))
@@ -104,12 +122,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _evaluate(args: argparse.Namespace) -> Evaluation:
+async def _evaluate(args: argparse.Namespace) -> tuple[Evaluation, Gallery | None]:
     """Open the model and the studies, and count, with a progress bar over studies."""
     from tqdm import tqdm
 
     from api.inference.contract import parse_windows
     from export.eval_data import open_studies, parse_data_source
+    from export.eval_gallery import Gallery
     from export.eval_models import check_threshold, open_model, parse_model_source
     from export.evaluate import describe_model, evaluate_async
     from export.metrics import SliceMetricsAccumulator
@@ -120,17 +139,18 @@ async def _evaluate(args: argparse.Namespace) -> Evaluation:
     windows = parse_windows(args.windows) if args.windows else None
     total, studies = open_studies(data, args.segments or METASTASIS_SEGMENTS)
     counter = SliceMetricsAccumulator(args.match, connectivity=args.connectivity)
+    gallery = Gallery(args.gallery) if args.gallery else None
     model = open_model(source, threshold=args.threshold, windows=windows, timeout_s=args.timeout)
     log.info("evaluating %s (%s) on %s: %d studies", source, source.kind.value, data, total)
     try:
         info = await check_threshold(model, args.threshold)
         with tqdm(total=total, unit="study", desc="evaluate") as bar:
             evaluation = await evaluate_async(
-                model, studies, batch=args.batch, accumulator=counter,
+                model, studies, batch=args.batch, accumulator=counter, gallery=gallery,
                 on_study=lambda study: bar.update(1),
             )
     finally:
         await model.close()
     evaluation.model = describe_model(info, str(source))
     evaluation.data = str(data)
-    return evaluation
+    return evaluation, gallery

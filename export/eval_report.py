@@ -1,4 +1,5 @@
-"""The evaluation's files: ``metrics.json``, ``metrics.md``, ``froc.png`` and ``pr.png``."""
+"""The evaluation's files: ``metrics.json``, ``metrics.md``, ``froc.png`` and ``pr.png``, and
+with a gallery ``misses.png`` and ``false-positives.png``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from export.eval_gallery import Gallery
 from export.evaluate import Evaluation
 from export.metrics import format_markdown_table
 
@@ -20,8 +22,14 @@ _LEVELS = (("per_slice", "per slice (2D components)"), ("lesion", "lesion-wise (
 _UNITS = {"per_slice": "components", "lesion": "lesions"}
 
 
-def write_report(evaluation: Evaluation, out_dir: Path, *, per_study: bool = False) -> list[Path]:
-    """Write the four files into ``out_dir``; returns their paths."""
+def write_report(
+    evaluation: Evaluation,
+    out_dir: Path,
+    *,
+    per_study: bool = False,
+    gallery: Gallery | None = None,
+) -> list[Path]:
+    """Write the four files (six with a ``gallery``) into ``out_dir``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / METRICS_JSON, out_dir / METRICS_MD, out_dir / FROC_PNG, out_dir / PR_PNG]
     text = json.dumps(evaluation.to_json(), indent=2, allow_nan=False) + "\n"
@@ -31,6 +39,8 @@ def write_report(evaluation: Evaluation, out_dir: Path, *, per_study: bool = Fal
         markdown += "\n" + per_study_markdown(evaluation.per_study)
     written[1].write_text(markdown, encoding="utf-8")
     plot_curves(evaluation.metrics, froc_path=written[2], pr_path=written[3])
+    if gallery is not None:
+        written += gallery.write(out_dir)
     return written
 
 

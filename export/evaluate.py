@@ -22,7 +22,8 @@ import numpy.typing as npt
 from api.dicom.geometry import ResizeMapping, resize_to_model
 from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
 from export.eval_data import SliceBatch, Study
-from export.metrics import MatchRule, SliceMetricsAccumulator
+from export.eval_gallery import Gallery
+from export.metrics import MatchRule, SliceComponents, SliceMetricsAccumulator
 
 __all__ = [
     "Evaluation",
@@ -75,9 +76,13 @@ async def evaluate_async(
     rule: MatchRule | None = None,
     batch: int = DEFAULT_BATCH,
     accumulator: SliceMetricsAccumulator | None = None,
+    gallery: Gallery | None = None,
     on_study: Callable[[Study], None] | None = None,
 ) -> Evaluation:
-    """Run ``model`` over ``studies`` (one at a time) and count; ``on_study`` after each."""
+    """Run ``model`` over ``studies`` (one at a time) and count; ``on_study`` after each.
+
+    With a ``gallery``, every counted slice is offered to it (its misses and false findings).
+    """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     counter = accumulator or SliceMetricsAccumulator(rule)
@@ -85,7 +90,9 @@ async def evaluate_async(
     rows = []
     before = counter.result()
     for study in studies:
-        await _segment_study(model, study, counter, min(batch, info.max_batch_size), info)
+        await _segment_study(
+            model, study, counter, min(batch, info.max_batch_size), info, gallery
+        )
         counter.end_study(study.name)
         after = counter.result()
         rows.append(study_row(study, before, after))
@@ -101,6 +108,7 @@ def evaluate(
     *,
     rule: MatchRule | None = None,
     batch: int = DEFAULT_BATCH,
+    gallery: Gallery | None = None,
     on_study: Callable[[Study], None] | None = None,
 ) -> Evaluation:
     """Synchronous :func:`evaluate_async`, closing the model afterwards."""
@@ -108,7 +116,7 @@ def evaluate(
     async def run() -> Evaluation:
         try:
             return await evaluate_async(
-                model, studies, rule=rule, batch=batch, on_study=on_study
+                model, studies, rule=rule, batch=batch, gallery=gallery, on_study=on_study
             )
         finally:
             await model.close()
@@ -122,6 +130,7 @@ async def _segment_study(
     counter: SliceMetricsAccumulator,
     batch: int,
     info: ModelInfo,
+    gallery: Gallery | None = None,
 ) -> None:
     """Feed one study's slices through the model and the accumulator, in slice order."""
     starts = list(range(0, study.slice_count, batch))
@@ -141,7 +150,12 @@ async def _segment_study(
             if position + 1 < len(starts):
                 pending = asyncio.ensure_future(asyncio.to_thread(read, starts[position + 1]))
             answer = await model.segment(hounsfield)
-            _count(counter, slices, answer, mappings)
+            counted = _count(counter, slices, answer, mappings)
+            if gallery is not None:
+                for offset, (plane, components) in enumerate(
+                    zip(slices.hounsfield, counted, strict=True)
+                ):
+                    gallery.add(study.name, starts[position] + offset, plane, components)
     finally:
         pending.cancel()
 
@@ -151,14 +165,16 @@ def _count(
     slices: SliceBatch,
     answer: Segmentation,
     mappings: list[ResizeMapping],
-) -> None:
+) -> list[SliceComponents]:
     """Map each model answer back to its slice's own grid and count it against the reference."""
+    counted = []
     for index, mapping in enumerate(mappings):
         mask = mapping.mask_to_original(answer.mask[index])
         probability = answer.probability[index]
         if not mapping.is_identity:
             probability = probability_to_original(probability, mapping)
-        counter.update(mask, probability, slices.truth[index])
+        counted.append(counter.update_slice(mask, probability, slices.truth[index]))
+    return counted
 
 
 def probability_to_original(

@@ -220,6 +220,34 @@ class _Study:
         return matched, scores
 
 
+@dataclass(frozen=True)
+class SliceComponents:
+    """One slice's components as counted: label images (0 background, k = component k) and
+    the match matrix (truth, predicted) of the rule.
+
+    Scores are uint8 probabilities (0..255), each component's largest over the probability
+    map's blocks under its pixels (see :func:`_component_scores`). For a truth component
+    that is how near the model came to it; with the service's 4 x 4 blocks it may come from
+    a pixel of the same block just outside the component.
+    """
+
+    truth: NDArray[np.int32]
+    predicted: NDArray[np.int32]
+    matched: NDArray[np.bool_]
+    truth_scores: NDArray[np.int64]
+    predicted_scores: NDArray[np.int64]
+
+    @property
+    def missed(self) -> NDArray[np.intp]:
+        """Labels (1-based) of the truth components that no predicted component matched."""
+        return np.flatnonzero(~self.matched.any(axis=1)) + 1
+
+    @property
+    def false(self) -> NDArray[np.intp]:
+        """Labels (1-based) of the predicted components that matched no truth component."""
+        return np.flatnonzero(~self.matched.any(axis=0)) + 1
+
+
 def _component_scores(
     labels: NDArray[np.int32], count: int, probability: NDArray[np.uint8]
 ) -> NDArray[np.int64]:
@@ -274,8 +302,17 @@ class SliceMetricsAccumulator:
         """
         if predicted_mask.ndim == 3:
             for one in zip(predicted_mask, probability, truth_mask, strict=True):
-                self.update(*one)
+                self.update_slice(*one)
             return
+        self.update_slice(predicted_mask, probability, truth_mask)
+
+    def update_slice(
+        self,
+        predicted_mask: NDArray[np.bool_],
+        probability: NDArray[np.uint8],
+        truth_mask: NDArray[np.bool_],
+    ) -> SliceComponents:
+        """Add the study's next slice (H, W); returns its components and how they matched."""
         if predicted_mask.shape != truth_mask.shape or predicted_mask.ndim != 2:
             raise ValueError(f"masks differ: {predicted_mask.shape} != {truth_mask.shape}")
         truth, truth_count = label_components(
@@ -299,6 +336,13 @@ class SliceMetricsAccumulator:
             (truth, truth_sizes), (predicted, predicted_sizes, scores), intersection
         )
         self._slices += 1
+        return SliceComponents(
+            truth=truth,
+            predicted=predicted,
+            matched=matched,
+            truth_scores=_component_scores(truth, truth_count, probability),
+            predicted_scores=scores,
+        )
 
     def end_study(self, name: str | None = None) -> None:
         """Close the current study (lesions are counted now); the next update starts another."""

@@ -7,6 +7,7 @@ repository root for the documented commands).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from export.datasets import BatchSpec
 from export.hard_negatives import MiningConfig
 from export.losses import LossConfig
 from export.model import ModelConfig
+from export.train_validation import MAX_CALIBRATION_LOGIT
 
 Schedule = Literal["cosine", "onecycle", "constant"]
 Precision = Literal["fp32", "bf16"]
@@ -116,6 +118,13 @@ class TrainConfig:
             raise ValueError(
                 "calibrate_scores needs calibrate_min_ppv: the scores are fitted "
                 "where the threshold is chosen"
+            )
+        # Every cut the threshold search tries is at most logit 12; the kept pixels above the
+        # floor reproduce the operating curve only for cuts at or above the floor.
+        top = 1.0 / (1.0 + math.exp(-MAX_CALIBRATION_LOGIT))
+        if not 0 < self.calibration_floor < top:
+            raise ValueError(
+                f"calibration_floor must be in (0, {top:.6f}), got {self.calibration_floor}"
             )
         if self.calibrate_confidence is not None:
             if self.calibrate_min_ppv is None:

@@ -107,6 +107,11 @@ def test_a_confidence_keeps_the_threshold_where_few_components_vouch_for_the_ppv
         TrainConfig(calibrate_confidence=0.95)
     with pytest.raises(ValueError, match=r"calibrate_confidence must be in \[0.5, 1\)"):
         TrainConfig(calibrate_min_ppv=0.85, calibrate_confidence=1.0)
+    # A floor above the search's highest cut (logit 12) would leave cuts below the floor.
+    for floor in (0.0, 0.999995, 1.0):  # sigmoid(12) = 0.9999939
+        with pytest.raises(ValueError, match="calibration_floor must be in"):
+            TrainConfig(calibrate_min_ppv=0.85, calibration_floor=floor)
+    assert TrainConfig(calibrate_min_ppv=0.85, calibration_floor=0.9999).calibration_floor
 
 
 def test_score_calibration_recovers_a_known_logistic_and_never_sharpens() -> None:

@@ -626,6 +626,12 @@ def test_cli_writes_the_report(
     assert "| metric | value | n |" in printed and "| unlabelled | no | 6 |" in printed
     assert (out / "metrics.md").read_text().startswith("# Evaluation")
     assert all((out / name).stat().st_size > 1000 for name in ("froc.png", "pr.png"))
+    # The gallery by default: HU > 400 marks bone, all of it false on the unlabelled study.
+    assert all((out / name).stat().st_size > 1000 for name in ("misses.png", "false-positives.png"))
+    bare = tmp_path / "bare"
+    assert main([*argv[:4], str(bare), *argv[5:], "--gallery", "0"]) == 0
+    assert sorted(p.name for p in bare.iterdir()) == ["froc.png", "metrics.json", "metrics.md",
+                                                      "pr.png"]
     # A served model's threshold cannot be changed: a clear error, exit status 2.
     served = ["evaluate", "grpc://127.0.0.1:1/bonemets", str(data), "--windows", "40:400"]
     assert main([*served, "--out", str(tmp_path / "no")]) == 2
