@@ -95,7 +95,7 @@ class DeepLabV3Plus(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = ResNetEncoder(config)
-        aspp_channels = config.scaled(256)
+        aspp_channels = config.aspp_channels
         self.aspp = ASPP(self.encoder.out_channels, aspp_channels, config)
         self.decoder = Decoder(self.encoder.low_level_channels, aspp_channels, config)
 

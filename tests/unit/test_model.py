@@ -26,7 +26,9 @@ def _model(**overrides: object) -> nn.Module:
 
 
 def test_config_round_trips_through_json() -> None:
-    config = ModelConfig(depth=50, width=0.5, in_channels=2, aspp_rates=(3, 6, 9), norm="group")
+    config = ModelConfig(
+        depth=50, width=0.5, in_channels=2, aspp_rates=(3, 6, 9), norm="group", decoder_channels=64
+    )
     restored = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert restored == config
     assert restored.aspp_rates == (3, 6, 9)
@@ -34,7 +36,10 @@ def test_config_round_trips_through_json() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"depth": 101}, {"width": 0.0}, {"in_channels": 0}, {"output_stride": 32}, {"norm": "layer"}],
+    [
+        {"depth": 101}, {"width": 0.0}, {"in_channels": 0}, {"output_stride": 32},
+        {"norm": "layer"}, {"decoder_channels": 4},
+    ],
 )
 def test_config_rejects_bad_values(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -52,6 +57,19 @@ def test_width_scales_channels_and_keeps_48_low_level_at_width_one() -> None:
     assert quarter.aspp.pooling.conv.out_channels == 64
     assert quarter.decoder.low_project[0].out_channels == 12
     assert ModelConfig(width=1.0).low_level_projection == 48
+
+
+def test_decoder_channels_set_apart_from_the_encoder_width() -> None:
+    half = build_model(ModelConfig(depth=18, width=0.5, decoder_channels=64))
+    assert half.encoder.stem[0].out_channels == 32  # the encoder at width 0.5
+    assert half.encoder.out_channels == 256
+    assert half.aspp.pooling.conv.out_channels == 64  # not 128
+    assert all(branch[0].out_channels == 64 for branch in half.aspp.branches)
+    assert half.decoder.fuse[1][0].out_channels == 64
+    assert half.decoder.classifier.in_channels == 64
+    logits = half.eval()(torch.zeros(1, 1, 64, 64))
+    assert logits.shape == (1, 1, 64, 64)
+    assert parameter_count(half) < parameter_count(build_model(ModelConfig(width=0.5)))
 
 
 @pytest.mark.parametrize(
