@@ -47,6 +47,8 @@ REFERENCE_RGB = (0, 220, 0)  # green: the reference; the model's outline is the 
 PREDICTED_RGB = OUTLINE_RGB
 _ZOOM = 2  # each crop pixel drawn as 2 x 2, so one-pixel outlines stay visible
 _COLUMNS = 6
+_MARGIN, _LINE = 8, 15  # pixels of the contact sheet: gaps, and a line of 12 px text
+_SHEET_MIN_WIDTH = 640  # room for the title and legend
 _NOT_DRAWN = np.zeros((0, 0, 3), dtype=np.uint8)  # a run's best that ranks too low to show
 
 
@@ -284,32 +286,35 @@ class Gallery:
 def _sheet(
     findings: Sequence[Finding], path: Path, title: str, none: str, window: Window
 ) -> None:
-    """A contact sheet of ``findings``, or a one-line picture that says there are none."""
-    import matplotlib
+    """A contact sheet of ``findings`` (captions under each tile), or one line saying none."""
+    from PIL import Image, ImageDraw, ImageFont
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    font = ImageFont.load_default(size=12)
     legend = (
         f"window {window}; reference outline green, model outline red; "
         "p: the model's largest probability under the component"
     )
     if not findings:
-        figure = plt.figure(figsize=(6.0, 1.2))
-        figure.text(0.5, 0.6, none, ha="center", va="center", fontsize=11)
-        figure.text(0.5, 0.25, title, ha="center", va="center", fontsize=8, color="0.4")
-    else:
-        columns = min(_COLUMNS, len(findings))
-        rows = math.ceil(len(findings) / columns)
-        figure, axes = plt.subplots(
-            rows, columns, figsize=(2.0 * columns, 2.3 * rows + 0.6), squeeze=False
-        )
-        for axis in axes.ravel():
-            axis.axis("off")
-        for axis, finding in zip(axes.ravel(), findings, strict=False):
-            axis.imshow(finding.rgb, interpolation="nearest")
-            axis.set_title(finding.caption, fontsize=7)
-        figure.suptitle(f"{title}\n{legend}", fontsize=8)
-        figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.3 * rows + 0.6)))
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+        sheet = Image.new("RGB", (_SHEET_MIN_WIDTH, 2 * _LINE + 3 * _MARGIN), "white")
+        draw = ImageDraw.Draw(sheet)
+        draw.text((_MARGIN, _MARGIN), none, fill="black", font=font)
+        draw.text((_MARGIN, _MARGIN + _LINE + _MARGIN), title, fill="dimgray", font=font)
+        sheet.save(path)
+        return
+    tile = findings[0].rgb.shape[0]
+    columns = min(_COLUMNS, len(findings))
+    rows = math.ceil(len(findings) / columns)
+    cell_width, cell_height = tile + _MARGIN, tile + 2 * _LINE + _MARGIN
+    header = 2 * _LINE + 2 * _MARGIN
+    width = max(_SHEET_MIN_WIDTH, columns * cell_width + _MARGIN)
+    sheet = Image.new("RGB", (width, header + rows * cell_height), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((_MARGIN, _MARGIN), title, fill="black", font=font)
+    draw.text((_MARGIN, _MARGIN + _LINE), legend, fill="dimgray", font=font)
+    for k, finding in enumerate(findings):
+        left = _MARGIN + (k % columns) * cell_width
+        top = header + (k // columns) * cell_height
+        sheet.paste(Image.fromarray(finding.rgb), (left, top))
+        for line, text in enumerate(finding.caption.splitlines()):
+            draw.text((left, top + tile + 2 + line * _LINE), text, fill="black", font=font)
+    sheet.save(path)

@@ -9,6 +9,13 @@ weighs a fiftieth of a 1,000-pixel one, while the per-slice metric counts each a
 lesion. ``small_lesion_area`` lifts the pixel-term weight of each small lesion component
 towards that of a lesion of that area (by ``sqrt(area / size)``, at most
 ``small_lesion_max_weight``).
+
+``peak_weight`` adds the per-slice metric's own question, asked of every lesion component
+of every crop alike: is any pixel of it confident? The term is the cross-entropy of each
+component's largest logit against "lesion" (softplus(-peak)), averaged over components.
+It is near zero for a component the network already marks and about -peak for one it
+misses entirely, so its gradient goes where the pixel terms, dominated by large lesions
+and by pixels already right, say little: the components nothing is raised in.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class LossConfig:
     positive_weight: float = 1.0  # BCE weight of lesion pixels (pos_weight), >1 favours recall
     small_lesion_area: float = 0.0  # px; lesion components below it weigh more (0: off)
     small_lesion_max_weight: float = 4.0
+    peak_weight: float = 0.0  # weight of the component-peak term (0: off)
 
     def __post_init__(self) -> None:
         if self.pixel_loss not in ("bce", "focal"):
@@ -57,6 +65,8 @@ class LossConfig:
             raise ValueError(f"focal_alpha must be in [0, 1], got {self.focal_alpha}")
         if self.small_lesion_area < 0 or self.small_lesion_max_weight < 1:
             raise ValueError("small_lesion_area must be >= 0 and small_lesion_max_weight >= 1")
+        if self.peak_weight < 0:
+            raise ValueError(f"peak_weight must be >= 0, got {self.peak_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -86,6 +96,28 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
 _EIGHT_CONNECTED = structure(8)  # diagonal steps count as one pixel
 
 
+def lesion_components(
+    target: npt.NDArray[np.floating[Any]] | npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Lesion components of every image of ``target`` (..., H, W), numbered across the batch.
+
+    Returns (labels, sizes): labels of ``target``'s shape, 0 on background and 1..n on the
+    n components (8-connected, each image on its own); sizes[k - 1] is component k's pixels.
+    """
+    lesion = np.asarray(target) > 0.5
+    labels = np.zeros(lesion.shape, dtype=np.int64)
+    flat_lesion = lesion.reshape(-1, *lesion.shape[-2:])
+    flat_labels = labels.reshape(-1, *lesion.shape[-2:])
+    total = 0
+    for image, out in zip(flat_lesion, flat_labels, strict=True):
+        found, count = ndimage.label(image, structure=_EIGHT_CONNECTED)
+        if count:
+            out[...] = np.where(found > 0, found + total, 0)
+            total += count
+    sizes = np.bincount(labels.ravel(), minlength=total + 1)[1:].astype(np.int64)
+    return labels, sizes
+
+
 def small_lesion_weights(
     target: npt.NDArray[np.floating[Any]] | npt.NDArray[np.bool_], area: float, max_weight: float
 ) -> npt.NDArray[np.float32]:
@@ -97,21 +129,35 @@ def small_lesion_weights(
     crop's edge counts as small there. Lesion-centred crops are jittered by less than a
     third of the crop, so that is the exception.
     """
-    lesion = np.asarray(target) > 0.5
-    weights = np.ones(lesion.shape, dtype=np.float32)
+    labels, sizes = lesion_components(target)
     if area <= 0:
-        return weights
-    flat_lesion = lesion.reshape(-1, *lesion.shape[-2:])
-    flat_weights = weights.reshape(-1, *lesion.shape[-2:])
-    for image, out in zip(flat_lesion, flat_weights, strict=True):
-        labels, count = ndimage.label(image, structure=_EIGHT_CONNECTED)
-        if not count:
-            continue
-        sizes = np.bincount(labels.ravel(), minlength=count + 1).astype(np.float32)
-        factor = np.clip(np.sqrt(area / np.maximum(sizes, 1.0)), 1.0, max_weight)
-        factor[0] = 1.0
-        out[...] = factor[labels]
-    return weights
+        return np.ones(labels.shape, dtype=np.float32)
+    return _size_weights(sizes, area, max_weight)[labels]
+
+
+def _size_weights(
+    sizes: npt.NDArray[np.int64], area: float, max_weight: float
+) -> npt.NDArray[np.float32]:
+    """Weight by component label (index 0: background, 1): see :func:`small_lesion_weights`."""
+    factor = np.clip(np.sqrt(area / np.maximum(sizes, 1).astype(np.float32)), 1.0, max_weight)
+    return np.concatenate([np.ones(1, np.float32), factor.astype(np.float32)])
+
+
+def component_peak_loss(logits: torch.Tensor, labels: npt.NDArray[np.int64]) -> torch.Tensor:
+    """Mean over lesion components of softplus(-largest logit of the component); 0 if none.
+
+    ``labels`` numbers the components of ``logits``' shape (see :func:`lesion_components`).
+    The gradient reaches each component's largest logit only (shared among ties).
+    """
+    flat = torch.from_numpy(labels.reshape(-1)).to(logits.device)
+    inside = flat > 0
+    count = int(labels.max()) if labels.size else 0
+    if count == 0:
+        return logits.sum() * 0.0  # keeps the graph: a batch without lesions adds nothing
+    peaks = torch.zeros(count, dtype=logits.dtype, device=logits.device).scatter_reduce(
+        0, flat[inside] - 1, logits.reshape(-1)[inside], reduce="amax", include_self=False
+    )
+    return F.softplus(-peaks).mean()
 
 
 def focal_loss(
@@ -141,14 +187,13 @@ class SegmentationLoss(nn.Module):
         config = self.config
         target = target.to(logits.dtype)
         pixel_weights = None
+        labels = None
+        if config.small_lesion_area > 0 or config.peak_weight > 0:
+            labels, sizes = lesion_components(target.detach().cpu().numpy())
         if config.small_lesion_area > 0:
-            pixel_weights = torch.from_numpy(
-                small_lesion_weights(
-                    target.detach().cpu().numpy(),
-                    config.small_lesion_area,
-                    config.small_lesion_max_weight,
-                )
-            ).to(logits.device, logits.dtype)
+            assert labels is not None
+            weights = _size_weights(sizes, config.small_lesion_area, config.small_lesion_max_weight)
+            pixel_weights = torch.from_numpy(weights[labels]).to(logits.device, logits.dtype)
         if config.pixel_loss == "focal":
             pixel = focal_loss(
                 logits, target, config.focal_gamma, config.focal_alpha, pixel_weights
@@ -159,4 +204,8 @@ class SegmentationLoss(nn.Module):
                 logits, target, weight=pixel_weights, pos_weight=weight
             )
         dice = soft_dice_loss(logits, target, config.dice_smooth)
-        return config.dice_weight * dice + config.pixel_weight * pixel
+        loss = config.dice_weight * dice + config.pixel_weight * pixel
+        if config.peak_weight > 0:
+            assert labels is not None
+            loss = loss + config.peak_weight * component_peak_loss(logits, labels)
+        return loss

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
 
 from api.inference.contract import BONE_WINDOW
 from api.lesions.render import OUTLINE_RGB
@@ -137,7 +136,7 @@ def test_a_perfect_model_has_nothing_to_show(tmp_path: Path) -> None:
     assert [p.name for p in paths] == [MISSES_PNG, FALSE_POSITIVES_PNG]
     for path in paths:  # a short picture that says so, not a missing file
         with Image.open(path) as image:
-            assert image.format == "PNG" and image.size == (600, 120)
+            assert image.format == "PNG" and image.size == (640, 54)
 
 
 def test_a_false_finding_on_every_slice_is_one_tile_per_study_outlined_red() -> None:
@@ -192,8 +191,8 @@ def test_the_report_writes_the_gallery(tmp_path: Path) -> None:
     paths = write_report(evaluation, tmp_path, gallery=gallery)
     assert [p.name for p in paths][-2:] == [MISSES_PNG, FALSE_POSITIVES_PNG]
     with Image.open(tmp_path / FALSE_POSITIVES_PNG) as image:
-        # Three tiles (one per study) in one row; red outlines drawn.
-        assert image.size == (600, 290)
+        # Three tiles (one per study) in one row, red outlines drawn.
+        assert image.size == (640, 46 + 230)  # title and legend, then 192 px tiles + captions
         pixels = np.asarray(image.convert("RGB"))
         assert (pixels == np.asarray(OUTLINE_RGB, np.uint8)).all(axis=2).sum() > 100
 

@@ -16,7 +16,9 @@ from export.datasets import BatchSpec, SliceBank
 from export.losses import (
     LossConfig,
     SegmentationLoss,
+    component_peak_loss,
     focal_loss,
+    lesion_components,
     small_lesion_weights,
     soft_dice_loss,
 )
@@ -230,6 +232,46 @@ def test_small_lesions_weigh_more_in_the_pixel_loss_and_big_ones_do_not() -> Non
         logits, torch.from_numpy(target)
     )
     assert weighted.item() == pytest.approx(2.0 * plain.item(), rel=0.02)
+
+
+def test_the_peak_term_asks_each_component_for_one_confident_pixel() -> None:
+    target = np.zeros((2, 1, 40, 40), dtype=np.float32)
+    target[0, 0, 2:4, 2:4] = 1  # component 1: 4 px
+    target[0, 0, 10:35, 10:35] = 1  # component 2: 625 px
+    target[1, 0, 5:9, 30:39] = 1  # component 3, numbered on across the batch
+    labels, sizes = lesion_components(target)
+    assert sizes.tolist() == [4, 625, 36]
+    assert labels[0, 0, 2, 2] == 1 and labels[0, 0, 20, 20] == 2 and labels[1, 0, 6, 33] == 3
+    logits = torch.full((2, 1, 40, 40), -8.0)
+    logits[0, 0, 20, 20] = 8.0  # one confident pixel in the big lesion: enough
+    logits[0, 0, 3, 3] = 1.0  # the small one: half-hearted
+    logits.requires_grad_(True)  # component 3: nothing raised
+    loss = component_peak_loss(logits, labels)
+    softplus = torch.nn.functional.softplus
+    expected = (softplus(torch.tensor(-8.0)) + softplus(torch.tensor(-1.0)) + 8.0 + math.log1p(
+        math.exp(-8.0))) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert logits.grad is not None
+    # Only each component's largest logit is pushed up, and the missed one hardest; ties
+    # (all of component 3 at -8) share it.
+    grad = -logits.grad[:, 0]
+    assert grad[0, 20, 20] == pytest.approx(torch.sigmoid(torch.tensor(-8.0)).item() / 3)
+    assert grad[0, 3, 3] == pytest.approx(torch.sigmoid(torch.tensor(-1.0)).item() / 3)
+    assert grad[1, 5:9, 30:39].sum() == pytest.approx(torch.sigmoid(torch.tensor(8.0)).item() / 3)
+    assert grad[0][target[0, 0] == 0].abs().sum() == 0 and grad[0, 2, 2] == 0
+    # Through the criterion: the term adds on top, and a batch without lesions adds nothing.
+    base = LossConfig(dice_weight=0.0)
+    with_peak = LossConfig(dice_weight=0.0, peak_weight=0.5)
+    pixel = SegmentationLoss(base)(logits, torch.from_numpy(target))
+    total = SegmentationLoss(with_peak)(logits, torch.from_numpy(target))
+    assert total.item() == pytest.approx(pixel.item() + 0.5 * loss.item(), rel=1e-5)
+    empty = torch.zeros_like(torch.from_numpy(target))
+    assert SegmentationLoss(with_peak)(logits, empty).item() == pytest.approx(
+        SegmentationLoss(base)(logits, empty).item()
+    )
+    with pytest.raises(ValueError, match="peak_weight"):
+        LossConfig(peak_weight=-1.0)
 
 
 def test_config_round_trips_and_keeps_evaluation_seeds_out() -> None:
