@@ -214,6 +214,13 @@ def threshold_from_logits(
     reaching = [p for p in curve if held(p) >= min_ppv]
     point = reaching[-1] if reaching else max(curve, key=held)
     threshold = max(floor, float(sigmoid(np.asarray(point["logit"]))))
+    if not reaching:
+        logger.warning(
+            "validation PPV%s reaches %.3f at best (threshold %.4g), below the %.3f asked "
+            "for: this model does not meet its PPV target",
+            "" if confidence is None else f" ({confidence:.0%} lower bound)",
+            held(point), threshold, min_ppv,
+        )
     record = {"sensitivity": point["sensitivity"], "ppv": point["ppv"]}
     if confidence is not None:
         record["ppv_lower_bound"] = held(point)

@@ -93,6 +93,22 @@ def test_the_ppv_lower_bound_is_wilsons_and_tightens_with_more_components() -> N
     assert ppv_lower_bound(1.0, 1, 0.9) < 0.5 and ppv_lower_bound(0.5, 0, 0.9) == 0.0
 
 
+def test_a_ppv_target_out_of_reach_keeps_the_best_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logits, truth = _logits_and_truth()
+    with caplog.at_level("WARNING", logger="export.train_validation"):
+        reached, _ = threshold_from_logits(logits, truth, 0.35, 0.5, confidence=0.9)
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="export.train_validation"):
+        threshold, point = threshold_from_logits(logits, truth, 0.99, 0.5, confidence=0.9)
+    # No cut reaches a 0.99 bound: the cut with the best bound (the top component, 0.38).
+    assert threshold == reached and point["ppv_lower_bound"] == pytest.approx(0.378, abs=1e-3)
+    (record,) = caplog.records
+    assert "does not meet its PPV target" in record.getMessage()
+    assert "(90% lower bound) reaches 0.378" in record.getMessage()
+
+
 def test_a_confidence_keeps_the_threshold_where_few_components_vouch_for_the_ppv() -> None:
     logits, truth = _logits_and_truth()
     # PPV 0.6 of 5 components clears 0.35; as a 90% lower bound it does not (0.33), and
