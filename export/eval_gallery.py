@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -37,6 +37,7 @@ __all__ = [
     "Finding",
     "Gallery",
     "crop_box",
+    "fit_text",
 ]
 
 MISSES_PNG = "misses.png"
@@ -316,5 +317,21 @@ def _sheet(
         top = header + (k // columns) * cell_height
         sheet.paste(Image.fromarray(finding.rgb), (left, top))
         for line, text in enumerate(finding.caption.splitlines()):
+            text = fit_text(text, tile, lambda t: draw.textlength(t, font=font))
             draw.text((left, top + tile + 2 + line * _LINE), text, fill="black", font=font)
     sheet.save(path)
+
+
+def fit_text(text: str, width: float, length: Callable[[str], float]) -> str:
+    """``text``, or its start and end around an ellipsis, within ``width`` as ``length``
+    measures it: a long series name keeps its scanner prefix and its distinguishing end."""
+    if length(text) <= width:
+        return text
+    keep = len(text)
+    while keep > 1:
+        keep -= 1
+        head = (keep + 1) // 2
+        shorter = text[:head] + "\u2026" + text[len(text) - (keep - head):]
+        if length(shorter) <= width:
+            return shorter
+    return "\u2026"

@@ -16,6 +16,7 @@ from export.eval_gallery import (
     REFERENCE_RGB,
     Gallery,
     crop_box,
+    fit_text,
 )
 from export.eval_report import write_report
 from export.evaluate import evaluate
@@ -201,3 +202,12 @@ def test_the_report_writes_the_gallery(tmp_path: Path) -> None:
 def test_bad_gallery_settings_are_refused(limit: int, crop: int) -> None:
     with pytest.raises(ValueError):
         Gallery(limit=limit, crop=crop)
+
+
+def test_long_captions_are_shortened_in_the_middle_to_fit_a_tile() -> None:
+    name = "S02_ge_hispeed_head_tilt_variable_spacing #17"
+    assert fit_text(name, 1000, len) == name
+    short = fit_text(name, 24, len)
+    assert len(short) == 24 and short.startswith("S02_ge_hisp") and short.endswith("ing #17")
+    assert "\u2026" in short
+    assert fit_text(name, 0.5, len) == "\u2026"
