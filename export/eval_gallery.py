@@ -50,7 +50,6 @@ _ZOOM = 2  # each crop pixel drawn as 2 x 2, so one-pixel outlines stay visible
 _COLUMNS = 6
 _MARGIN, _LINE = 8, 15  # pixels of the contact sheet: gaps, and a line of 12 px text
 _SHEET_MIN_WIDTH = 640  # room for the title and legend
-_NOT_DRAWN = np.zeros((0, 0, 3), dtype=np.uint8)  # a run's best that ranks too low to show
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,10 @@ class _Kind:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.kept: list[_Entry] = []  # a min-heap: its root is the first to give way
-        self.runs: dict[int, _Entry] = {}  # run id -> the run's best slice so far
+        # run id -> the run's best slice so far, among those good enough to be kept: the
+        # kept entries change only between studies, so a slice that could not enter then
+        # cannot enter at the study's end either, and is never drawn.
+        self.runs: dict[int, _Entry] = {}
         self.labels: NDArray[np.int32] | None = None  # run ids on the last slice seen
         self.slice_index = -2
         self.next_run = 1
@@ -142,8 +144,6 @@ class _Kind:
     def end_study(self) -> None:
         """Offer each run's best slice to the kept entries; forget the study's runs."""
         for entry in self.runs.values():
-            if entry.finding.rgb.size == 0:
-                continue  # ranked too low to be drawn when it was seen, and so still
             if len(self.kept) < self.limit:
                 heapq.heappush(self.kept, entry)
             elif entry[:2] > self.kept[0][:2]:
@@ -234,9 +234,6 @@ class Gallery:
                     rgb = self._draw(hounsfield, components, mask)
                     finding = Finding(study, slice_index, size, score, rgb)
                     kind.runs[run] = _Entry(key, arrival, finding)
-                elif run not in kind.runs:  # its run must exist, to be continued
-                    kind.runs[run] = _Entry(key, arrival, Finding(study, slice_index, size, score,
-                                                                  _NOT_DRAWN))
             kind.labels, kind.slice_index = runs, slice_index
 
     def _draw(
