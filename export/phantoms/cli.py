@@ -15,6 +15,7 @@ EPILOG = """examples:
   bonemets phantom --out /tmp/ph --studies 20 --seed 7 --slices 100 --size 512 --encoding mixed
   bonemets phantom --out /tmp/neg --studies 5 --seed 3 --negative-share 1.0 --region lumbar
   bonemets phantom --out /tmp/big --studies 200 --seed 9 --workers 2
+  bonemets phantom --out /tmp/old --studies 8 --seed 5 --marrow-hu 70:270   # osteoporotic too
 
 Each study is written as DIR/study_NNNN/{dicom/NNNN.dcm, seg.dcm, truth.json}; DIR/index.json
 lists them. The same --seed gives the same studies, byte for byte. Slice files are named by
@@ -47,11 +48,26 @@ def add_parser(subparsers: Any) -> None:
                         default="any", help="part of the spine covered (default: drawn)")
     parser.add_argument("--lesions", type=int, default=None,
                         help="lesions per positive study (default: drawn, 1-6)")
+    parser.add_argument("--marrow-hu", type=marrow_range, default=None, metavar="LOW:HIGH",
+                        help="range of the patients' vertebral marrow density in HU (default "
+                        "140:270, normal adult bone; 70:270 adds osteoporotic patients)")
     parser.add_argument("--start-index", type=int, default=1,
                         help="number of the first study folder (default 1)")
     parser.add_argument("--workers", type=int, default=1,
                         help="studies made in parallel processes (default 1)")
     parser.set_defaults(func=run)
+
+
+def marrow_range(text: str) -> tuple[float, float]:
+    """``LOW:HIGH`` in HU, checked by PhantomSpec itself."""
+    from export.phantoms.spec import PhantomSpec
+
+    try:
+        low, high = (float(x) for x in text.split(":"))
+        return PhantomSpec(seed=0, marrow_hu=(low, high)).marrow_hu
+    except ValueError as exc:
+        detail = str(exc) if "marrow_hu" in str(exc) else "expected LOW:HIGH in HU"
+        raise argparse.ArgumentTypeError(f"{detail} (got {text!r})") from None
 
 
 def study_seed(seed: int, index: int) -> int:
@@ -79,6 +95,8 @@ def study_overrides(args: argparse.Namespace, number: int, negative: bool) -> di
         overrides["size"] = args.size
     if args.region != "any":
         overrides["region"] = args.region
+    if args.marrow_hu is not None:
+        overrides["marrow_hu"] = args.marrow_hu
     if negative:
         overrides["n_lesions"] = 0
     elif args.lesions is not None:

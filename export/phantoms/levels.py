@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from export.phantoms.spec import MARROW_HU
+
 NAMES = ("C6", "C7", *(f"T{i}" for i in range(1, 13)), *(f"L{i}" for i in range(1, 6)), "S1", "S2")
 _ANCHORS = {  # level index: height, disc below, body rx, body ry, canal rx, canal ry, pedicle r
     0: (13, 5.0, 11, 8.0, 11.0, 7.0, 2.5),
@@ -133,15 +135,20 @@ class Spine:
         return next(vb for vb in self.vertebrae if vb.name == name)
 
 
-def build_spine(rng: np.random.Generator, z_t1_top: float, scale: float) -> Spine:
-    """Draw one patient's spine, with T1's top endplate at ``z_t1_top``."""
+def build_spine(rng: np.random.Generator, z_t1_top: float, scale: float,
+                marrow_hu: tuple[float, float] = MARROW_HU) -> Spine:
+    """Draw one patient's spine, with T1's top endplate at ``z_t1_top``.
+
+    ``marrow_hu`` is the range of the patient's trabecular density; each vertebra varies
+    by up to 20 HU around the patient's draw.
+    """
     idx = np.arange(len(NAMES))
     keys = sorted(_ANCHORS)
     table = np.array([[np.interp(i, keys, [_ANCHORS[k][j] for k in keys]) for j in range(7)]
                       for i in idx])
     height_scale = scale ** 0.3 * rng.uniform(0.93, 1.07)
     width_scale = scale ** 0.3 * rng.uniform(0.93, 1.08)
-    marrow = rng.uniform(140, 270)
+    marrow = rng.uniform(*marrow_hu)
     degeneration = rng.uniform(0, 1) ** 2
     z = z_t1_top + sum(table[i, 0] + table[i, 1] for i in range(2)) * height_scale
     vertebrae = []

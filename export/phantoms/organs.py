@@ -36,7 +36,8 @@ _PHASE_HU = {  # (low, high) HU per structure and contrast phase
 def build_anatomy(spec: PhantomSpec, rng: Rng) -> Anatomy:
     """Draw a whole patient from the anatomy stream of ``spec``."""
     s = spec.body_scale
-    spine = build_spine(rng, z_t1_top=float(rng.uniform(-150, 50)), scale=s)
+    spine = build_spine(rng, z_t1_top=float(rng.uniform(-150, 50)), scale=s,
+                        marrow_hu=spec.marrow_hu)
     trunk = _trunk(rng, spine, s)
     top_right = spine.by_name("T9").z_mid + rng.uniform(-12, 12)
     dome = Dome(

@@ -21,6 +21,8 @@ LESION_KINDS = ("lytic", "blastic", "mixed")
 LESION_SITES = ("vertebral_body", "pedicle", "rib")
 INSTANCE_ORDERS = ("head_first", "feet_first")
 INTERCEPTS = (-1024, 0)
+MARROW_HU = (140.0, 270.0)
+MARROW_HU_LIMITS = (0.0, 400.0)
 
 # Longest stretch of spine the anatomy can cover (T1 top to L5 bottom, small patient).
 MAX_COVERAGE_MM = 400.0
@@ -54,8 +56,14 @@ class PhantomSpec:
     arms_down: bool = False
     fov_padding: bool = False
     instance_order: str = "head_first"
+    # A patient's vertebral trabecular density is drawn from this range (HU). The default is
+    # normal adult bone; osteoporotic vertebrae read below about 110 HU, where the marrow is
+    # nearly as dark as a lytic lesion's soft tissue (15-75 HU).
+    marrow_hu: tuple[float, float] = MARROW_HU
 
     def __post_init__(self) -> None:
+        low, high = (float(x) for x in self.marrow_hu)
+        object.__setattr__(self, "marrow_hu", (low, high))  # JSON gives a list
         _check(self.slices >= 1, f"slices must be >= 1, got {self.slices}")
         _check(32 <= self.size <= 1024, f"size must be 32..1024, got {self.size}")
         _check(0.2 <= self.pixel_spacing_mm <= 2.0, "pixel_spacing_mm must be 0.2..2.0")
@@ -67,6 +75,8 @@ class PhantomSpec:
         _check(self.noise_hu >= 0 and self.blur_mm >= 0, "noise_hu and blur_mm must be >= 0")
         _check(self.n_lesions >= 0, "n_lesions must be >= 0")
         _check(0.5 <= self.body_scale <= 1.5, "body_scale must be 0.5..1.5")
+        _check(MARROW_HU_LIMITS[0] <= low <= high <= MARROW_HU_LIMITS[1],
+               f"marrow_hu must be LOW <= HIGH within {MARROW_HU_LIMITS}, got {self.marrow_hu}")
         for name, allowed in (
             ("encoding", ENCODINGS),
             ("lesion_kind", ("any", *LESION_KINDS)),
@@ -231,4 +241,5 @@ def _patient(d: _Draw, signed: bool) -> dict[str, Any]:
         "contrast": d.value("contrast", _categorical(CONTRASTS, (0.35, 0.25, 0.4))),
         "oral_contrast": d.value("oral_contrast", lambda u: u < 0.25),
         "arms_down": d.value("arms_down", lambda u: u < 0.25),
+        "marrow_hu": d.value("marrow_hu", lambda u: MARROW_HU),
     }

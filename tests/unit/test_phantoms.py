@@ -157,6 +157,43 @@ def test_lesion_density(kind: str, low: float, high: float) -> None:
     assert low <= phantom.hounsfield[core].mean() <= high
 
 
+def _marrow_core(phantom: Phantom) -> np.ndarray:
+    """Bone 3 px or more inside its outline (marrow, no cortex), away from lesions."""
+    lesions = ndimage.binary_dilation(phantom.labels.astype(bool), iterations=4)
+    core = ndimage.binary_erosion(phantom.bone, structure=np.ones((1, 7, 7)))
+    return core & ~lesions  # type: ignore[no-any-return]
+
+
+def test_marrow_range_darkens_the_marrow_and_nothing_else(positive: Phantom) -> None:
+    assert positive.spec.marrow_hu == (140.0, 270.0)  # normal adult bone unless asked
+    dark = make_phantom(small_spec(11, n_lesions=4, region="thoracic", encoding="none",
+                                   marrow_hu=(70.0, 70.0)))
+    # Same patient, same lesions, same noise: only the marrow density moved.
+    assert dark.labels.tobytes() == positive.labels.tobytes()
+    assert dark.lesions == positive.lesions
+    assert dark.bone.tobytes() == positive.bone.tobytes()
+    core = _marrow_core(positive)
+    assert core.sum() > 500
+    normal, osteoporotic = (float(np.median(p.hounsfield[core])) for p in (positive, dark))
+    assert 120 <= normal <= 300
+    assert 40 <= osteoporotic <= 110 and normal - osteoporotic > 60
+    # Beyond the blur's reach of any bone, every pixel is the same.
+    far = ~ndimage.binary_dilation(positive.bone, structure=np.ones((1, 9, 9)))
+    assert np.array_equal(dark.hounsfield[far], positive.hounsfield[far])
+    changed = dark.hounsfield != positive.hounsfield
+    assert changed.any() and not (changed & far).any()
+
+
+def test_marrow_range_is_checked_and_survives_json() -> None:
+    spec = small_spec(4, marrow_hu=[70, 270])  # a JSON list, as training configs give it
+    assert spec.marrow_hu == (70.0, 270.0)
+    assert PhantomSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert sample_spec(4).marrow_hu == (140.0, 270.0)
+    for bad in ((200, 100), (-10, 100), (100, 500)):
+        with pytest.raises(ValueError, match="marrow_hu"):
+            PhantomSpec(seed=1, marrow_hu=bad)
+
+
 def test_negative_study_has_no_labels(tmp_path: Path) -> None:
     phantom = make_phantom(small_spec(3, n_lesions=0, slices=6))
     assert phantom.lesions == [] and not phantom.labels.any()
@@ -282,6 +319,20 @@ def test_cli_writes_studies_with_the_negative_share(tmp_path: Path) -> None:
         assert truth.spec.seed == study_seed(5, number)
         assert truth.spec.size == 128 and len(truth.slices) == 4
         assert truth.spec.n_lesions == 0 if number in negatives else truth.spec.n_lesions >= 1
+
+
+def test_cli_marrow_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from api.cli import main
+
+    out = tmp_path / "old"
+    assert main(["phantom", "--out", str(out), "--studies", "1", "--seed", "5", "--slices", "2",
+                 "--size", "96", "--marrow-hu", "70:90"]) == 0
+    assert read_truth(out / "study_0001").spec.marrow_hu == (70.0, 90.0)
+    for bad, says in (("90:70", "marrow_hu must be"), ("dense", "expected LOW:HIGH")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["phantom", "--out", str(out), "--marrow-hu", bad])
+        assert exit_info.value.code == 2
+        assert says in capsys.readouterr().err
 
 
 def test_cli_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
