@@ -206,7 +206,7 @@ class StudyResult(BaseModel):
                 "series_instance_uid": "1.2.826.0.1.3680043.8.498.11",
                 "model": {
                     "name": "bonemets",
-                    "version": "demo-5",
+                    "version": "demo-6",
                     "platform": "python",
                     "input_size": 512,
                     "windows": [{"level": 400, "width": 1800}],
