@@ -62,7 +62,11 @@ class PhantomSpec:
     marrow_hu: tuple[float, float] = MARROW_HU
 
     def __post_init__(self) -> None:
-        low, high = (float(x) for x in self.marrow_hu)
+        try:
+            low, high = (float(x) for x in self.marrow_hu)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"marrow_hu must be (LOW, HIGH) in HU, got {self.marrow_hu!r}") from None
         object.__setattr__(self, "marrow_hu", (low, high))  # JSON gives a list
         _check(self.slices >= 1, f"slices must be >= 1, got {self.slices}")
         _check(32 <= self.size <= 1024, f"size must be 32..1024, got {self.size}")

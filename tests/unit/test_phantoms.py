@@ -189,7 +189,7 @@ def test_marrow_range_is_checked_and_survives_json() -> None:
     assert spec.marrow_hu == (70.0, 270.0)
     assert PhantomSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert sample_spec(4).marrow_hu == (140.0, 270.0)
-    for bad in ((200, 100), (-10, 100), (100, 500)):
+    for bad in ((200, 100), (-10, 100), (100, 500), 150, (100, 150, 200), ("low", "high")):
         with pytest.raises(ValueError, match="marrow_hu"):
             PhantomSpec(seed=1, marrow_hu=bad)
 
