@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from export.phantoms.geometry import ANGLE_BINS, bin_angles
 from export.phantoms.levels import Spine
+from export.phantoms.variants import BoneVariant
 
 _PHI = bin_angles()
 _SIN, _COS = np.sin(_PHI), np.cos(_PHI)
@@ -183,6 +184,8 @@ class Anatomy:
     arms: tuple[Blob, ...] = ()
     table_gap: float | None = 3.0
     extras: dict[str, float] = field(default_factory=dict)
+    # Normal variants of the vertebral bodies; None: the plain phantom (one fixed channel).
+    variants: tuple[BoneVariant, ...] | None = None
 
     def spine_centre(self, z: float, outline: Outline | None = None) -> tuple[float, float, float]:
         """Body-frame centre (u, v) of the vertebral column at z and its axial rotation."""

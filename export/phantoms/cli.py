@@ -16,6 +16,8 @@ EPILOG = """examples:
   bonemets phantom --out /tmp/neg --studies 5 --seed 3 --negative-share 1.0 --region lumbar
   bonemets phantom --out /tmp/big --studies 200 --seed 9 --workers 2
   bonemets phantom --out /tmp/old --studies 8 --seed 5 --marrow-hu 70:270   # osteoporotic too
+  bonemets phantom --out /tmp/mimics --studies 20 --seed 2612 --bone-variants   # bone islands,
+                            # haemangiomas, Schmorl's nodes, fatty marrow: normal, not labelled
 
 Each study is written as DIR/study_NNNN/{dicom/NNNN.dcm, seg.dcm, truth.json}; DIR/index.json
 lists them. The same --seed gives the same studies, byte for byte. Slice files are named by
@@ -51,6 +53,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--marrow-hu", type=marrow_range, default=None, metavar="LOW:HIGH",
                         help="range of the patients' vertebral marrow density in HU (default "
                         "140:270, normal adult bone; 70:270 adds osteoporotic patients)")
+    parser.add_argument("--bone-variants", action="store_true",
+                        help="draw normal variants that mimic metastases into the vertebral "
+                        "bodies (never labelled; listed in truth.json); the same seed without "
+                        "this flag is the same patient without them")
     parser.add_argument("--start-index", type=int, default=1,
                         help="number of the first study folder (default 1)")
     parser.add_argument("--workers", type=int, default=1,
@@ -97,6 +103,8 @@ def study_overrides(args: argparse.Namespace, number: int, negative: bool) -> di
         overrides["region"] = args.region
     if args.marrow_hu is not None:
         overrides["marrow_hu"] = args.marrow_hu
+    if args.bone_variants:
+        overrides["bone_variants"] = True
     if negative:
         overrides["n_lesions"] = 0
     elif args.lesions is not None:

@@ -15,6 +15,7 @@ import numpy as np
 from export.phantoms.anatomy import Anatomy, Blob, Dome, TissueHU, Trunk
 from export.phantoms.levels import Spine, build_spine
 from export.phantoms.spec import PhantomSpec
+from export.phantoms.variants import draw_variants
 
 Rng = np.random.Generator
 
@@ -62,6 +63,9 @@ def build_anatomy(spec: PhantomSpec, rng: Rng) -> Anatomy:
         arms=_arms(rng, trunk, tissue) if spec.arms_down else (),
         table_gap=float(rng.uniform(0, 6)) if rng.random() < 0.85 else None,
         extras={"calcium": calcium, "humerus_marrow": float(rng.uniform(-40, 60))},
+        # Their own stream: the same patient, with or without them.
+        variants=draw_variants(spine, np.random.default_rng([spec.seed, 4]))
+        if spec.bone_variants else None,
     )
 
 

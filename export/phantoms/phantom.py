@@ -45,6 +45,17 @@ class LesionTruth:
 
 
 @dataclass
+class VariantTruth:
+    """A normal variant that mimics a metastasis (see variants.py); not in the labels."""
+
+    kind: str
+    level: str
+    diameter_mm: float
+    z_mm: float
+    slices: tuple[int, ...]  # slice indices it reaches
+
+
+@dataclass
 class Phantom:
     """A synthetic CT study in memory; arrays are (Z, Y, X) with z ascending."""
 
@@ -56,6 +67,7 @@ class Phantom:
     pixel_spacing: tuple[float, float]  # row, column spacing (mm)
     slice_positions_z: list[float]
     bone: NDArray[np.bool_] = field(repr=False, default_factory=lambda: np.zeros(0, bool))
+    variants: list[VariantTruth] = field(default_factory=list)  # normal, never labelled
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -99,7 +111,20 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         origin_mm=(grid.x0, grid.y0, float(slice_z[0])),
         pixel_spacing=(spec.pixel_spacing_mm, spec.pixel_spacing_mm),
         slice_positions_z=[float(z) for z in slice_z], bone=bone,
+        variants=_variant_truths(anatomy, slice_z),
     )
+
+
+def _variant_truths(anatomy: Anatomy, slice_z: NDArray[np.float64]) -> list[VariantTruth]:
+    found = []
+    for variant in anatomy.variants or ():
+        low, high = variant.z_range
+        slices = tuple(int(k) for k in np.flatnonzero((slice_z >= low) & (slice_z <= high)))
+        if slices:
+            found.append(VariantTruth(kind=variant.kind, level=variant.level,
+                                      diameter_mm=round(variant.diameter_mm, 1),
+                                      z_mm=round(variant.z, 2), slices=slices))
+    return found
 
 
 def _grid(spec: PhantomSpec, rng: np.random.Generator) -> Grid:

@@ -17,6 +17,7 @@ from export.phantoms.anatomy import Anatomy
 from export.phantoms.geometry import F32, Texture, Window, capsule_sdf, ellipse_sdf, slab
 from export.phantoms.levels import RIB_ANGLE_PSI, Rib, Vertebra
 from export.phantoms.trunk import Canvas, rib_angle_point, rib_tubercle
+from export.phantoms.variants import variant_marrow
 
 Point = tuple[float, float]
 
@@ -78,7 +79,7 @@ def paint_skeleton(canvas: Canvas, anatomy: Anatomy, fine: Texture) -> None:
     near = anatomy.spine.near(canvas.z)
     _paint_canal_and_discs(canvas, anatomy)
     for vb in near:
-        _vertebral_body(canvas, vb)
+        _vertebral_body(canvas, vb, fixed_channel=anatomy.variants is None)
         _posterior_elements(canvas, vb, anatomy.trunk.spine_depth(canvas.z))
     _ribs(canvas, anatomy, fine)
     _sternum_and_scapulae(canvas, anatomy)
@@ -87,6 +88,7 @@ def paint_skeleton(canvas: Canvas, anatomy: Anatomy, fine: Texture) -> None:
         if win is not None:
             sdf = np.hypot(canvas.grid.u[win] - blob.u, canvas.grid.v[win] - blob.v) - 12.0
             union(canvas, win, sdf, 3.0, anatomy.extras["humerus_marrow"])
+    _paint_variants(canvas, anatomy)
     _compose(canvas, anatomy, fine)
 
 
@@ -119,7 +121,7 @@ def _paint_canal_and_discs(canvas: Canvas, anatomy: Anatomy) -> None:
         hu[(ellipse_sdf(x, y, 0.35 * vb.rx, 0.2 * vb.ry) < 0) & disc] = -750.0
 
 
-def _vertebral_body(canvas: Canvas, vb: Vertebra) -> None:
+def _vertebral_body(canvas: Canvas, vb: Vertebra, fixed_channel: bool = True) -> None:
     z = canvas.z
     if not vb.z_bottom <= z <= vb.z_top:
         return
@@ -135,10 +137,32 @@ def _vertebral_body(canvas: Canvas, vb: Vertebra) -> None:
     sdf = np.maximum(ellipse_sdf(x, y, rx, ry), -ellipse_sdf(x, y - yc, vb.canal_rx + 2,
                                                              vb.canal_ry + 2))
     union(canvas, win, slab(sdf, z - vb.z_mid, 0.5 * vb.height), 1.3, vb.marrow_hu)
-    if abs(z - vb.z_mid) < 3.0:
-        # Basivertebral venous channel: a normal lucency at the back of the body.
+    if fixed_channel and abs(z - vb.z_mid) < 3.0:
+        # Basivertebral venous channel: a normal lucency at the back of the body (phantoms
+        # with normal variants draw one of varying size and shape instead, see variants.py).
         channel = ellipse_sdf(x, y - ry + 4.0, 2.0, 3.5) < 0
         canvas.marrow[win][channel & (canvas.bone_sdf[win] < -1.3)] = 55.0
+
+
+def _paint_variants(canvas: Canvas, anatomy: Anatomy) -> None:
+    """Normal variants into the marrow of the vertebral bodies (never labelled)."""
+    for variant in anatomy.variants or ():
+        if abs(canvas.z - variant.z) > variant.rz + 0.5:
+            continue
+        reach = max(variant.rx, variant.ry) * (2.6 if variant.branch else 1.0) + 2.0
+        found = local(canvas, variant.x, variant.y, reach)
+        if found is None:
+            continue
+        win, x, y = found
+        drawn = variant_marrow(variant, x, y, canvas.z)
+        if drawn is None:
+            continue
+        where, value, breach = drawn
+        bone = canvas.bone_sdf[win] < 0
+        cortex = canvas.cortex[win]
+        cortex[breach & bone] = 0.0  # through an endplate or the back wall
+        inside = where & bone & (canvas.bone_sdf[win] < -cortex)
+        canvas.marrow[win][inside] = value[inside]
 
 
 def _posterior_elements(canvas: Canvas, vb: Vertebra, back_y: float) -> None:

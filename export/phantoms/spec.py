@@ -60,6 +60,10 @@ class PhantomSpec:
     # normal adult bone; osteoporotic vertebrae read below about 110 HU, where the marrow is
     # nearly as dark as a lytic lesion's soft tissue (15-75 HU).
     marrow_hu: tuple[float, float] = MARROW_HU
+    # Normal variants that mimic metastases (bone islands, haemangiomas, Schmorl's nodes,
+    # fatty marrow, a basivertebral channel of varying shape): see variants.py. Off by
+    # default, so the plain phantoms, and every figure measured on them, stay as they were.
+    bone_variants: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -246,4 +250,5 @@ def _patient(d: _Draw, signed: bool) -> dict[str, Any]:
         "oral_contrast": d.value("oral_contrast", lambda u: u < 0.25),
         "arms_down": d.value("arms_down", lambda u: u < 0.25),
         "marrow_hu": d.value("marrow_hu", lambda u: MARROW_HU),
+        "bone_variants": d.value("bone_variants", lambda u: False),
     }

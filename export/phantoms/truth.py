@@ -95,6 +95,9 @@ def truth_dict(phantom: Phantom, datasets: Sequence[Dataset], files: Sequence[st
         "origin_mm": list(phantom.origin_mm),
         "slice_order": "ascending z (caudal to cranial); indices below use this order",
         "lesions": [_lesion_json(lesion) for lesion in phantom.lesions],
+        "normal_variants": [
+            {**asdict(variant), "slices": list(variant.slices)} for variant in phantom.variants
+        ],
         "slices": [
             {
                 "index": k, "z_mm": z, "instance_number": int(ds.InstanceNumber),
