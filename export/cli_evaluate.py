@@ -21,6 +21,8 @@ EPILOG = """examples:
   bonemets evaluate model_repository/ ../shared/ct-corpus/series --per-study   # no labels:
                                                     # false positives per scan on real CT
   bonemets evaluate model_repository/ phantoms:100000-100019 --gallery 48   # more pictures
+  bonemets phantom --out data/mimics --studies 40 --seed 2612 --bone-variants
+  bonemets evaluate model_repository/ data/mimics   # + false findings at normal variants
 
 MODEL: a PyTorch checkpoint (*.pt), an ONNX model (model repository folder, one model's
 folder, or model.onnx; run in process), or grpc://HOST:PORT/MODEL (a model served by Triton).
@@ -34,7 +36,8 @@ the same slice, and a predicted component is true when it matches a reference co
 Lesion-wise (3D) counts use the 3D components. Writes metrics.json, metrics.md, froc.png
 and pr.png into --out, and misses.png and false-positives.png: crops of the largest missed
 reference components and of the most confident false findings (reference outline green,
-the model's red, in the bone window).
+the model's red, in the bone window). On phantoms made with --bone-variants it also counts,
+per kind, the normal variants (bone islands, haemangiomas, Schmorl's nodes...) it reported.
 """
 
 
@@ -107,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from api.errors import BoneMetsError
+    from export.eval_mimics import mimics_markdown
     from export.eval_report import metrics_markdown, per_study_markdown, write_report
 
     try:
@@ -116,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     paths = write_report(evaluation, args.out, per_study=args.per_study, gallery=gallery)
     print(metrics_markdown(evaluation))
+    if evaluation.normal_variants is not None:
+        print(mimics_markdown(evaluation.normal_variants))
     if args.per_study:
         print(per_study_markdown(evaluation.per_study))
     log.info("wrote %s", ", ".join(str(p) for p in paths))

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from api.dicom.geometry import AIR_HU
+from export.eval_mimics import Mimic, read_mimics
 from export.seg_studies import METASTASIS_SEGMENTS, SEGMENTATION_STORAGE, seg_labels
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class Study:
     slice_count: int
     labelled: bool
     read: Callable[[int, int], SliceBatch]
+    # Normal variants (phantoms made with --bone-variants) by slice index: see eval_mimics.
+    mimics: dict[int, list[Mimic]] = field(default_factory=dict)
 
 
 def volume_study(
@@ -220,7 +223,8 @@ def open_folder_study(folder: Path, segment_pattern: str = METASTASIS_SEGMENTS) 
         planes = [load_slice_hounsfield(ref) for ref in refs[start:stop]]
         return SliceBatch(planes, [truth.get(i, empty) for i in range(start, stop)])
 
-    return Study(folder.name, len(refs), bool(segs), read)
+    mimics = read_mimics(folder, [ref.sop_instance_uid for ref in refs])
+    return Study(folder.name, len(refs), bool(segs), read, mimics)
 
 
 def _reference_masks(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from export.eval_gallery import Gallery
+from export.eval_mimics import mimics_markdown
 from export.evaluate import Evaluation
 from export.metrics import format_markdown_table
 
@@ -35,6 +36,8 @@ def write_report(
     text = json.dumps(evaluation.to_json(), indent=2, allow_nan=False) + "\n"
     written[0].write_text(text, encoding="utf-8")
     markdown = metrics_markdown(evaluation)
+    if evaluation.normal_variants is not None:
+        markdown += "\n" + mimics_markdown(evaluation.normal_variants)
     if per_study:
         markdown += "\n" + per_study_markdown(evaluation.per_study)
     written[1].write_text(markdown, encoding="utf-8")

@@ -23,6 +23,7 @@ from api.dicom.geometry import ResizeMapping, resize_to_model
 from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
 from export.eval_data import SliceBatch, Study
 from export.eval_gallery import Gallery
+from export.eval_mimics import MimicTally
 from export.metrics import MatchRule, SliceComponents, SliceMetricsAccumulator
 
 __all__ = [
@@ -44,16 +45,20 @@ class Evaluation:
     per_study: list[dict[str, Any]] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     data: str = ""
+    normal_variants: dict[str, Any] | None = None  # false findings at them (eval_mimics)
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""
-        return {
+        content = {
             "model": self.model,
             "data": self.data,
             "match_rule": self.metrics["rule"],
             "metrics": self.metrics,
             "per_study": self.per_study,
         }
+        if self.normal_variants is not None:
+            content["normal_variants"] = self.normal_variants
+        return content
 
 
 def describe_model(info: ModelInfo, source: str = "") -> dict[str, Any]:
@@ -82,6 +87,7 @@ async def evaluate_async(
     """Run ``model`` over ``studies`` (one at a time) and count; ``on_study`` after each.
 
     With a ``gallery``, every counted slice is offered to it (its misses and false findings).
+    False findings at normal variants (phantoms with ``--bone-variants``) are counted by kind.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -89,9 +95,10 @@ async def evaluate_async(
     info = await model.info()
     rows = []
     before = counter.result()
+    mimics = MimicTally()
     for study in studies:
         await _segment_study(
-            model, study, counter, min(batch, info.max_batch_size), info, gallery
+            model, study, counter, min(batch, info.max_batch_size), info, gallery, mimics
         )
         counter.end_study(study.name)
         after = counter.result()
@@ -99,7 +106,8 @@ async def evaluate_async(
         before = after
         if on_study is not None:
             on_study(study)
-    return Evaluation(metrics=before, per_study=rows, model=describe_model(info))
+    return Evaluation(metrics=before, per_study=rows, model=describe_model(info),
+                      normal_variants=mimics.result())
 
 
 def evaluate(
@@ -131,6 +139,7 @@ async def _segment_study(
     batch: int,
     info: ModelInfo,
     gallery: Gallery | None = None,
+    mimics: MimicTally | None = None,
 ) -> None:
     """Feed one study's slices through the model and the accumulator, in slice order."""
     starts = list(range(0, study.slice_count, batch))
@@ -151,6 +160,10 @@ async def _segment_study(
                 pending = asyncio.ensure_future(asyncio.to_thread(read, starts[position + 1]))
             answer = await model.segment(hounsfield)
             counted = _count(counter, slices, answer, mappings)
+            if mimics is not None:
+                for offset, components in enumerate(counted):
+                    index = starts[position] + offset
+                    mimics.add_slice(study.name, study.mimics.get(index, []), components)
             if gallery is not None:
                 for offset, (plane, components) in enumerate(
                     zip(slices.hounsfield, counted, strict=True)

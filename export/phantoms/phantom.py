@@ -52,7 +52,8 @@ class VariantTruth:
     level: str
     diameter_mm: float
     z_mm: float
-    slices: tuple[int, ...]  # slice indices it reaches
+    slices: tuple[int, ...]  # slice indices where it is drawn
+    bbox_px: dict[str, tuple[int, int]] = field(default_factory=dict)  # slice/row/col, inclusive
 
 
 @dataclass
@@ -90,10 +91,12 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     bone = np.zeros(shape, bool)
     fov = _fov_mask(grid) if spec.fov_padding else None
     tracker = _Tracker(lesions)
+    variants = _Footprints()
     for k, z in enumerate(slice_z):
         canvas = new_canvas(grid, anatomy, float(z))
         paint_soft_tissue(canvas, anatomy, coarse)
-        paint_skeleton(canvas, anatomy, fine)
+        for index, win, pixels in paint_skeleton(canvas, anatomy, fine):
+            variants.add(index, k, win, pixels)
         bone[k] = canvas.bone_sdf < 0
         for lesion_id, win, label in paint_lesions(canvas, lesions, fine, coarse):
             if fov is not None:
@@ -111,20 +114,41 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         origin_mm=(grid.x0, grid.y0, float(slice_z[0])),
         pixel_spacing=(spec.pixel_spacing_mm, spec.pixel_spacing_mm),
         slice_positions_z=[float(z) for z in slice_z], bone=bone,
-        variants=_variant_truths(anatomy, slice_z),
+        variants=variants.truths(anatomy, fov),
     )
 
 
-def _variant_truths(anatomy: Anatomy, slice_z: NDArray[np.float64]) -> list[VariantTruth]:
-    found = []
-    for variant in anatomy.variants or ():
-        low, high = variant.z_range
-        slices = tuple(int(k) for k in np.flatnonzero((slice_z >= low) & (slice_z <= high)))
-        if slices:
-            found.append(VariantTruth(kind=variant.kind, level=variant.level,
-                                      diameter_mm=round(variant.diameter_mm, 1),
-                                      z_mm=round(variant.z, 2), slices=slices))
-    return found
+class _Footprints:
+    """Where each normal variant was drawn: its slices and pixel box."""
+
+    def __init__(self) -> None:
+        self.slices: dict[int, list[int]] = {}
+        self.boxes: dict[int, list[int]] = {}
+
+    def add(self, index: int, k: int, win: tuple[slice, slice], pixels: NDArray[np.bool_]) -> None:
+        rows, cols = np.nonzero(pixels)
+        r0, r1 = win[0].start + int(rows.min()), win[0].start + int(rows.max())
+        c0, c1 = win[1].start + int(cols.min()), win[1].start + int(cols.max())
+        self.slices.setdefault(index, []).append(k)
+        box = self.boxes.setdefault(index, [r0, r1, c0, c1])
+        box[:] = [min(box[0], r0), max(box[1], r1), min(box[2], c0), max(box[3], c1)]
+
+    def truths(self, anatomy: Anatomy, fov: NDArray[np.bool_] | None) -> list[VariantTruth]:
+        found = []
+        for index, variant in enumerate(anatomy.variants or ()):
+            if index not in self.boxes:
+                continue
+            r0, r1, c0, c1 = self.boxes[index]
+            if fov is not None and not fov[r0:r1 + 1, c0:c1 + 1].any():
+                continue  # drawn outside the reconstruction circle: not in the image
+            slices = self.slices[index]
+            found.append(VariantTruth(
+                kind=variant.kind, level=variant.level,
+                diameter_mm=round(variant.diameter_mm, 1), z_mm=round(variant.z, 2),
+                slices=tuple(slices),
+                bbox_px={"slice": (min(slices), max(slices)), "row": (r0, r1), "col": (c0, c1)},
+            ))
+        return found
 
 
 def _grid(spec: PhantomSpec, rng: np.random.Generator) -> Grid:

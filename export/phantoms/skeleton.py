@@ -74,8 +74,13 @@ def pedicle_z(vb: Vertebra) -> tuple[float, float]:
     return vb.z_bottom + 0.42 * vb.height, vb.z_top - 0.06 * vb.height
 
 
-def paint_skeleton(canvas: Canvas, anatomy: Anatomy, fine: Texture) -> None:
-    """Canal, discs and every bone of the slice, then the bone HU (cortex and marrow)."""
+def paint_skeleton(canvas: Canvas, anatomy: Anatomy,
+                   fine: Texture) -> list[tuple[int, Window, NDArray[np.bool_]]]:
+    """Canal, discs and every bone of the slice, then the bone HU (cortex and marrow).
+
+    Returns where each normal variant was drawn: (index in ``anatomy.variants``, window,
+    pixels), empty for a plain phantom.
+    """
     near = anatomy.spine.near(canvas.z)
     _paint_canal_and_discs(canvas, anatomy)
     for vb in near:
@@ -88,8 +93,9 @@ def paint_skeleton(canvas: Canvas, anatomy: Anatomy, fine: Texture) -> None:
         if win is not None:
             sdf = np.hypot(canvas.grid.u[win] - blob.u, canvas.grid.v[win] - blob.v) - 12.0
             union(canvas, win, sdf, 3.0, anatomy.extras["humerus_marrow"])
-    _paint_variants(canvas, anatomy)
+    drawn = _paint_variants(canvas, anatomy)
     _compose(canvas, anatomy, fine)
+    return drawn
 
 
 def _paint_canal_and_discs(canvas: Canvas, anatomy: Anatomy) -> None:
@@ -144,9 +150,11 @@ def _vertebral_body(canvas: Canvas, vb: Vertebra, fixed_channel: bool = True) ->
         canvas.marrow[win][channel & (canvas.bone_sdf[win] < -1.3)] = 55.0
 
 
-def _paint_variants(canvas: Canvas, anatomy: Anatomy) -> None:
+def _paint_variants(canvas: Canvas,
+                    anatomy: Anatomy) -> list[tuple[int, Window, NDArray[np.bool_]]]:
     """Normal variants into the marrow of the vertebral bodies (never labelled)."""
-    for variant in anatomy.variants or ():
+    drawn = []
+    for index, variant in enumerate(anatomy.variants or ()):
         if abs(canvas.z - variant.z) > variant.rz + 0.5:
             continue
         reach = max(variant.rx, variant.ry) * (2.6 if variant.branch else 1.0) + 2.0
@@ -154,15 +162,18 @@ def _paint_variants(canvas: Canvas, anatomy: Anatomy) -> None:
         if found is None:
             continue
         win, x, y = found
-        drawn = variant_marrow(variant, x, y, canvas.z)
-        if drawn is None:
+        shape = variant_marrow(variant, x, y, canvas.z)
+        if shape is None:
             continue
-        where, value, breach = drawn
+        where, value, breach = shape
         bone = canvas.bone_sdf[win] < 0
         cortex = canvas.cortex[win]
         cortex[breach & bone] = 0.0  # through an endplate or the back wall
         inside = where & bone & (canvas.bone_sdf[win] < -cortex)
-        canvas.marrow[win][inside] = value[inside]
+        if inside.any():
+            canvas.marrow[win][inside] = value[inside]
+            drawn.append((index, win, inside))
+    return drawn
 
 
 def _posterior_elements(canvas: Canvas, vb: Vertebra, back_y: float) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from export.phantoms.phantom import LesionTruth, Phantom
+from export.phantoms.phantom import LesionTruth, Phantom, VariantTruth
 from export.phantoms.spec import PhantomSpec
 
 TRUTH_FILE = "truth.json"
@@ -95,9 +95,7 @@ def truth_dict(phantom: Phantom, datasets: Sequence[Dataset], files: Sequence[st
         "origin_mm": list(phantom.origin_mm),
         "slice_order": "ascending z (caudal to cranial); indices below use this order",
         "lesions": [_lesion_json(lesion) for lesion in phantom.lesions],
-        "normal_variants": [
-            {**asdict(variant), "slices": list(variant.slices)} for variant in phantom.variants
-        ],
+        "normal_variants": [_variant_json(variant) for variant in phantom.variants],
         "slices": [
             {
                 "index": k, "z_mm": z, "instance_number": int(ds.InstanceNumber),
@@ -115,6 +113,13 @@ def _lesion_json(lesion: LesionTruth) -> dict[str, Any]:
     data["slice_range"] = list(lesion.slice_range)
     data["bbox_px"] = {k: list(v) for k, v in lesion.bbox_px.items()}
     data["slices"] = list(lesion.slices)
+    return data
+
+
+def _variant_json(variant: VariantTruth) -> dict[str, Any]:
+    data = asdict(variant)
+    data["slices"] = list(variant.slices)
+    data["bbox_px"] = {k: list(v) for k, v in variant.bbox_px.items()}
     return data
 
 

@@ -132,6 +132,10 @@ def test_variants_change_bone_only_and_never_the_labels(pair: tuple[Phantom, Pha
     assert "basivertebral_channel" in kinds and "haemangioma" in kinds
     for v in varied.variants:
         assert v.slices and all(0 <= k < varied.spec.slices for k in v.slices)
+        # Its box holds pixels it changed.
+        (r0, r1), (c0, c1) = v.bbox_px["row"], v.bbox_px["col"]
+        box = changed[list(v.slices), r0:r1 + 1, c0:c1 + 1]
+        assert box.any(), v
     # The haemangioma's slices hold both fat (darker) and dots (brighter) than before.
     haem = next(v for v in varied.variants if v.kind == "haemangioma")
     k = haem.slices[len(haem.slices) // 2]
@@ -155,8 +159,11 @@ def test_cli_writes_variants_into_truth(tmp_path: Path) -> None:
     assert truth.spec.bone_variants is True
     listed = json.loads((out / "study_0001" / "truth.json").read_text())["normal_variants"]
     assert listed and all(item["kind"] in VARIANT_KINDS and item["slices"] for item in listed)
-    assert all(set(item) == {"kind", "level", "diameter_mm", "z_mm", "slices"}
-               for item in listed)
+    for item in listed:
+        assert set(item) == {"kind", "level", "diameter_mm", "z_mm", "slices", "bbox_px"}
+        (k0, k1), (r0, r1), (c0, c1) = (item["bbox_px"][a] for a in ("slice", "row", "col"))
+        assert k0 == min(item["slices"]) and k1 == max(item["slices"])
+        assert 0 <= r0 <= r1 < 128 and 0 <= c0 <= c1 < 128
 
 
 def test_variant_figure_shows_each_kind_against_the_same_slice_without(tmp_path: Path) -> None:
