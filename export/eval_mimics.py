@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from export.metrics import SliceComponents
+from export.phantoms.truth import TRUTH_FILE
 
 __all__ = ["MARGIN_PX", "Mimic", "MimicTally", "mimics_markdown", "read_mimics"]
 
 MARGIN_PX = 2
-TRUTH_JSON = "truth.json"
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def read_mimics(folder: Path, sop_uids: list[str]) -> dict[int, list[Mimic]]:
 
     Empty when the folder has no ``truth.json`` or it lists none.
     """
-    path = folder / TRUTH_JSON
+    path = folder / TRUTH_FILE
     if not path.is_file():
         return {}
     truth = json.loads(path.read_text(encoding="utf-8"))

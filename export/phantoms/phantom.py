@@ -91,7 +91,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     bone = np.zeros(shape, bool)
     fov = _fov_mask(grid) if spec.fov_padding else None
     tracker = _Tracker(lesions)
-    variants = _Footprints()
+    variants = _Extents()
     for k, z in enumerate(slice_z):
         canvas = new_canvas(grid, anatomy, float(z))
         paint_soft_tissue(canvas, anatomy, coarse)
@@ -114,41 +114,51 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         origin_mm=(grid.x0, grid.y0, float(slice_z[0])),
         pixel_spacing=(spec.pixel_spacing_mm, spec.pixel_spacing_mm),
         slice_positions_z=[float(z) for z in slice_z], bone=bone,
-        variants=variants.truths(anatomy, fov),
+        variants=_variant_truths(anatomy, variants, fov),
     )
 
 
-class _Footprints:
-    """Where each normal variant was drawn: its slices and pixel box."""
+class _Extents:
+    """Per key (a lesion id, a variant's index): the slices it is drawn on and its pixel box."""
 
     def __init__(self) -> None:
         self.slices: dict[int, list[int]] = {}
-        self.boxes: dict[int, list[int]] = {}
+        self.boxes: dict[int, list[int]] = {}  # k0, k1, r0, r1, c0, c1 (inclusive)
 
-    def add(self, index: int, k: int, win: tuple[slice, slice], pixels: NDArray[np.bool_]) -> None:
+    def add(self, key: int, k: int, win: tuple[slice, slice], pixels: NDArray[np.bool_]) -> int:
+        """Slice ``k`` shows ``pixels`` (in window ``win``) of ``key``; returns their count."""
         rows, cols = np.nonzero(pixels)
+        self.slices.setdefault(key, []).append(k)
         r0, r1 = win[0].start + int(rows.min()), win[0].start + int(rows.max())
         c0, c1 = win[1].start + int(cols.min()), win[1].start + int(cols.max())
-        self.slices.setdefault(index, []).append(k)
-        box = self.boxes.setdefault(index, [r0, r1, c0, c1])
-        box[:] = [min(box[0], r0), max(box[1], r1), min(box[2], c0), max(box[3], c1)]
+        box = self.boxes.setdefault(key, [k, k, r0, r1, c0, c1])
+        box[1] = k
+        box[2], box[3] = min(box[2], r0), max(box[3], r1)
+        box[4], box[5] = min(box[4], c0), max(box[5], c1)
+        return int(rows.size)
 
-    def truths(self, anatomy: Anatomy, fov: NDArray[np.bool_] | None) -> list[VariantTruth]:
-        found = []
-        for index, variant in enumerate(anatomy.variants or ()):
-            if index not in self.boxes:
-                continue
-            r0, r1, c0, c1 = self.boxes[index]
-            if fov is not None and not fov[r0:r1 + 1, c0:c1 + 1].any():
-                continue  # drawn outside the reconstruction circle: not in the image
-            slices = self.slices[index]
-            found.append(VariantTruth(
-                kind=variant.kind, level=variant.level,
-                diameter_mm=round(variant.diameter_mm, 1), z_mm=round(variant.z, 2),
-                slices=tuple(slices),
-                bbox_px={"slice": (min(slices), max(slices)), "row": (r0, r1), "col": (c0, c1)},
-            ))
-        return found
+    def bbox(self, key: int) -> dict[str, tuple[int, int]]:
+        k0, k1, r0, r1, c0, c1 = self.boxes[key]
+        return {"slice": (k0, k1), "row": (r0, r1), "col": (c0, c1)}
+
+
+def _variant_truths(anatomy: Anatomy, drawn: _Extents,
+                    fov: NDArray[np.bool_] | None) -> list[VariantTruth]:
+    """The variants drawn in the image, with their slices and pixel boxes."""
+    found = []
+    for index, variant in enumerate(anatomy.variants or ()):
+        if index not in drawn.boxes:
+            continue
+        box = drawn.bbox(index)
+        (r0, r1), (c0, c1) = box["row"], box["col"]
+        if fov is not None and not fov[r0:r1 + 1, c0:c1 + 1].any():
+            continue  # drawn outside the reconstruction circle: not in the image
+        found.append(VariantTruth(
+            kind=variant.kind, level=variant.level,
+            diameter_mm=round(variant.diameter_mm, 1), z_mm=round(variant.z, 2),
+            slices=tuple(drawn.slices[index]), bbox_px=box,
+        ))
+    return found
 
 
 def _grid(spec: PhantomSpec, rng: np.random.Generator) -> Grid:
@@ -231,38 +241,28 @@ class _Tracker:
     def __init__(self, lesions: list[Lesion]) -> None:
         self.lesions = {les.id: les for les in lesions}
         self.voxels = dict.fromkeys(self.lesions, 0)
-        self.boxes: dict[int, list[int]] = {}
-        self.slices: dict[int, list[int]] = {les.id: [] for les in lesions}
+        self.extents = _Extents()
 
     def add(self, lesion_id: int, k: int, win: tuple[slice, slice],
             label: NDArray[np.bool_]) -> None:
-        rows, cols = np.nonzero(label)
-        self.voxels[lesion_id] += int(rows.size)
-        self.slices[lesion_id].append(k)
-        r0, r1 = win[0].start + int(rows.min()), win[0].start + int(rows.max())
-        c0, c1 = win[1].start + int(cols.min()), win[1].start + int(cols.max())
-        box = self.boxes.setdefault(lesion_id, [k, k, r0, r1, c0, c1])
-        box[1] = k
-        box[2], box[3] = min(box[2], r0), max(box[3], r1)
-        box[4], box[5] = min(box[4], c0), max(box[5], c1)
+        self.voxels[lesion_id] += self.extents.add(lesion_id, k, win, label)
 
     def truths(self, grid: Grid, spec: PhantomSpec,
                slice_z: NDArray[np.float64]) -> list[LesionTruth]:
         voxel_ml = spec.pixel_spacing_mm**2 * spec.slice_spacing_mm / 1000.0
         out: list[LesionTruth] = []
         for lesion_id, les in self.lesions.items():
-            if lesion_id not in self.boxes:
+            if lesion_id not in self.extents.boxes:
                 continue  # fell outside the reconstruction circle
-            k0, k1, r0, r1, c0, c1 = self.boxes[lesion_id]
+            box = self.extents.bbox(lesion_id)
             x, y = grid.to_patient(les.u, les.v)
             out.append(LesionTruth(
                 id=len(out) + 1, kind=les.kind, site=les.site,
                 centre_mm=(round(x, 2), round(y, 2), round(les.z, 2)),
                 diameter_mm=round(les.diameter_mm, 2),
                 volume_ml=round(self.voxels[lesion_id] * voxel_ml, 4),
-                slice_range=(k0, k1), level=les.level, voxels=self.voxels[lesion_id],
-                bbox_px={"slice": (k0, k1), "row": (r0, r1), "col": (c0, c1)},
-                slices=tuple(self.slices[lesion_id]),
+                slice_range=box["slice"], level=les.level, voxels=self.voxels[lesion_id],
+                bbox_px=box, slices=tuple(self.extents.slices[lesion_id]),
             ))
         return out
 

@@ -14,20 +14,18 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from api.inference.contract import BONE_WINDOW, Window
+from api.lesions.render import window_grey
 from export.phantoms.phantom import make_phantom
 from export.phantoms.spec import sample_spec
 from export.phantoms.variants import VARIANT_KINDS
 
 _CROP = 40  # half-size of a crop, pixels
+MARROW = Window(150, 500)
 _NAMES = {"basivertebral_channel": "basivertebral channel", "bone_island": "bone island",
           "haemangioma": "haemangioma", "schmorl_node": "Schmorl's node",
           "fatty_marrow": "focal fatty marrow"}
 _ZOOM = 3
-
-
-def _window(hu: NDArray[np.int16], level: float, width: float) -> NDArray[np.uint8]:
-    low = level - width / 2
-    return np.clip((hu.astype(np.float32) - low) / width * 255, 0, 255).astype(np.uint8)
 
 
 def find_examples(max_seed: int = 80) -> dict[str, tuple[int, NDArray[np.uint8]]]:
@@ -53,9 +51,9 @@ def find_examples(max_seed: int = 80) -> dict[str, tuple[int, NDArray[np.uint8]]
             r0 = int(np.clip(r - _CROP, 0, spec.size - 2 * _CROP))
             c0 = int(np.clip(c - _CROP, 0, spec.size - 2 * _CROP))
             box = (slice(r0, r0 + 2 * _CROP), slice(c0, c0 + 2 * _CROP))
-            row = np.concatenate([_window(plain.hounsfield[k][box], 150, 500),
-                                  _window(varied.hounsfield[k][box], 150, 500),
-                                  _window(varied.hounsfield[k][box], 400, 1800)], axis=1)
+            row = np.concatenate([window_grey(plain.hounsfield[k][box], MARROW),
+                                  window_grey(varied.hounsfield[k][box], MARROW),
+                                  window_grey(varied.hounsfield[k][box], BONE_WINDOW)], axis=1)
             rows[variant.kind] = (seed, row)
     return rows
 
