@@ -42,7 +42,8 @@ class Mimic:
 def read_mimics(folder: Path, sop_uids: list[str]) -> dict[int, list[Mimic]]:
     """The normal variants of a phantom study folder by slice index of ``sop_uids``.
 
-    Empty when the folder has no ``truth.json`` or it lists none.
+    Empty when the folder has no ``truth.json`` or it lists none; ValueError when an entry
+    is malformed (so ``bonemets evaluate`` stops with a message, not a traceback).
     """
     path = folder / TRUTH_FILE
     if not path.is_file():
@@ -56,11 +57,16 @@ def read_mimics(folder: Path, sop_uids: list[str]) -> dict[int, list[Mimic]]:
                       for s in truth.get("slices", [])}
     found: dict[int, list[Mimic]] = {}
     for key, item in enumerate(variants):
-        (r0, r1), (c0, c1) = item["bbox_px"]["row"], item["bbox_px"]["col"]
-        mimic = Mimic(key=key, kind=str(item["kind"]), rows=(int(r0), int(r1)),
-                      cols=(int(c0), int(c1)))
-        for k in item["slices"]:
-            index = by_truth_index.get(int(k))
+        try:
+            (r0, r1), (c0, c1) = item["bbox_px"]["row"], item["bbox_px"]["col"]
+            mimic = Mimic(key=key, kind=str(item["kind"]), rows=(int(r0), int(r1)),
+                          cols=(int(c0), int(c1)))
+            slices = [int(k) for k in item["slices"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: normal variant {key} has no usable kind, slices and "
+                             f"bbox_px ({exc!r})") from None
+        for k in slices:
+            index = by_truth_index.get(k)
             if index is not None:
                 found.setdefault(index, []).append(mimic)
     return found

@@ -101,3 +101,14 @@ def test_an_evaluation_counts_the_variants_a_model_reports(mimic_folder: Path,
     saved = json.loads(paths[0].read_text())
     assert saved["normal_variants"] == result
     assert "## False findings at normal variants" in paths[1].read_text()
+
+
+def test_a_malformed_variant_entry_is_a_clear_error(tmp_path: Path) -> None:
+    from export.eval_mimics import read_mimics
+
+    (tmp_path / "truth.json").write_text(json.dumps(
+        {"slices": [{"index": 0, "sop_instance_uid": "1.2"}],
+         "normal_variants": [{"kind": "bone_island", "slices": [0]}]}))  # no bbox_px
+    with pytest.raises(ValueError, match="normal variant 0 has no usable"):
+        read_mimics(tmp_path, ["1.2"])
+    assert read_mimics(tmp_path / "elsewhere", ["1.2"]) == {}
