@@ -96,7 +96,14 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(
         total=source_count(config.data), desc="slice bank", unit="volume", disable=args.no_progress
     ) as bar:
-        bank = build_training_bank(config.data, config.seed, bar.update)
+
+        def tick(done: int, found: int) -> None:
+            if found:
+                bar.total += found
+                bar.refresh()
+            bar.update(done)
+
+        bank = build_training_bank(config.data, config.seed, tick)
     validation = build_validation_bank(config.data, config.seed)
     logger.info(
         "bank: %d slices (%d with metastasis); validation: %d slices (%d with metastasis)",

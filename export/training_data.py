@@ -28,7 +28,9 @@ from export.train_config import DataConfig
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int], None]
+# progress(done, found): ``done`` more volumes are in the bank, and ``found`` volumes were
+# discovered that the total counted up front did not include (studies in folders on disk).
+Progress = Callable[[int, int], None]
 
 
 def _phantom_slices(
@@ -95,7 +97,7 @@ def build_training_bank(
 ) -> SliceBank:
     """Every training slice: phantoms with lesions, lesion-free phantoms, folders on disk."""
     parts: list[SliceBank] = []
-    tick = progress or (lambda _: None)
+    tick = progress or (lambda _done, _found: None)
     overrides = dict(data.phantom_overrides)
     for bank in phantom_banks(
         range(*data.phantom_seeds),
@@ -106,7 +108,7 @@ def build_training_bank(
         data.workers,
     ):
         parts.append(bank)
-        tick(1)
+        tick(1, 0)
     negative_overrides = {**overrides, "n_lesions": 0}
     for bank in phantom_banks(
         range(*data.negative_phantom_seeds),
@@ -117,7 +119,7 @@ def build_training_bank(
         data.workers,
     ):
         parts.append(bank)
-        tick(1)
+        tick(1, 0)
     for volume, negative in folder_volumes(data):
         rng = np.random.default_rng([run_seed, len(parts)])
         if negative:
@@ -131,7 +133,7 @@ def build_training_bank(
                     volume, rng, data.positives_per_volume, data.negatives_per_volume
                 )
             )
-        tick(1)
+        tick(1, 1)
     return SliceBank.concatenate(parts)
 
 
@@ -154,5 +156,9 @@ def build_validation_bank(data: DataConfig, run_seed: int) -> SliceBank:
 
 
 def source_count(data: DataConfig) -> int:
-    """How many volumes the training bank is built from, for the progress bar (folders count 0)."""
+    """The phantoms the training bank is built from: the progress bar's total to begin with.
+
+    Studies in folders on disk are only known once read; each adds one to the total as it
+    is found (``Progress``).
+    """
     return len(range(*data.phantom_seeds)) + len(range(*data.negative_phantom_seeds))

@@ -283,3 +283,30 @@ def test_phantom_study_seg_maps_onto_its_slices(tmp_path: Path, order: str) -> N
     expected = fit_slices("truth", phantom.hounsfield, phantom.labels)
     np.testing.assert_array_equal(volume.labels, expected.labels)
     np.testing.assert_array_equal(volume.hounsfield, expected.hounsfield)
+
+
+def test_training_bank_progress_counts_folder_studies_as_they_are_found(
+    ct_corpus: Path,
+) -> None:
+    """The bar starts at the phantom count and grows by each study read from a folder, so it
+    ends full: never past its total (as it did when folders counted 0 up front)."""
+    from export.train_config import DataConfig
+    from export.training_data import build_training_bank, source_count
+
+    s04 = next((ct_corpus / "series").glob("S04_*"))
+    data = DataConfig(
+        phantom_seeds=(7, 9),
+        phantom_overrides={"slices": 4, "n_lesions": 1},
+        negative_phantom_seeds=(9, 10),
+        negative_dirs=(str(s04),),
+        negative_dir_repeat=2,
+        workers=0,
+    )
+    events: list[tuple[int, int]] = []
+    bank = build_training_bank(data, 1, lambda done, found: events.append((done, found)))
+
+    assert source_count(data) == 3
+    assert events[-1] == (1, 1)  # S04, one study, found after the phantoms
+    assert sum(done for done, _ in events) == source_count(data) + 1
+    s04_slices = [name for name in bank.names if name.startswith(s04.name)]
+    assert sorted(s04_slices) == sorted([f"{s04.name}:{i}" for i in range(3)] * 2)
