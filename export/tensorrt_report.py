@@ -34,6 +34,7 @@ __all__ = [
     "configure_trt_model",
     "mask_dice",
     "report_markdown",
+    "report_section",
     "write_report_section",
 ]
 
@@ -216,13 +217,24 @@ def report_markdown(report: TensorrtReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+_SECTION = re.compile(re.escape(SECTION_BEGIN) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
+
+
+def report_section(text: str) -> str | None:
+    """This command's section of a page, markers included, or None where it has none.
+
+    ``bonemets bench --update-docs`` rewrites the benchmarks page whole and keeps this.
+    """
+    found = _SECTION.search(text)
+    return found.group(0).rstrip("\n") + "\n" if found else None
+
+
 def write_report_section(path: Path, section: str) -> None:
     """Put ``section`` between this command's markers in ``path``, replacing an earlier one."""
     block = f"{SECTION_BEGIN}\n{section.rstrip()}\n{SECTION_END}\n"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    pattern = re.compile(re.escape(SECTION_BEGIN) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
+    if _SECTION.search(text):
+        text = _SECTION.sub(lambda _: block, text, count=1)
     else:
         text = (text.rstrip() + "\n\n" if text.strip() else "") + block
     path.parent.mkdir(parents=True, exist_ok=True)

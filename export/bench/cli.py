@@ -123,9 +123,8 @@ def run(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(results.to_json(), indent=2) + "\n", encoding="utf-8")
     log.info("wrote %s", args.out)
     if args.update_docs is not None:
-        from export.bench.markdown import benchmarks_markdown
+        from export.bench.markdown import write_benchmarks_page
 
-        args.update_docs.parent.mkdir(parents=True, exist_ok=True)
-        args.update_docs.write_text(benchmarks_markdown(results), encoding="utf-8")
+        write_benchmarks_page(args.update_docs, results)
         log.info("wrote %s", args.update_docs)
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from export.bench.report import MB, BenchResults, figure_rows, target_rows
+from export.tensorrt_report import report_section
 
 
 def _markdown_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
@@ -69,7 +71,8 @@ def benchmarks_markdown(results: BenchResults) -> str:
     upload = f"{big.upload_bytes / MB:.0f} MB upload" if big is not None else "not run"
     return f"""# Benchmarks
 
-_Written by `bonemets bench`; do not edit by hand: rerun the command._
+_Written by `bonemets bench`; do not edit by hand: rerun the command. The TensorRT section
+at the end is written by `bonemets export tensorrt --report` on a GPU host; bench keeps it._
 
 {_caveat(results)}
 
@@ -100,3 +103,15 @@ Large study (e): {upload}.
 Sizes are decimal (1 MB = 10^6 bytes). Raw runs: the JSON written with `--out`.
 
 {_method(results)}"""
+
+
+def write_benchmarks_page(path: Path, results: BenchResults) -> None:
+    """Write the page whole from ``results``, keeping its TensorRT section if it has one.
+
+    That section is ``bonemets export tensorrt --report``'s, measured on a GPU host: a
+    benchmark run on a CPU machine must not erase it.
+    """
+    kept = report_section(path.read_text(encoding="utf-8")) if path.is_file() else None
+    text = benchmarks_markdown(results).rstrip("\n") + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")

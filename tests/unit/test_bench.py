@@ -256,6 +256,26 @@ def test_docs_page_names_command_machine_and_every_verdict() -> None:
     assert page.count("| pass |") == 4
 
 
+def test_rewriting_the_page_keeps_the_tensorrt_section(tmp_path: Path) -> None:
+    """A CPU benchmark run rewrites the page whole but must not erase GPU figures."""
+    from export.bench.markdown import write_benchmarks_page
+    from export.tensorrt_report import write_report_section
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\nold figures: 1 slice/s\n", encoding="utf-8")
+    write_report_section(page, "## TensorRT engine\n\n| 8 | 1234.5 |\n")
+    write_benchmarks_page(page, _results())
+    text = page.read_text(encoding="utf-8")
+    assert "old figures" not in text and "Command: `bonemets bench --quick`" in text
+    assert text.count("| 8 | 1234.5 |") == 1 and text.endswith("tensorrt: end -->\n")
+    write_benchmarks_page(page, _results())  # again: still once, nothing doubled
+    assert page.read_text(encoding="utf-8") == text
+
+    fresh = tmp_path / "fresh.md"
+    write_benchmarks_page(fresh, _results())
+    assert "<!--" not in fresh.read_text(encoding="utf-8")  # no section to keep, none made
+
+
 def test_quick_and_explicit_options_resolve() -> None:
     def namespace(**given: object) -> argparse.Namespace:
         base = {"quick": False, "batch": 8, "slices": None, "big_study_slices": None,
