@@ -12,6 +12,7 @@ Nothing below ``api/routes`` raises ``HTTPException``.
     │   ├── NotCT                      422  not-ct
     │   ├── NoCTSeries                 422  no-ct-series
     │   ├── InconsistentGeometry       422  inconsistent-geometry
+    │   ├── ConflictingInstances       422  conflicting-instances
     │   ├── UnsupportedCompression     415  unsupported-compression
     │   ├── CorruptPixelData           422  corrupt-pixel-data
     │   ├── UnsupportedBodyPart        422  unsupported-body-part
@@ -23,6 +24,7 @@ Nothing below ``api/routes`` raises ``HTTPException``.
     ├── InferenceUnavailable           503  inference-unavailable (Retry-After)
     │   └── InferenceTimeout           504  inference-timeout
     ├── ModelError                     502  model-error
+    ├── DecoderCrashed                 503  decoder-crashed (Retry-After)
     └── StorageError                   500  storage-error
 """
 
@@ -75,6 +77,12 @@ class InconsistentGeometry(InvalidUpload):
     status, slug, title = 422, "inconsistent-geometry", "Inconsistent series geometry"
 
 
+class ConflictingInstances(InvalidUpload):
+    """One SOP Instance UID on two different images: which one is meant cannot be known."""
+
+    status, slug, title = 422, "conflicting-instances", "Two images share one SOP Instance UID"
+
+
 class UnsupportedCompression(InvalidUpload):
     status, slug, title = 415, "unsupported-compression", "Unsupported transfer syntax"
 
@@ -118,6 +126,14 @@ class InferenceTimeout(InferenceUnavailable):
 
 class ModelError(BoneMetsError):
     status, slug, title = 502, "model-error", "The model answered with something unusable"
+
+
+class DecoderCrashed(BoneMetsError):
+    """A decode worker died twice on the same batch (a file crashing a native decoder, or
+    memory): the study fails with this reason; the service goes on with a fresh pool."""
+
+    status, slug, title = 503, "decoder-crashed", "The image decoder stopped on this study"
+    retry_after_s: ClassVar[int] = 10
 
 
 class StorageError(BoneMetsError):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from api.config import Settings, get_settings
+from api.decoder_pool import DecoderPool
 from api.deps import Services
 from api.inference.protocol import SegmentationModel
 from api.jobs import JobStore
@@ -65,10 +64,7 @@ def create_app(
         jobs = JobStore(settings.data_dir / "jobs.sqlite")
         store = StudyStore(settings.data_dir)
         model = make_model(settings)
-        # Spawned, not forked: the parent runs threads (event loop, gRPC) that fork would copy.
-        decoder = ProcessPoolExecutor(
-            settings.decode_workers, mp_context=multiprocessing.get_context("spawn")
-        )
+        decoder = DecoderPool(settings.decode_workers)
         pipeline = StudyPipeline(model=model, store=store, jobs=jobs, decoder=decoder,
                                  settings=settings)
         runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs)

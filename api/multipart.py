@@ -31,14 +31,18 @@ class _PartWriter:
         self._field = bytearray()
         self._value = bytearray()
         self._headers: dict[bytes, bytes] = {}
+        self.ended = False  # the closing boundary was read
 
     def callbacks(self) -> dict[str, object]:
         return {
             "on_part_begin": self._begin, "on_header_field": self._header_field,
             "on_header_value": self._header_value, "on_header_end": self._header_end,
             "on_headers_finished": self._headers_finished, "on_part_data": self._data,
-            "on_part_end": self._end,
+            "on_part_end": self._end, "on_end": self._body_end,
         }
+
+    def _body_end(self) -> None:
+        self.ended = True
 
     def _begin(self) -> None:
         self._headers = {}
@@ -97,6 +101,13 @@ async def stream_parts(content_type: str, body: AsyncIterator[bytes], folder: Pa
         raise InvalidUpload(f"the multipart body is malformed: {exc}") from exc
     finally:
         writer.close()
+    if not writer.ended:
+        # A body cut short (a dropped connection, a proxy's limit) must not pass for a whole
+        # study with its last slices missing.
+        raise InvalidUpload(
+            "the multipart body ends before its closing boundary: the upload was cut short; "
+            "send it again"
+        )
     if writer.parts == 0:
         extra = f" (found only: {', '.join(sorted(writer.ignored))})" if writer.ignored else ""
         raise InvalidUpload(f"the upload holds no 'files' parts{extra}")

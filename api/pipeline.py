@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from api.config import Settings
 from api.decoding import DecodedBatch, decode_batch
 from api.dicom.series import CTSeries, SliceRef, select_ct_series
 from api.dicom.sources import list_upload
-from api.errors import InferenceUnavailable, ModelError
+from api.errors import DecoderCrashed, InferenceUnavailable, ModelError
 from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
 from api.jobs import JobStore
 from api.postprocess import StudyAccumulator
@@ -98,9 +99,22 @@ class StudyPipeline:
     ) -> tuple[DecodedBatch, Segmentation]:
         loop = asyncio.get_running_loop()
         began = time.perf_counter()
-        batch = await loop.run_in_executor(
-            self.decoder, decode_batch, start, list(refs), info.input_size
-        )
+        for attempt in (1, 2):
+            try:
+                batch = await loop.run_in_executor(
+                    self.decoder, decode_batch, start, list(refs), info.input_size
+                )
+                break
+            except BrokenProcessPool as exc:
+                # The worker died under this batch; the pool replaces itself on the next
+                # submit (DecoderPool), so try the batch once more before giving up on it.
+                if attempt == 2:
+                    raise DecoderCrashed(
+                        f"a decode worker died twice on slices {start}-{start + len(refs) - 1}"
+                        " (out of memory, or a file that crashes the decoder); the service "
+                        "goes on: try again, or leave those files out"
+                    ) from exc
+                log.warning("decode worker died on slices from %d; retrying the batch", start)
         batch.wall_decode_s = time.perf_counter() - began
         began = time.perf_counter()
         segmentation = await self._segment_with_retry(batch.hounsfield)

@@ -9,3 +9,10 @@ Modules, each importable on its own (this package imports nothing eagerly):
 - ``pixels``: decoding, modality LUT (HU), pixel padding, display windows.
 - ``geometry``: slice planes in patient space and the fit into the model's square input.
 """
+
+import logging
+
+# pydicom's own warnings quote element values ("Invalid value for VR DA: '...'"): a birth
+# date, a name or a UID would reach the logs. Its exceptions still surface as our errors.
+# Set here, where every process that reads DICOM (the gateway and its decode workers) passes.
+logging.getLogger("pydicom").setLevel(logging.ERROR)

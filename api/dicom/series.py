@@ -31,6 +31,7 @@ from api.dicom.pixels import (
 from api.dicom.rejections import Rejection, gather_file_rejections, no_series_error
 from api.dicom.stacking import describe_stack, duplicate_runs, projection
 from api.errors import (
+    ConflictingInstances,
     CorruptPixelData,
     InconsistentGeometry,
     InvalidUpload,
@@ -268,24 +269,49 @@ def _drop_duplicates(entries: list[Entry], normal: Vector) -> tuple[list[Entry],
     for run in duplicate_runs(z):
         for index in run[1:]:
             if not _same_image(entries[run[0]], entries[index]):
+                if _instance_key(entries[run[0]]) == _instance_key(entries[index]):
+                    raise ConflictingInstances(
+                        f"two different images at {z[index]:.2f} mm along the slice normal carry "
+                        "the same SOP Instance UID: send the one that is meant"
+                    )
                 raise InconsistentGeometry(
                     f"two different images at the same position ({z[index]:.2f} mm along the "
                     "slice normal): the series holds more than one acquisition"
                 )
             dropped.add(index)
     kept = [entry for index, entry in enumerate(entries) if index not in dropped]
+    _check_unique_instances(kept, normal)
     if not dropped:
         return kept, []
     return kept, [f"{len(dropped)} duplicate slice(s) dropped (same position, same pixels)"]
 
 
+def _instance_key(entry: Entry) -> tuple[str, int | None] | None:
+    header, frame = entry
+    return (header.sop_instance_uid, frame.frame) if header.sop_instance_uid else None
+
+
+def _check_unique_instances(entries: list[Entry], normal: Vector) -> None:
+    """One SOP Instance UID (and frame) names one slice: results are mapped back by it."""
+    seen: dict[tuple[str, int | None], float] = {}
+    for entry in entries:
+        key = _instance_key(entry)
+        if key is None:
+            continue
+        z = projection(normal, entry[1].geometry.origin)
+        if key in seen:
+            raise ConflictingInstances(
+                f"one SOP Instance UID names slices at {seen[key]:.2f} mm and {z:.2f} mm along "
+                "the slice normal: each slice needs its own"
+            )
+        seen[key] = z
+
+
 def _same_image(a: Entry, b: Entry) -> bool:
     (header_a, frame_a), (header_b, frame_b) = a, b
-    if frame_a.frame == frame_b.frame and (
-        header_a.path == header_b.path
-        or (header_a.sop_instance_uid and header_a.sop_instance_uid == header_b.sop_instance_uid)
-    ):
+    if frame_a.frame == frame_b.frame and header_a.path == header_b.path:
         return True
+    # The same SOP Instance UID is no proof: a resent, edited image keeps it. Compare pixels.
     pixels_a = apply_rescale(decode_stored(header_a.path, frame_a.frame), frame_a.rescale)
     pixels_b = apply_rescale(decode_stored(header_b.path, frame_b.frame), frame_b.rescale)
     return bool(np.array_equal(pixels_a, pixels_b))

@@ -24,6 +24,8 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 EXPANDED_SUFFIX = ".d"
 CHUNK = 1 << 20
 BAD_NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
+# "a" and "a/b.dcm" in one zip: whichever comes second cannot be made.
+CLASHING_PATH_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR})
 SKIPPED_NAMES = frozenset({"DICOMDIR", "Thumbs.db", "desktop.ini"})
 
 
@@ -104,6 +106,10 @@ def extract_zip(archive: Path, dest: Path, limits: ZipLimits | None = None) -> l
         shutil.rmtree(dest, ignore_errors=True)
         if exc.errno in BAD_NAME_ERRNOS:
             raise InvalidUpload(f"{archive.name}: a member name this system cannot store") from exc
+        if exc.errno in CLASHING_PATH_ERRNOS:
+            raise InvalidUpload(
+                f"{archive.name}: a member is both a file and a folder of the same name"
+            ) from exc
         raise
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)

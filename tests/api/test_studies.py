@@ -218,3 +218,28 @@ def test_masks_of_an_unfinished_job_are_409(tmp_path: Path, series: BuiltSeries)
         response = c.get(f"/v1/studies/{job_id}/slices/0/mask.png")
         assert response.status_code == 409
         assert response.json()["type"] == "urn:bonemets:problem:job-not-finished"
+
+
+def _multipart(paths: list[Path], boundary: str, *, closed: bool) -> bytes:
+    body = b""
+    for path in paths:
+        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+                 f"filename=\"{path.name}\"\r\nContent-Type: application/dicom\r\n\r\n").encode()
+        body += path.read_bytes() + b"\r\n"
+    return body + (f"--{boundary}--\r\n".encode() if closed else b"")
+
+
+def test_a_body_cut_short_is_a_400_not_a_smaller_study(
+    client: TestClient, settings: Settings, series: BuiltSeries
+) -> None:
+    headers = {"content-type": "multipart/form-data; boundary=cut"}
+    whole = _multipart(series.paths, "cut", closed=True)
+    # Cut inside the last part, and cut right after a whole part: neither is the study sent.
+    for body in (whole[: len(whole) - 300], _multipart(series.paths, "cut", closed=False)):
+        response = client.post("/v1/studies", content=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == PROBLEM
+        assert "cut short" in response.json()["detail"]
+    assert list((settings.data_dir / "studies").iterdir()) == []
+    accepted = client.post("/v1/studies", content=whole, headers=headers)
+    assert accepted.status_code == 202, accepted.text

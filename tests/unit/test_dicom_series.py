@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 import api.dicom.series as series_module
 from api.dicom.series import load_slice_hounsfield, select_ct_series
 from api.errors import (
+    ConflictingInstances,
     CorruptPixelData,
     InconsistentGeometry,
     InvalidUpload,
@@ -291,3 +294,51 @@ def test_files_failing_alike_raise_that_error_and_mixed_failures_no_ct_series(
 def test_an_empty_upload_is_invalid() -> None:
     with pytest.raises(InvalidUpload, match="no files"):
         select_ct_series([])
+
+
+def test_one_sop_uid_on_two_different_images_is_a_conflict(tmp_path: Path) -> None:
+    """A resent, edited image keeps its UID: which one is meant must not depend on order."""
+    paths = write_series(tmp_path, [0.0, 1.0])
+    edited = ct_slice(z=1.0, pixels=stored_pattern(16, 16, 99), instance_number=2)
+    edited.SOPInstanceUID = edited.file_meta.MediaStorageSOPInstanceUID = (
+        pydicom.dcmread(paths[1]).SOPInstanceUID
+    )
+    for order in ([*paths, tmp_path / "edited.dcm"], [tmp_path / "edited.dcm", *paths]):
+        write(edited, tmp_path / "edited.dcm")
+        with pytest.raises(ConflictingInstances, match="same SOP Instance UID"):
+            select_ct_series(order)
+
+
+def test_one_sop_uid_at_two_positions_is_a_conflict(tmp_path: Path) -> None:
+    paths = write_series(tmp_path, [0.0, 1.0])
+    moved = pydicom.dcmread(paths[1])
+    moved.ImagePositionPatient = [0.0, 0.0, 2.0]
+    moved.save_as(tmp_path / "moved.dcm")
+    with pytest.raises(ConflictingInstances, match="names slices at 1.00 mm and 2.00 mm"):
+        select_ct_series([*paths, tmp_path / "moved.dcm"])
+
+
+def test_bytes_without_preamble_or_element_are_refused_at_their_start(tmp_path: Path) -> None:
+    """A forced parse of a megabyte of zeros reads ~130,000 empty elements; it is never tried."""
+    from api.dicom.headers import read_header
+    from api.errors import NotDicom
+
+    zeros = tmp_path / "zeros"
+    zeros.write_bytes(bytes(1 << 20))
+    with pytest.raises(NotDicom, match="no data element at its start"):
+        read_header(zeros)
+
+
+def test_pydicom_warnings_that_quote_values_stay_out_of_the_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An invalid birth date draws a pydicom warning that quotes it: never logged."""
+    import api.dicom  # noqa: F401 - the package sets pydicom's log level
+
+    ds = ct_slice(z=0.0)
+    ds.PatientBirthDate = "19X1-02-30"
+    path = write(ds, tmp_path / "odd.dcm")
+    with caplog.at_level(logging.DEBUG):
+        select_ct_series([path])
+        pydicom.dcmread(path).PatientBirthDate  # noqa: B018 - reading the value validates it
+    assert "19X1" not in caplog.text

@@ -179,3 +179,19 @@ def test_gather_files_from_folders_zips_and_files(tmp_path: Path) -> None:
     assert [p.name for p in files] == ["slice-00.dcm", "slice-01.dcm", "s.dcm", "single.dcm"]
     with pytest.raises(InvalidUpload, match="no such file"):
         gather_files([tmp_path / "missing"], tmp_path / "scratch2")
+
+
+@pytest.mark.parametrize("order", [("a", "a/b.dcm"), ("a/b.dcm", "a")])
+def test_a_file_and_a_folder_of_one_name(tmp_path: Path, order: tuple[str, str]) -> None:
+    """Either order is the client's mistake or a harmless clash: never an OSError (a 500)."""
+    archive = tmp_path / "clash.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in (*order, "c.dcm"):
+            zf.writestr(name, b"x" * 10)
+    if order[0] == "a":  # the file first: its folder cannot be made
+        with pytest.raises(InvalidUpload, match="both a file and a folder"):
+            extract_zip(archive, tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+    else:
+        files = extract_zip(archive, tmp_path / "out")
+        assert len(files) >= 2 and all(f.is_file() for f in files)

@@ -1,0 +1,54 @@
+"""The decode process pool, replaced when a worker dies.
+
+A ``ProcessPoolExecutor`` whose worker is killed (out of memory, a crash in a native
+decoder) is broken for good: every later submit raises ``BrokenProcessPool``. This wrapper
+starts a fresh pool on the next submit instead, so one bad night does not turn every later
+upload into an error while the health checks still say 200.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class DecoderPool(Executor):
+    """A spawned process pool that replaces itself once broken."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+        self.respawns = 0
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # Spawned, not forked: the parent runs threads (event loop, gRPC) that fork would copy.
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        with self._lock:
+            try:
+                return self._pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                self._respawn_locked()
+                return self._pool.submit(fn, *args, **kwargs)
+
+    def _respawn_locked(self) -> None:
+        broken = self._pool
+        self._pool = self._new_pool()
+        self.respawns += 1
+        log.error("a decode worker died; started a fresh decode pool (%d so far)", self.respawns)
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
