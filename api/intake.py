@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from api.deps import Services
 from api.dicom.series import select_ct_series
-from api.dicom.sources import expand_upload
+from api.dicom.sources import expand_upload, zip_limits
 from api.multipart import stream_parts
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ async def receive_study(content_type: str, body: AsyncIterator[bytes], services:
     upload = services.store.create(job_id)
     try:
         await stream_parts(content_type, body, upload)
-        files = await asyncio.to_thread(expand_upload, upload)
+        limits = zip_limits(services.settings.max_upload_bytes)
+        files = await asyncio.to_thread(expand_upload, upload, limits)
         series = await asyncio.to_thread(
             select_ct_series,
             files,

@@ -38,6 +38,21 @@ class ZipLimits:
     max_ratio: float = 200.0  # inflated / compressed, for members over 1 MiB
 
 
+# Uncompressed CT compresses about 2-3x in a zip, already-compressed pixels not at all.
+ZIP_EXPANSION_PER_UPLOAD_BYTE = 8
+
+
+def zip_limits(max_upload_bytes: int) -> ZipLimits:
+    """The zip limits of a service that takes uploads of at most ``max_upload_bytes``.
+
+    What the zips of one upload inflate to is bounded by the upload limit times 8 (and never
+    more than the default 4 GiB), so a small server's disk is not filled by a small zip.
+    """
+    default = ZipLimits()
+    total = min(default.max_total_bytes, max_upload_bytes * ZIP_EXPANSION_PER_UPLOAD_BYTE)
+    return ZipLimits(default.max_members, total, default.max_ratio)
+
+
 def expand_upload(upload: Path, limits: ZipLimits | None = None) -> list[Path]:
     """Extract every zip lying in ``upload`` in place (the zip is removed); list the files."""
     limits = limits or ZipLimits()

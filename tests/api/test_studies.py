@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +244,19 @@ def test_a_body_cut_short_is_a_400_not_a_smaller_study(
     assert list((settings.data_dir / "studies").iterdir()) == []
     accepted = client.post("/v1/studies", content=whole, headers=headers)
     assert accepted.status_code == 202, accepted.text
+
+
+def test_a_small_zip_cannot_inflate_past_the_upload_limit(tmp_path: Path) -> None:
+    """A 1 MB server takes at most 8 MiB out of a zip, not the default 4 GiB."""
+    settings = Settings(data_dir=tmp_path / "d", max_upload_mb=1, decode_workers=1)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for index in range(12):  # 12 MiB of zeros: about 12 KB compressed, 1 MiB per member
+            zf.writestr(f"slice{index:02d}.dcm", bytes(1 << 20))
+    app = create_app(settings, model_factory=lambda _: BrightBoneModel())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        files = [("files", ("study.zip", buffer.getvalue(), "application/zip"))]
+        response = client.post("/v1/studies", files=files)
+        assert response.status_code == 413, response.text
+        assert response.json()["type"] == "urn:bonemets:problem:upload-too-large"
+        assert list((settings.data_dir / "studies").iterdir()) == []
