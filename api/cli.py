@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pickle
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "export.cli_train",
     "export.cli_evaluate",
     "export.bench.cli",
+)
+
+# What a command raises on input a user can fix: configs (wrong keys, types, values),
+# missing or unwritable paths, files that are not what they claim (a checkpoint that is not).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # includes json.JSONDecodeError
+    TypeError,
+    OSError,  # FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError
+    EOFError,
+    pickle.UnpicklingError,
 )
 
 EPILOG = """examples:
@@ -57,7 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except USER_ERRORS as exc:
+        # A bad config, argument, path or file is the user's to fix: one line, exit 2. With
+        # -v the traceback follows, for the cases where it is ours.
+        if args.verbose:
+            raise
+        message = str(exc) or type(exc).__name__
+        print(f"bonemets {args.command}: error: {message} (-v for details)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bonemets {args.command}: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

@@ -8,6 +8,7 @@ and serving read them from the same file training wrote and cannot disagree.
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,13 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; the model comes back in eval mode."""
     # weights_only: a checkpoint is data, and unpickling arbitrary objects would run code.
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError) as exc:
+        # torch's own words for "not a torch file" run to a page of advice on weights_only.
+        raise ValueError(
+            f"{path} is not a bonemets checkpoint (torch cannot read it as a weights file)"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a bonemets checkpoint")
     if payload.get("format_version") != CHECKPOINT_FORMAT_VERSION:
