@@ -138,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--studies and --workers must be >= 1")
     if not getattr(args, "verbose", False):
         # highdicom and openjpeg log every frame at INFO; keep the progress bar readable.
+        # Raise their level only: pydicom's stays at ERROR (api.dicom: its warnings quote values).
         for name in ("highdicom", "openjpeg", "pydicom"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logger = logging.getLogger(name)
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
     numbers = range(args.start_index, args.start_index + args.studies)
     negatives = negative_indices(args.seed, args.studies, args.negative_share, args.start_index)
     jobs = [(args.out, n, study_seed(args.seed, n), study_overrides(args, n, n in negatives))
