@@ -279,8 +279,9 @@ def _drop_duplicates(entries: list[Entry], normal: Vector) -> tuple[list[Entry],
                     "slice normal): the series holds more than one acquisition"
                 )
             dropped.add(index)
-    kept = [entry for index, entry in enumerate(entries) if index not in dropped]
-    _check_unique_instances(kept, normal)
+    kept_at = [(entry, z[index]) for index, entry in enumerate(entries) if index not in dropped]
+    _check_unique_instances(kept_at)
+    kept = [entry for entry, _ in kept_at]
     if not dropped:
         return kept, []
     return kept, [f"{len(dropped)} duplicate slice(s) dropped (same position, same pixels)"]
@@ -291,14 +292,16 @@ def _instance_key(entry: Entry) -> tuple[str, int | None] | None:
     return (header.sop_instance_uid, frame.frame) if header.sop_instance_uid else None
 
 
-def _check_unique_instances(entries: list[Entry], normal: Vector) -> None:
-    """One SOP Instance UID (and frame) names one slice: results are mapped back by it."""
+def _check_unique_instances(entries_at: list[tuple[Entry, float]]) -> None:
+    """One SOP Instance UID (and frame) names one slice: results are mapped back by it.
+
+    ``entries_at`` pairs each slice with its position along the normal, as already projected.
+    """
     seen: dict[tuple[str, int | None], float] = {}
-    for entry in entries:
+    for entry, z in entries_at:
         key = _instance_key(entry)
         if key is None:
             continue
-        z = projection(normal, entry[1].geometry.origin)
         if key in seen:
             raise ConflictingInstances(
                 f"one SOP Instance UID names slices at {seen[key]:.2f} mm and {z:.2f} mm along "
