@@ -19,9 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.serve",
     "api.commands.triton",
     "export.phantoms.cli",
-    "export.cli_export",
-    "export.cli_train",
-    "export.cli_evaluate",
+    "export.packaging.cli",
+    "export.training.cli",
+    "export.evaluation.cli",
     "export.bench.cli",
 )
 

@@ -2,7 +2,7 @@
 
 Domain code raises these; the HTTP layer maps each class to a status code and an
 RFC 9457 problem+json body whose ``type`` is stable (``urn:bonemets:problem:<slug>``).
-Nothing below ``api/routes`` raises ``HTTPException``.
+Nothing below ``api/http/routes`` raises ``HTTPException``.
 
     BoneMetsError                      500  internal
     ├── InvalidUpload                  400  invalid-upload

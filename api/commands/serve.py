@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.config import Settings
-    from api.main import create_app
+    from api.http.app import create_app
 
     overrides = {
         key: value for key, value in (
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     with ExitStack() as stack:
         if settings.triton_url is None:
-            from api.triton_local import LocalTriton
+            from api.tritonserver.launcher import LocalTriton
 
             triton = stack.enter_context(LocalTriton(
                 settings.model_repository, grpc_port=settings.triton_grpc_port,

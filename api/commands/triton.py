@@ -56,7 +56,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start Triton, wait for readiness, serve until a signal or until Triton dies."""
     from api.config import get_settings
-    from api.triton_local import LocalTriton, TritonStartError
+    from api.tritonserver.launcher import LocalTriton, TritonStartError
 
     settings = get_settings()
     server = LocalTriton(

@@ -124,7 +124,7 @@ class OnnxSegmenter(LocalSegmenter):
     def from_repository(
         cls, repository: Path, name: str = MODEL_NAME, *, intra_op_threads: int = 0
     ) -> OnnxSegmenter:
-        """Open the network installed by ``export.repository.install_model`` under ``name``."""
+        """Open the network that ``export.packaging.repository.install_model`` installed."""
         model_dir = Path(repository) / name
         parameters = read_model_parameters(model_dir / "config.pbtxt")
         onnx_path = _latest_version_dir(model_dir) / "model.onnx"

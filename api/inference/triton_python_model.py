@@ -1,6 +1,6 @@
 """Triton Python-backend model of bonemets: a thin adapter around :class:`OnnxSegmenter`.
 
-``export.repository.install_model`` copies this file to ``<repository>/<name>/<version>/
+``export.packaging.repository.install_model`` copies this file to ``<repository>/<name>/<version>/
 model.py``. The local Triton runs it with the bonemets virtual environment on its
 PYTHONPATH, so it imports the very code the gateway uses in process. Every request of
 a dynamic batch is concatenated into one ONNX Runtime run, then split again.

@@ -1,7 +1,7 @@
 """Linking 2-D components across adjacent slices into 3-D lesions.
 
 The rule, shared by :class:`api.lesions.lesions3d.LesionTracker` and the evaluation in
-``export.metrics``: two components on adjacent slices belong to the same lesion when they
+``export.evaluation.metrics``: two components on adjacent slices belong to the same lesion when they
 share at least one (row, column) pixel. In-plane, pixels join by the components' own 4- or
 8-connectivity. Together this is ``scipy.ndimage.label`` on the volume with the in-plane
 3x3 neighbourhood plus the two through-plane neighbours at the same (row, column).

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from export.bench.report import MB, BenchResults, figure_rows, target_rows
-from export.tensorrt_report import report_section
+from export.packaging.tensorrt_report import report_section
 
 
 def _markdown_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:

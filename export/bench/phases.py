@@ -48,7 +48,7 @@ class RunningTriton:
 @contextmanager
 def local_triton(served: ServedModel) -> Iterator[RunningTriton]:
     """The bundled tritonserver serving one model, on free ports, for the ``with`` block."""
-    from api.triton_local import LocalTriton, free_ports
+    from api.tritonserver.launcher import LocalTriton, free_ports
 
     grpc, http, metrics = free_ports(3)
     server = LocalTriton(served.repository, grpc_port=grpc, http_port=http,

@@ -52,8 +52,8 @@ def _build_stand_in(repository: Path, name: str) -> str:
     import torch
 
     from export.model import ModelConfig, build_model
-    from export.onnx_export import export_network_onnx
-    from export.repository import install_model
+    from export.packaging.onnx_export import export_network_onnx
+    from export.packaging.repository import install_model
 
     architecture = _demo_architecture()
     names = ("depth", "width", "norm", "output_stride")  # what decides the compute per slice

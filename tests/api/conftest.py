@@ -17,7 +17,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from api.config import Settings
-from api.main import create_app
+from api.http.app import create_app
 from tests.api.fakes import BrightBoneModel
 
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.config import Settings
-from api.main import create_app
+from api.http.app import create_app
 from tests.api.conftest import as_files
 from tests.api.fakes import BrightBoneModel
 from tests.conftest import _corpus_dir, corpus_series_files

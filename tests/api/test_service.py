@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 import api.schemas
 from api.config import Settings
-from api.main import create_app
+from api.http.app import create_app
 from tests.api.fakes import DownModel
 
 

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from api.config import Settings
 from api.dicom.geometry import resize_to_model
-from api.main import create_app
+from api.http.app import create_app
 from tests.api.conftest import BuiltSeries, as_files, as_zip, build_series, wait_finished
 from tests.api.fakes import BrightBoneModel
 

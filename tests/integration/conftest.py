@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window
-from api.triton_local import LocalTriton, TritonDistribution, TritonStartError, free_ports
+from api.tritonserver.launcher import LocalTriton, TritonDistribution, TritonStartError, free_ports
 
 TEST_WINDOWS: tuple[Window, ...] = (BONE_WINDOW,)
 TEST_THRESHOLD = 0.5
@@ -37,7 +37,7 @@ class TritonEndpoint:
 def _export_small_network(path: Path) -> Path:
     torch = pytest.importorskip("torch", reason="building the test network needs torch")
     from export.model import ModelConfig, build_model
-    from export.onnx_export import export_network_onnx
+    from export.packaging.onnx_export import export_network_onnx
 
     torch.manual_seed(0)
     # No head prior: a fresh model then says "lesion" for part of a slice, so masks
@@ -49,7 +49,7 @@ def _export_small_network(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository with the CPU ``bonemets`` model, built once per session."""
-    from export.repository import install_model
+    from export.packaging.repository import install_model
 
     workdir = tmp_path_factory.mktemp("triton-model")
     network = _export_small_network(workdir / "network.onnx")

@@ -20,7 +20,7 @@ from scipy import ndimage
 from api.dicom.geometry import resize_to_model
 from api.dicom.series import load_slice_hounsfield, select_ct_series
 from api.inference.onnx_local import OnnxSegmenter
-from api.triton_local import LocalTriton
+from api.tritonserver.launcher import LocalTriton
 from tests.api.conftest import as_files, as_zip, build_series
 from tests.conftest import corpus_series_files
 from tests.integration.conftest import TritonEndpoint, free_ports

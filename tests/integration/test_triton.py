@@ -23,7 +23,7 @@ from api.errors import InferenceTimeout, InferenceUnavailable
 from api.inference.contract import INPUT_NAME, MASK_OUTPUT, MODEL_NAME, PROBABILITY_OUTPUT
 from api.inference.onnx_local import OnnxSegmenter
 from api.inference.triton import TritonSegmenter
-from api.triton_local import LocalTriton, PortInUse
+from api.tritonserver.launcher import LocalTriton, PortInUse
 from tests.integration.conftest import (
     TEST_MODEL_VERSION,
     TEST_THRESHOLD,

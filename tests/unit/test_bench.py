@@ -259,7 +259,7 @@ def test_docs_page_names_command_machine_and_every_verdict() -> None:
 def test_rewriting_the_page_keeps_the_tensorrt_section(tmp_path: Path) -> None:
     """A CPU benchmark run rewrites the page whole but must not erase GPU figures."""
     from export.bench.markdown import write_benchmarks_page
-    from export.tensorrt_report import write_report_section
+    from export.packaging.tensorrt_report import write_report_section
 
     page = tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n\nold figures: 1 slice/s\n", encoding="utf-8")

@@ -12,12 +12,12 @@ from torch import nn
 
 from api.inference.contract import BONE_WINDOW
 from api.inference.processing import sigmoid, window_channels
-from export import train_validation
-from export.datasets import SliceBank
 from export.model import ModelConfig, build_model
-from export.train import TrainState, finish
-from export.train_config import TrainConfig
-from export.train_validation import (
+from export.training import validation as train_validation
+from export.training.config import TrainConfig
+from export.training.datasets import SliceBank
+from export.training.loop import TrainState, finish
+from export.training.validation import (
     LogitsAboveFloor,
     calibrate,
     fit_score_calibration,
@@ -97,10 +97,10 @@ def test_a_ppv_target_out_of_reach_keeps_the_best_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     logits, truth = _logits_and_truth()
-    with caplog.at_level("WARNING", logger="export.train_validation"):
+    with caplog.at_level("WARNING", logger="export.training.validation"):
         reached, _ = threshold_from_logits(logits, truth, 0.35, 0.5, confidence=0.9)
     assert not caplog.records
-    with caplog.at_level("WARNING", logger="export.train_validation"):
+    with caplog.at_level("WARNING", logger="export.training.validation"):
         threshold, point = threshold_from_logits(logits, truth, 0.99, 0.5, confidence=0.9)
     # No cut reaches a 0.99 bound: the cut with the best bound (the top component, 0.38).
     assert threshold == reached and point["ppv_lower_bound"] == pytest.approx(0.378, abs=1e-3)

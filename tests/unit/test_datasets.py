@@ -9,8 +9,8 @@ import pytest
 
 from api.inference.contract import BONE_WINDOW
 from api.inference.processing import window_channels
-from export.augment import AugmentConfig, CropGeometry, augmented_crop, crop_slice
-from export.datasets import (
+from export.training.augment import AugmentConfig, CropGeometry, augmented_crop, crop_slice
+from export.training.datasets import (
     BalancedSampler,
     BatchSpec,
     SliceBank,
@@ -184,7 +184,7 @@ def _write_nifti(path: Path, volume: np.ndarray, codes: str) -> None:
 
 @pytest.mark.parametrize("codes", ["LPS", "RAS"])
 def test_nifti_pair_lands_on_the_right_slices_and_side(tmp_path: Path, codes: str) -> None:
-    from export.slice_sources import find_nifti_pairs, fit_slices, read_nifti_pair
+    from export.sources.slices import find_nifti_pairs, fit_slices, read_nifti_pair
 
     hounsfield, labels = _display_volume()
     _write_nifti(tmp_path / "case_image.nii.gz", hounsfield, codes)
@@ -199,7 +199,7 @@ def test_nifti_pair_lands_on_the_right_slices_and_side(tmp_path: Path, codes: st
 
 
 def test_nifti_images_and_labels_folders(tmp_path: Path) -> None:
-    from export.slice_sources import find_nifti_pairs, read_nifti_pair
+    from export.sources.slices import find_nifti_pairs, read_nifti_pair
 
     hounsfield, labels = _display_volume()
     (tmp_path / "images").mkdir()
@@ -218,7 +218,7 @@ def test_corpus_seg_frames_map_by_referenced_sop_instance(ct_corpus: Path, tmp_p
     import highdicom as hd
     import pydicom
 
-    from export.seg_studies import read_dicom_studies
+    from export.sources.seg_studies import read_dicom_studies
 
     series = next((ct_corpus / "series").glob("S04_*"))
     seg_path = next((ct_corpus / "labels").glob("S04_liver_SEG.dcm"))
@@ -240,7 +240,7 @@ def test_corpus_seg_frames_map_by_referenced_sop_instance(ct_corpus: Path, tmp_p
 
 
 def test_corpus_seg_without_matching_segment_is_negative(ct_corpus: Path, tmp_path: Path) -> None:
-    from export.seg_studies import read_dicom_studies
+    from export.sources.seg_studies import read_dicom_studies
 
     (tmp_path / "ct").symlink_to(next((ct_corpus / "series").glob("S04_*")))
     (tmp_path / "seg.dcm").symlink_to(ct_corpus / "labels" / "S04_liver_SEG.dcm")
@@ -249,7 +249,7 @@ def test_corpus_seg_without_matching_segment_is_negative(ct_corpus: Path, tmp_pa
 
 
 def test_unlabelled_series_is_skipped_unless_declared_negative(ct_corpus: Path) -> None:
-    from export.seg_studies import read_dicom_studies
+    from export.sources.seg_studies import read_dicom_studies
 
     series = next((ct_corpus / "series").glob("S04_*"))
     assert list(read_dicom_studies(series, negative=False)) == []
@@ -262,8 +262,8 @@ def test_phantom_study_seg_maps_onto_its_slices(tmp_path: Path, order: str) -> N
     from export.phantoms.dicom_writer import write_study
     from export.phantoms.phantom import make_phantom
     from export.phantoms.spec import sample_spec
-    from export.seg_studies import read_dicom_studies
-    from export.slice_sources import fit_slices
+    from export.sources.seg_studies import read_dicom_studies
+    from export.sources.slices import fit_slices
 
     spec = sample_spec(
         11,
@@ -290,8 +290,8 @@ def test_training_bank_progress_counts_folder_studies_as_they_are_found(
 ) -> None:
     """The bar starts at the phantom count and grows by each study read from a folder, so it
     ends full: never past its total (as it did when folders counted 0 up front)."""
-    from export.train_config import DataConfig
-    from export.training_data import build_training_bank, source_count
+    from export.training.config import DataConfig
+    from export.training.data import build_training_bank, source_count
 
     s04 = next((ct_corpus / "series").glob("S04_*"))
     data = DataConfig(

@@ -7,7 +7,7 @@ import signal
 import time
 from concurrent.futures.process import BrokenProcessPool
 
-from api.decoder_pool import DecoderPool
+from api.study.decoder_pool import DecoderPool
 
 
 def _sleep_then_pid(seconds: float) -> int:

@@ -11,11 +11,11 @@ import pytest
 
 from api.dicom.geometry import resize_to_model
 from api.inference.contract import INPUT_SIZE
-from export.eval_data import open_studies, parse_data_source
-from export.eval_mimics import MARGIN_PX, Mimic, MimicTally, mimics_markdown
-from export.eval_report import write_report
-from export.evaluate import evaluate
-from export.metrics import SliceComponents, SliceMetricsAccumulator
+from export.evaluation.data import open_studies, parse_data_source
+from export.evaluation.metrics import SliceComponents, SliceMetricsAccumulator
+from export.evaluation.mimics import MARGIN_PX, Mimic, MimicTally, mimics_markdown
+from export.evaluation.report import write_report
+from export.evaluation.run import evaluate
 from tests.unit.test_evaluate import FakeModel, _key, _model_plane
 
 # Seed 5, lumbar, 24 slices of 192 px: channels in L3 and L4 and a haemangioma in L3.
@@ -104,7 +104,7 @@ def test_an_evaluation_counts_the_variants_a_model_reports(mimic_folder: Path,
 
 
 def test_a_malformed_variant_entry_is_a_clear_error(tmp_path: Path) -> None:
-    from export.eval_mimics import read_mimics
+    from export.evaluation.mimics import read_mimics
 
     (tmp_path / "truth.json").write_text(json.dumps(
         {"slices": [{"index": 0, "sop_instance_uid": "1.2"}],

@@ -15,17 +15,17 @@ import pytest
 from api.dicom.geometry import ResizeMapping, resize_to_model
 from api.inference.contract import BONE_WINDOW, INPUT_SIZE, ONNX_INPUT, ONNX_OUTPUT
 from api.inference.protocol import ModelInfo, Segmentation
-from export.eval_data import (
+from export.evaluation.data import (
     Study,
     open_studies,
     parse_data_source,
     study_folders,
     volume_study,
 )
-from export.eval_models import ModelKind, open_model, parse_model_source
-from export.eval_report import write_report
-from export.evaluate import evaluate, probability_to_original
-from export.metrics import MatchRule, SliceMetricsAccumulator
+from export.evaluation.metrics import MatchRule, SliceMetricsAccumulator
+from export.evaluation.models import ModelKind, open_model, parse_model_source
+from export.evaluation.report import write_report
+from export.evaluation.run import evaluate, probability_to_original
 
 MaskMaker = Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]]
 
@@ -271,7 +271,7 @@ def _phantoms_on_disk(root: Path) -> list[Study]:
 
 
 def test_phantom_folders_read_back_as_made(phantom_folder: Path) -> None:
-    from export.eval_data import phantom_studies
+    from export.evaluation.data import phantom_studies
 
     on_disk = _phantoms_on_disk(phantom_folder)
     seeds = [int(study.name.rsplit("-", 1)[1]) for study in on_disk]
@@ -416,9 +416,9 @@ def test_checkpoint_adapter_matches_onnx_path(tmp_path: Path) -> None:
     """The torch adapter windows and thresholds like the ONNX path, byte for byte."""
     import torch
 
-    from export.checkpoint import save_checkpoint
     from export.model import ModelConfig, build_model
-    from export.onnx_export import export_network_onnx
+    from export.model.checkpoint import save_checkpoint
+    from export.packaging.onnx_export import export_network_onnx
 
     torch.manual_seed(0)
     config = ModelConfig(depth=18, width=0.25)
@@ -574,8 +574,8 @@ def _blob_counts(studies: Iterable[Study]) -> SliceMetricsAccumulator:
 def test_match_rule_and_threshold_options() -> None:
     import argparse
 
-    from export.cli_evaluate import _match_rule
-    from export.eval_models import check_threshold
+    from export.evaluation.cli import _match_rule
+    from export.evaluation.models import check_threshold
 
     assert _match_rule("overlap:3") == MatchRule.overlap(3)
     assert _match_rule("overlap") == MatchRule.overlap(1)

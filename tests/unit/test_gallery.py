@@ -10,7 +10,7 @@ from PIL import Image
 
 from api.inference.contract import BONE_WINDOW
 from api.lesions.render import OUTLINE_RGB
-from export.eval_gallery import (
+from export.evaluation.gallery import (
     FALSE_POSITIVES_PNG,
     MISSES_PNG,
     REFERENCE_RGB,
@@ -18,9 +18,9 @@ from export.eval_gallery import (
     crop_box,
     fit_text,
 )
-from export.eval_report import write_report
-from export.evaluate import evaluate
-from export.metrics import SliceMetricsAccumulator
+from export.evaluation.metrics import SliceMetricsAccumulator
+from export.evaluation.report import write_report
+from export.evaluation.run import evaluate
 from tests.unit.test_evaluate import FakeModel, empty, oracle, synthetic_studies, with_false_blob
 
 

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from api.inference.contract import BONE_WINDOW
-from export.augment import AugmentConfig
-from export.datasets import BalancedSampler, BatchSpec, SliceBank, training_batch
-from export.hard_negatives import (
+from export.training.augment import AugmentConfig
+from export.training.datasets import BalancedSampler, BatchSpec, SliceBank, training_batch
+from export.training.hard_negatives import (
     HardNegatives,
     MiningConfig,
     _false_peaks,

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.jobs import JobError, JobState, JobStore
-from api.retention import sweep
-from api.storage import StudyStore
+from api.study.jobs import JobError, JobState, JobStore
+from api.study.retention import sweep
+from api.study.storage import StudyStore
 
 JOB = "0123456789abcdef0123456789abcdef"
 

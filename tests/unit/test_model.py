@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from api.inference.contract import BONE_WINDOW, Window  # noqa: E402
-from export.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from export.model import ModelConfig, build_model, parameter_count  # noqa: E402
+from export.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from export.model.layers import GroupNorm, group_count  # noqa: E402
 from export.model.resnet import BasicBlock, Bottleneck  # noqa: E402
 

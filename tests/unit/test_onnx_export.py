@@ -26,7 +26,7 @@ from api.inference.contract import (  # noqa: E402
 from api.inference.processing import postprocess, sigmoid, window_channels  # noqa: E402
 from export.model import ModelConfig, build_model  # noqa: E402
 from export.model.resnet import BasicBlock  # noqa: E402
-from export.onnx_export import (  # noqa: E402
+from export.packaging.onnx_export import (  # noqa: E402
     ct_like_slices,
     export_network_onnx,
     export_serving_onnx,
@@ -213,7 +213,7 @@ def test_export_rejects_old_opset_and_unknown_dtype(tmp_path: Path) -> None:
 def test_cli_init_then_export_installs_into_repository(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("export.repository")
+    pytest.importorskip("export.packaging.repository")
     checkpoint = tmp_path / "random.pt"
     assert (
         bonemets(["export", "init", "--width", "0.125", "--seed", "3", "--out", str(checkpoint)])

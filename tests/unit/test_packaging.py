@@ -14,7 +14,7 @@ import api
 for module in pkgutil.walk_packages(api.__path__, "api."):
     if module.name != "api.inference.triton_python_model":  # runs inside Triton's stub
         importlib.import_module(module.name)
-from api.main import create_app
+from api.http.app import create_app
 create_app()
 print(",".join(sorted(name for name in ("torch", "torchvision") if name in sys.modules)))
 """

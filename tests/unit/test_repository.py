@@ -10,7 +10,7 @@ from tritonclient.grpc import model_config_pb2
 
 from api.inference.contract import BONE_WINDOW, Window
 from api.inference.onnx_local import read_model_parameters
-from export.repository import install_model
+from export.packaging.repository import install_model
 
 WINDOWS = (BONE_WINDOW, Window(40, 400))
 

@@ -23,10 +23,10 @@ from tritonclient.grpc import model_config_pb2
 
 from api.cli import main as bonemets
 from api.inference.contract import BONE_WINDOW, INPUT_NAME
-from export import tensorrt_engine, tensorrt_export
-from export.repository import install_model
-from export.tensorrt_engine import TensorrtUnavailable, trtexec_command
-from export.tensorrt_report import (
+from export.packaging import tensorrt_engine, tensorrt_export
+from export.packaging.repository import install_model
+from export.packaging.tensorrt_engine import TensorrtUnavailable, trtexec_command
+from export.packaging.tensorrt_report import (
     SECTION_BEGIN,
     SECTION_END,
     Parity,
@@ -321,7 +321,8 @@ def test_config_follows_the_profile_and_keeps_the_contract(fake_repository: Path
     ]
     assert config.parameters["threshold"].string_value == "0.4"
     assert config.parameters["model_version"].string_value == "test-1"
-    assert (model_dir / "config.pbtxt").read_text().startswith("# Written by export/repository.py")
+    written = (model_dir / "config.pbtxt").read_text()
+    assert written.startswith("# Written by export/packaging/repository.py")
 
 
 def test_config_caps_preferred_sizes_at_a_smaller_profile(tmp_path: Path) -> None:
@@ -400,7 +401,7 @@ class _OnnxRuntimeEngine:
         assert plan == b"fake plan"
 
     def run(self, hounsfield: npt.NDArray[np.int16]) -> tuple[Any, Any]:
-        from export.onnx_export import run_onnx
+        from export.packaging.onnx_export import run_onnx
 
         mask, probability = run_onnx(self.serving, {INPUT_NAME: hounsfield.astype(np.float16)})
         return (np.bitwise_not(mask) if self.flip_masks else mask), probability
@@ -492,7 +493,7 @@ def gpu_tensorrt() -> None:
 @pytest.mark.usefixtures("gpu_tensorrt")
 def test_engine_matches_onnx_runtime_on_the_gpu(onnx_repository: Path) -> None:
     from api.inference.onnx_local import OnnxSegmenter
-    from export.tensorrt_engine import EngineRunner, build_engine
+    from export.packaging.tensorrt_engine import EngineRunner, build_engine
 
     serving = onnx_repository / "bonemets_onnx_gpu" / "1" / "model.onnx"
     runner = EngineRunner(build_engine(serving, Profile(1, 2, 4), workspace_gb=1))
@@ -516,7 +517,7 @@ def test_engine_matches_onnx_runtime_on_the_gpu(onnx_repository: Path) -> None:
 @pytest.mark.gpu
 @pytest.mark.usefixtures("gpu_tensorrt")
 def test_command_installs_a_checked_plan_on_the_gpu(tmp_path: Path) -> None:
-    from export.tensorrt_engine import EngineRunner
+    from export.packaging.tensorrt_engine import EngineRunner
 
     repository = _onnx_repository(tmp_path, threshold=0.5)  # masks empty: probabilities decide
     command = [

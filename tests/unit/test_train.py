@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from export.checkpoint import load_checkpoint
-from export.datasets import BatchSpec, SliceBank
-from export.losses import (
+from export.model import ModelConfig
+from export.model.checkpoint import load_checkpoint
+from export.training.config import DataConfig, OptimConfig, TrainConfig
+from export.training.datasets import BatchSpec, SliceBank
+from export.training.loop import lr_at, periodic_path, train
+from export.training.losses import (
     LossConfig,
     SegmentationLoss,
     component_peak_loss,
@@ -22,9 +25,6 @@ from export.losses import (
     small_lesion_weights,
     soft_dice_loss,
 )
-from export.model import ModelConfig
-from export.train import lr_at, periodic_path, train
-from export.train_config import DataConfig, OptimConfig, TrainConfig
 
 TINY_MODEL = ModelConfig(depth=18, width=0.125)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -77,9 +77,9 @@ EASY_PHANTOM = {
 
 
 def test_tiny_run_learns_to_find_a_phantom_lesion(tmp_path: Path) -> None:
-    from export.datasets import bank_from_volume
-    from export.slice_sources import phantom_volume
-    from export.train_validation import predict_masks
+    from export.sources.slices import phantom_volume
+    from export.training.datasets import bank_from_volume
+    from export.training.validation import predict_masks
 
     volumes = [phantom_volume(seed, EASY_PHANTOM) for seed in (1, 2, 3)]
     bank = SliceBank.concatenate(
@@ -322,8 +322,8 @@ def test_train_command_writes_a_checkpoint_and_resumes_from_its_own_config(
 def test_precision_sets_the_forward_pass_dtype_and_weights_stay_float32(
     precision: str, dtype: torch.dtype
 ) -> None:
-    from export.datasets import BalancedSampler, training_batch
-    from export.train import new_state, step_rng, train_step
+    from export.training.datasets import BalancedSampler, training_batch
+    from export.training.loop import new_state, step_rng, train_step
 
     config = _tiny_config(4, precision=precision)
     bank = _disc_bank(8, seed=5)

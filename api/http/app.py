@@ -1,0 +1,92 @@
+"""The gateway's app factory: settings, clients made once in the lifespan, routers, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.config import Settings, get_settings
+from api.http.deps import Services
+from api.http.limits import BodySizeLimit
+from api.http.problems import install_problem_handlers
+from api.http.routes import health, models, studies
+from api.inference.protocol import SegmentationModel
+from api.study.decoder_pool import DecoderPool
+from api.study.jobs import JobStore
+from api.study.pipeline import StudyPipeline
+from api.study.retention import sweep_forever
+from api.study.runner import JobRunner
+from api.study.storage import StudyStore
+
+log = logging.getLogger(__name__)
+
+ModelFactory = Callable[[Settings], SegmentationModel]
+
+DESCRIPTION = """Finds suspected bone metastases on CT.
+
+Send a CT study (DICOM files and/or zips) to `POST /v1/studies`; poll the job, or add
+`?wait=SECONDS`. The result lists 3D lesions (boxes in pixels, centre in patient mm,
+volume, longest axial diameter, probability) and, per slice, 2D boxes and mask URLs.
+
+**Not for clinical use.** The bundled demo model is trained on synthetic phantoms only.
+"""
+
+
+def triton_model(settings: Settings) -> SegmentationModel:
+    """The default model: Triton over gRPC, external or the local one."""
+    from api.inference.triton import TritonSegmenter
+    from api.inference.triton_shm import is_local
+
+    url = settings.triton_url or f"127.0.0.1:{settings.triton_grpc_port}"
+    mode = settings.triton_shared_memory
+    return TritonSegmenter(
+        url, settings.model_name, timeout_s=settings.inference_timeout_s,
+        shared_memory=mode == "on" or (mode == "auto" and is_local(url)),
+        shared_memory_slices=settings.batch_size,
+        shared_memory_slots=settings.inflight_batches * settings.concurrent_jobs,
+    )
+
+
+def create_app(
+    settings: Settings | None = None, model_factory: ModelFactory | None = None
+) -> FastAPI:
+    """Build the app; tests pass their own settings and a fake model factory."""
+    settings = settings or get_settings()
+    make_model = model_factory or triton_model
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        jobs = JobStore(settings.data_dir / "jobs.sqlite")
+        store = StudyStore(settings.data_dir)
+        model = make_model(settings)
+        decoder = DecoderPool(settings.decode_workers)
+        pipeline = StudyPipeline(model=model, store=store, jobs=jobs, decoder=decoder,
+                                 settings=settings)
+        runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs)
+        runner.start()
+        pipeline.resume_unfinished(runner)
+        sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
+        try:
+            yield {"services": Services(settings, jobs, store, model, runner)}
+        finally:
+            sweeper.cancel()
+            await runner.stop()
+            decoder.shutdown(wait=True, cancel_futures=True)
+            await model.close()
+            jobs.close()
+
+    app = FastAPI(
+        title="bonemets", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        responses={500: {"description": "Internal error (problem+json)"}},
+    )
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(studies.router)
+    return app

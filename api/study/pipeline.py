@@ -1,0 +1,156 @@
+"""One study through the stages: series -> decode -> model -> lesions -> storage.
+
+Batches flow in order with at most ``inflight_batches`` of them decoded or at the model at
+once; each batch is decoded in the process pool, segmented (async gRPC), then post-processed
+in a thread while the next batches are on their way. A 1,000-slice study is never whole in
+memory: only the batches in flight and the open lesions' last masks are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from api.config import Settings
+from api.dicom.series import CTSeries, SliceRef, select_ct_series
+from api.dicom.sources import list_upload
+from api.errors import DecoderCrashed, InferenceUnavailable, ModelError
+from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
+from api.study.decoding import DecodedBatch, decode_batch
+from api.study.jobs import JobStore
+from api.study.results import StudyAccumulator
+from api.study.runner import JobRunner
+from api.study.storage import StudyStore
+
+log = logging.getLogger(__name__)
+
+
+class StudyPipeline:
+    """Runs one job at a time per call; safe to call concurrently for different jobs."""
+
+    def __init__(self, *, model: SegmentationModel, store: StudyStore, jobs: JobStore,
+                 decoder: Executor, settings: Settings) -> None:
+        self.model = model
+        self.store = store
+        self.jobs = jobs
+        self.decoder = decoder
+        self.settings = settings
+
+    def resume_unfinished(self, runner: JobRunner, max_attempts: int = 3) -> None:
+        """Queue again the jobs a previous process left unfinished, or fail them with a reason."""
+        from api.study.jobs import JobError
+
+        for job in self.jobs.unfinished():
+            if job.attempts >= max_attempts or not self.store.exists(job.id):
+                self.jobs.fail(job.id, JobError(
+                    "urn:bonemets:problem:interrupted", "Processing interrupted", 503,
+                    f"the service stopped during this job {job.attempts} times; upload it again",
+                ))
+                continue
+            log.info("resuming job %s after a restart", job.id)
+            self.jobs.requeue(job.id)
+            runner.submit(job.id)
+
+    async def run(self, job_id: str) -> None:
+        started = time.perf_counter()
+        self.store.clear_outputs(job_id)
+        upload = self.store.upload_dir(job_id)
+        series = await asyncio.to_thread(self._series, job_id, upload)
+        read_s = time.perf_counter() - started
+        self.jobs.start(job_id, len(series.slices))
+        info = await self.model.info()
+        study = StudyAccumulator(job_id, series, info, self.store, self.settings.public_url)
+        async for batch, segmentation in self._segmented(series, info):
+            await asyncio.to_thread(study.add_batch, batch, segmentation)
+            self.jobs.progress(job_id, study.slices_done)
+        result = await asyncio.to_thread(study.finish, read_s, time.perf_counter() - started)
+        await asyncio.to_thread(self.store.write_result, job_id, result)
+
+    async def _segmented(
+        self, series: CTSeries, info: ModelInfo
+    ) -> AsyncIterator[tuple[DecodedBatch, Segmentation]]:
+        """Decoded and segmented batches, in slice order, with a bounded number in flight."""
+        size = min(self.settings.batch_size, info.max_batch_size)
+        batches = [series.slices[i:i + size] for i in range(0, len(series.slices), size)]
+        pending: deque[asyncio.Task[tuple[DecodedBatch, Segmentation]]] = deque()
+        try:
+            for start, refs in zip(range(0, len(series.slices), size), batches, strict=True):
+                pending.append(asyncio.create_task(self._decode_and_segment(start, refs, info)))
+                if len(pending) >= self.settings.inflight_batches:
+                    yield await pending.popleft()
+            while pending:
+                yield await pending.popleft()
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _decode_and_segment(
+        self, start: int, refs: Sequence[SliceRef], info: ModelInfo
+    ) -> tuple[DecodedBatch, Segmentation]:
+        loop = asyncio.get_running_loop()
+        began = time.perf_counter()
+        for attempt in (1, 2):
+            try:
+                batch = await loop.run_in_executor(
+                    self.decoder, decode_batch, start, list(refs), info.input_size
+                )
+                break
+            except BrokenProcessPool as exc:
+                # The worker died under this batch; the pool replaces itself on the next
+                # submit (DecoderPool), so try the batch once more before giving up on it.
+                if attempt == 2:
+                    raise DecoderCrashed(
+                        f"a decode worker died twice on slices {start}-{start + len(refs) - 1}"
+                        " (out of memory, or a file that crashes the decoder); the service "
+                        "goes on: try again, or leave those files out"
+                    ) from exc
+                log.warning("decode worker died on slices from %d; retrying the batch", start)
+        batch.wall_decode_s = time.perf_counter() - began
+        began = time.perf_counter()
+        segmentation = await self._segment_with_retry(batch.hounsfield)
+        batch.inference_s = time.perf_counter() - began
+        return batch, segmentation
+
+    async def _segment_with_retry(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
+        attempts = self.settings.inference_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                segmentation = await self.model.segment(hounsfield)
+                _check_shapes(segmentation, hounsfield.shape)
+                return segmentation
+            except InferenceUnavailable:
+                if attempt == attempts:
+                    raise
+                delay = min(2.0 ** (attempt - 1), 8.0)
+                log.warning("inference unavailable (try %d of %d); again in %.0f s",
+                            attempt, attempts, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _series(self, job_id: str, upload: Path) -> CTSeries:
+        """The series chosen at intake; read again from the files if that record is gone."""
+        cached = self.store.read_series(job_id)
+        if isinstance(cached, CTSeries) and all(ref.path.is_file() for ref in cached.slices):
+            return cached
+        series = select_ct_series(list_upload(upload), max_slices=self.settings.max_slices)
+        self.store.write_series(job_id, series)  # overlays read it back later
+        return series
+
+
+
+def _check_shapes(segmentation: Segmentation, shape: tuple[int, ...]) -> None:
+    n, rows, cols = shape
+    if segmentation.mask.shape != (n, rows, cols):
+        raise ModelError(f"mask of shape {segmentation.mask.shape}, expected {(n, rows, cols)}")
+    if segmentation.probability.shape[0] != n:
+        raise ModelError(f"{segmentation.probability.shape[0]} probability maps for {n} slices")

@@ -1,0 +1,147 @@
+"""Model answers become the study's result: 2D boxes per slice, 3D lesions, stored masks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from api.dicom.geometry import ResizeMapping
+from api.dicom.series import CTSeries
+from api.inference.protocol import ModelInfo, Segmentation
+from api.lesions.components import Component2D, PixelBox, components_2d
+from api.lesions.lesions3d import Lesion3D, LesionTracker
+from api.study.catalog import model_description
+from api.study.decoding import DecodedBatch
+from api.study.storage import StudyStore
+
+
+@dataclass(frozen=True)
+class FoundBox:
+    """One 2D component on a slice, in the slice's own pixels (half-open box)."""
+
+    box: PixelBox
+    pixels: int
+    probability_max: float
+
+
+class StudyAccumulator:
+    """Takes batches in slice order; holds per-slice boxes and the tracker's open lesions only."""
+
+    def __init__(self, job_id: str, series: CTSeries, info: ModelInfo, store: StudyStore,
+                 public_url: str = "") -> None:
+        self.job_id = job_id
+        self.series = series
+        self.info = info
+        self.store = store
+        self.base_url = f"{public_url.rstrip('/')}/v1/studies/{job_id}/slices"
+        spacing = series.slice_spacing_mm or series.slice_thickness or 1.0
+        self.tracker = LesionTracker(slice_spacing_mm=spacing)
+        self.boxes: dict[int, list[FoundBox]] = {}
+        self.slices_done = 0
+        self.decode_s = 0.0
+        self.inference_s = 0.0
+        self.postprocess_s = 0.0
+
+    def add_batch(self, batch: DecodedBatch, segmentation: Segmentation) -> None:
+        began = time.perf_counter()
+        for offset, (ref, mapping) in enumerate(zip(batch.refs, batch.mappings, strict=True)):
+            index = batch.start + offset
+            mask = segmentation.mask[offset]
+            components = components_2d(mask, segmentation.probability[offset]) if mask.any() else []
+            self.tracker.add_slice(index, components, ref.geometry, mapping, position_mm=ref.z)
+            if components:
+                original = mapping.mask_to_original(mask)
+                self.store.write_mask(self.job_id, index, original)
+                self.boxes[index] = [_found(c, mapping, original) for c in components]
+        self.slices_done = batch.start + len(batch.refs)
+        self.decode_s += batch.decode_cpu_s
+        self.inference_s += batch.inference_s
+        self.postprocess_s += time.perf_counter() - began
+
+    def finish(self, read_s: float, total_s: float) -> dict[str, Any]:
+        """The result document (see :class:`api.schemas.StudyResult`)."""
+        lesions = self.tracker.finish()
+        owners = _box_owners(lesions)
+        return {
+            "study_instance_uid": self.series.study_uid,
+            "series_instance_uid": self.series.series_uid,
+            "model": model_description(self.info, True),
+            "threshold": self.info.threshold,
+            "slice_count": len(self.series.slices),
+            "slice_spacing_mm": self.series.slice_spacing_mm,
+            "warnings": list(self.series.warnings),
+            "timings": {
+                "total_s": round(total_s, 4), "read_s": round(read_s, 4),
+                "decode_s": round(self.decode_s, 4), "inference_s": round(self.inference_s, 4),
+                "postprocess_s": round(self.postprocess_s, 4),
+            },
+            "lesions": [_lesion(lesion) for lesion in lesions],
+            "slices": [self._slice(i, owners) for i in range(len(self.series.slices))],
+        }
+
+    def _slice(self, index: int, owners: dict[int, list[tuple[int, PixelBox]]]) -> dict[str, Any]:
+        ref = self.series.slices[index]
+        boxes = []
+        for found in self.boxes.get(index, []):
+            lesion_id = next((lid for lid, b in owners.get(index, []) if _inside(found.box, b)),
+                             None)
+            boxes.append({**_box(found.box), "lesion_id": lesion_id, "pixels": found.pixels,
+                          "probability_max": round(found.probability_max, 4)})
+        return {
+            "index": index, "sop_instance_uid": ref.sop_instance_uid, "z_mm": round(ref.z, 4),
+            "rows": ref.geometry.rows, "columns": ref.geometry.columns, "boxes": boxes,
+            "mask_url": f"{self.base_url}/{index}/mask.png",
+            "overlay_url": f"{self.base_url}/{index}/overlay.png",
+        }
+
+
+def _found(component: Component2D, mapping: ResizeMapping,
+           original: npt.NDArray[np.bool_]) -> FoundBox:
+    box = component.box.to_original(mapping)
+    if mapping.is_identity:
+        pixels = component.pixel_count
+    else:
+        full = np.zeros((mapping.size, mapping.size), dtype=bool)
+        full[component.box.slices] = component.mask
+        pixels = int(mapping.mask_to_original(full).sum())
+    return FoundBox(box, pixels, component.max_probability)
+
+
+def _box_owners(lesions: list[Lesion3D]) -> dict[int, list[tuple[int, PixelBox]]]:
+    owners: dict[int, list[tuple[int, PixelBox]]] = {}
+    for lesion in lesions:
+        for slice_box in lesion.slice_boxes:
+            owners.setdefault(slice_box.index, []).append((lesion.id, slice_box.box))
+    return owners
+
+
+def _inside(inner: PixelBox, outer: PixelBox) -> bool:
+    return (outer.row0 <= inner.row0 and outer.col0 <= inner.col0
+            and inner.row1 <= outer.row1 and inner.col1 <= outer.col1)
+
+
+def _box(box: PixelBox) -> dict[str, int]:
+    """Half-open internal boxes as the API's inclusive ones."""
+    return {"row_min": box.row0, "col_min": box.col0, "row_max": box.row_max,
+            "col_max": box.col_max}
+
+
+def _lesion(lesion: Lesion3D) -> dict[str, Any]:
+    b = lesion.box
+    return {
+        "id": lesion.id,
+        "slice_range": [lesion.first_slice, lesion.last_slice],
+        "bbox": {"row_min": b.row0, "col_min": b.col0, "row_max": b.row_max,
+                 "col_max": b.col_max, "slice_min": b.slice0, "slice_max": b.slice_max},
+        "boxes": [{"slice": sb.index, **_box(sb.box)} for sb in lesion.slice_boxes],
+        "centre_mm": [round(v, 3) for v in lesion.centre_mm],
+        "volume_ml": round(lesion.volume_ml, 4),
+        "longest_axial_diameter_mm": round(lesion.longest_diameter_mm, 3),
+        "probability_max": round(lesion.max_probability, 4),
+        "probability_mean": round(lesion.mean_probability, 4),
+        "voxels": lesion.voxel_count,
+    }

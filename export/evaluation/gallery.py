@@ -1,0 +1,334 @@
+"""Pictures of what a model got wrong: the reference components it missed, its false findings.
+
+Sensitivity says how many lesions were missed; a radiologist reviewing a model wants to see
+which, and what the model marked instead. Over a whole evaluation a :class:`Gallery` keeps
+the ``limit`` largest reference components that no detection matched (per slice, under the
+evaluation's match rule) and the ``limit`` highest-scoring detections that matched no
+reference, and draws each as a crop of its slice in a display window: the reference outline
+green, the model's red.
+
+One tile per run: misses (or false findings) that overlap on consecutive slices of a study
+are one run, a 3D lesion's cross-sections, and only its best slice is drawn, so one long
+lesion cannot fill the gallery. Crops are drawn as they are kept, so memory holds the kept
+pictures, each run's best of the current study, and one slice of run labels, never a volume.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from api.inference.contract import BONE_WINDOW, Window
+from api.lesions.render import OUTLINE_RGB, outline, window_grey
+from export.evaluation.metrics import SliceComponents
+
+__all__ = [
+    "FALSE_POSITIVES_PNG",
+    "MISSES_PNG",
+    "REFERENCE_RGB",
+    "Finding",
+    "Gallery",
+    "crop_box",
+    "fit_text",
+]
+
+MISSES_PNG = "misses.png"
+FALSE_POSITIVES_PNG = "false-positives.png"
+DEFAULT_LIMIT = 24
+DEFAULT_CROP = 96  # pixels: 65-95 mm at the usual 0.68-0.98 mm, a vertebra and its ribs' heads
+REFERENCE_RGB = (0, 220, 0)  # green: the reference; the model's outline is the overlay's red
+PREDICTED_RGB = OUTLINE_RGB
+_ZOOM = 2  # each crop pixel drawn as 2 x 2, so one-pixel outlines stay visible
+_COLUMNS = 6
+_MARGIN, _LINE = 8, 15  # pixels of the contact sheet: gaps, and a line of 12 px text
+_SHEET_MIN_WIDTH = 640  # room for the title and legend
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One missed reference component or one false detection, drawn.
+
+    ``slice_index`` is the slice's position in the study as evaluated (0-based; ascending z
+    for phantoms). ``score`` is the model's largest probability under the component (0..255).
+    """
+
+    study: str
+    slice_index: int
+    pixels: int
+    score: int
+    rgb: NDArray[np.uint8] = field(repr=False, compare=False)
+
+    @property
+    def caption(self) -> str:
+        return f"{self.study} #{self.slice_index}\n{self.pixels} px, p {self.score / 255:.2f}"
+
+
+def crop_box(component: NDArray[np.bool_], size: int) -> tuple[int, int]:
+    """Top-left (row, column) of a ``size`` x ``size`` crop centred on the component's box.
+
+    The crop may reach past the slice's edges (the caller pads); its centre is the box's.
+    """
+    rows = np.flatnonzero(component.any(axis=1))
+    columns = np.flatnonzero(component.any(axis=0))
+    if not len(rows):
+        raise ValueError("the component is empty")
+    centre_row = (int(rows[0]) + int(rows[-1])) // 2
+    centre_column = (int(columns[0]) + int(columns[-1])) // 2
+    return centre_row - size // 2, centre_column - size // 2
+
+
+def _cut(
+    image: NDArray[np.generic], top: int, left: int, size: int, fill: float
+) -> NDArray[np.generic]:
+    """``image[top:top+size, left:left+size]``, padded with ``fill`` where it leaves the image."""
+    out = np.full((size, size), fill, dtype=image.dtype)
+    rows, columns = image.shape
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + size, rows), min(left + size, columns)
+    if r0 < r1 and c0 < c1:
+        out[r0 - top : r1 - top, c0 - left : c1 - left] = image[r0:r1, c0:c1]
+    return out
+
+
+def _zoom(image: NDArray[np.generic]) -> NDArray[np.generic]:
+    """Each pixel as a _ZOOM x _ZOOM block (rows and columns; trailing axes kept)."""
+    return np.repeat(np.repeat(image, _ZOOM, axis=0), _ZOOM, axis=1)
+
+
+class _Entry(NamedTuple):
+    key: tuple[int, ...]  # rank: larger is worse, shown first
+    arrival: int  # minus the order of arrival: among equal keys the earlier ranks higher
+    finding: Finding
+
+
+class _Kind:
+    """One kind of finding (misses, or false findings): the kept entries, and the runs of the
+    study in progress, linked slice to slice."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept: list[_Entry] = []  # a min-heap: its root is the first to give way
+        # run id -> the run's best slice so far, among those good enough to be kept: the
+        # kept entries change only between studies, so a slice that could not enter then
+        # cannot enter at the study's end either, and is never drawn.
+        self.runs: dict[int, _Entry] = {}
+        self.labels: NDArray[np.int32] | None = None  # run ids on the last slice seen
+        self.slice_index = -2
+        self.next_run = 1
+
+    def run_of(self, mask: NDArray[np.bool_], slice_index: int) -> int:
+        """The run ``mask`` continues (it overlaps one on the slice before), else a new one."""
+        if self.labels is not None and slice_index == self.slice_index + 1:
+            below = self.labels[mask]
+            below = below[below > 0]
+            if below.size:
+                return int(below.min())
+        self.next_run += 1
+        return self.next_run - 1
+
+    def would_keep(self, key: tuple[int, ...], arrival: int, run: int) -> bool:
+        """Whether a finding ranked (key, arrival) would become its run's best and be kept."""
+        best = self.runs.get(run)
+        if best is not None and (key, arrival) <= best[:2]:
+            return False
+        return len(self.kept) < self.limit or (key, arrival) > self.kept[0][:2]
+
+    def end_study(self) -> None:
+        """Offer each run's best slice to the kept entries; forget the study's runs."""
+        for entry in self.runs.values():
+            if len(self.kept) < self.limit:
+                heapq.heappush(self.kept, entry)
+            elif entry[:2] > self.kept[0][:2]:
+                heapq.heapreplace(self.kept, entry)
+        self.runs.clear()
+        self.labels, self.slice_index, self.next_run = None, -2, 1
+
+    def ranked(self) -> list[Finding]:
+        return [entry.finding for entry in sorted(self.kept, reverse=True)]
+
+
+class Gallery:
+    """The worst misses and false findings of an evaluation, drawn as crops.
+
+    Misses are ranked by size (the largest missed cross-section first), false findings by
+    score, then size (the most confident first); a run of overlapping findings on
+    consecutive slices counts once, by its best slice. Ties keep the earlier finding. Feed
+    slices in study order (a new study name ends the last study); read :attr:`misses`,
+    :attr:`false_positives` or :meth:`write` when the evaluation is done.
+    """
+
+    def __init__(
+        self, limit: int = DEFAULT_LIMIT, window: Window = BONE_WINDOW, crop: int = DEFAULT_CROP
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        if crop < 8:
+            raise ValueError(f"crop must be >= 8 pixels, got {crop}")
+        self.limit = limit
+        self.window = window
+        self.crop = crop
+        self._order = itertools.count()
+        self._study: str | None = None
+        self._misses = _Kind(limit)
+        self._false = _Kind(limit)
+
+    @property
+    def misses(self) -> list[Finding]:
+        """Kept missed reference components, in rank order (ends the study in progress)."""
+        self.end_study()
+        return self._misses.ranked()
+
+    @property
+    def false_positives(self) -> list[Finding]:
+        """Kept false findings, in rank order (ends the study in progress)."""
+        self.end_study()
+        return self._false.ranked()
+
+    def end_study(self) -> None:
+        """Close the study in progress: its runs' best slices compete for the kept tiles."""
+        self._misses.end_study()
+        self._false.end_study()
+        self._study = None
+
+    def add(
+        self,
+        study: str,
+        slice_index: int,
+        hounsfield: NDArray[np.int16],
+        components: SliceComponents,
+    ) -> None:
+        """Consider one counted slice (HU and components on the slice's own grid)."""
+        if hounsfield.shape != components.truth.shape:
+            raise ValueError(f"slice {hounsfield.shape} and labels {components.truth.shape} differ")
+        if study != self._study:
+            self.end_study()
+            self._study = study
+        for kind, labels, found, scores, by_score in (
+            (self._misses, components.truth, components.missed, components.truth_scores, False),
+            (
+                self._false,
+                components.predicted,
+                components.false,
+                components.predicted_scores,
+                True,
+            ),
+        ):
+            runs = np.zeros(labels.shape, dtype=np.int32)
+            for label in found:
+                mask = labels == label
+                size = int(np.count_nonzero(mask))
+                score = int(scores[label - 1])
+                key = (score, size) if by_score else (size,)
+                run = kind.run_of(mask, slice_index)
+                runs[mask] = run
+                arrival = -next(self._order)
+                if kind.would_keep(key, arrival, run):
+                    rgb = self._draw(hounsfield, components, mask)
+                    finding = Finding(study, slice_index, size, score, rgb)
+                    kind.runs[run] = _Entry(key, arrival, finding)
+            kind.labels, kind.slice_index = runs, slice_index
+
+    def _draw(
+        self,
+        hounsfield: NDArray[np.int16],
+        components: SliceComponents,
+        mask: NDArray[np.bool_],
+    ) -> NDArray[np.uint8]:
+        top, left = crop_box(mask, self.crop)
+        hu = _cut(hounsfield, top, left, self.crop, fill=self.window.low)
+        grey = window_grey(hu.astype(np.int16), self.window)
+        rgb = _zoom(np.repeat(grey[:, :, np.newaxis], 3, axis=2))
+        for labels, colour in ((components.truth, REFERENCE_RGB),
+                               (components.predicted, PREDICTED_RGB)):
+            rgb[self._edges(labels > 0, top, left)] = colour
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+    def _edges(self, mask: NDArray[np.bool_], top: int, left: int) -> NDArray[np.bool_]:
+        """The mask's outline within the zoomed crop: cut a pixel wider, so a component that
+        runs past the crop gets no false edge along the crop's border."""
+        wider = _cut(mask, top - 1, left - 1, self.crop + 2, fill=False)
+        edges = outline(_zoom(wider).astype(np.bool_))
+        return edges[_ZOOM:-_ZOOM, _ZOOM:-_ZOOM]
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """Write ``misses.png`` and ``false-positives.png`` into ``out_dir``."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / MISSES_PNG, out_dir / FALSE_POSITIVES_PNG]
+        _sheet(
+            self.misses,
+            paths[0],
+            f"Missed reference components, largest first (at most {self.limit}; "
+            "a lesion missed on several slices shows its largest)",
+            "No reference component was missed.",
+            self.window,
+        )
+        _sheet(
+            self.false_positives,
+            paths[1],
+            f"False findings, most confident first (at most {self.limit}; "
+            "one found on several slices shows its most confident)",
+            "The model reported no false finding.",
+            self.window,
+        )
+        return paths
+
+
+def _sheet(
+    findings: Sequence[Finding], path: Path, title: str, none: str, window: Window
+) -> None:
+    """A contact sheet of ``findings`` (captions under each tile), or one line saying none."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+    legend = (
+        f"window {window}; reference outline green, model outline red; "
+        "p: the model's largest probability under the component"
+    )
+    if not findings:
+        sheet = Image.new("RGB", (_SHEET_MIN_WIDTH, 2 * _LINE + 3 * _MARGIN), "white")
+        draw = ImageDraw.Draw(sheet)
+        draw.text((_MARGIN, _MARGIN), none, fill="black", font=font)
+        draw.text((_MARGIN, _MARGIN + _LINE + _MARGIN), title, fill="dimgray", font=font)
+        sheet.save(path)
+        return
+    tile = findings[0].rgb.shape[0]
+    columns = min(_COLUMNS, len(findings))
+    rows = math.ceil(len(findings) / columns)
+    cell_width, cell_height = tile + _MARGIN, tile + 2 * _LINE + _MARGIN
+    header = 2 * _LINE + 2 * _MARGIN
+    width = max(_SHEET_MIN_WIDTH, columns * cell_width + _MARGIN)
+    sheet = Image.new("RGB", (width, header + rows * cell_height), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((_MARGIN, _MARGIN), title, fill="black", font=font)
+    draw.text((_MARGIN, _MARGIN + _LINE), legend, fill="dimgray", font=font)
+    for k, finding in enumerate(findings):
+        left = _MARGIN + (k % columns) * cell_width
+        top = header + (k // columns) * cell_height
+        sheet.paste(Image.fromarray(finding.rgb), (left, top))
+        for line, text in enumerate(finding.caption.splitlines()):
+            text = fit_text(text, tile, lambda t: draw.textlength(t, font=font))
+            draw.text((left, top + tile + 2 + line * _LINE), text, fill="black", font=font)
+    sheet.save(path)
+
+
+def fit_text(text: str, width: float, length: Callable[[str], float]) -> str:
+    """``text``, or its start and end around an ellipsis, within ``width`` as ``length``
+    measures it: a long series name keeps its scanner prefix and its distinguishing end."""
+    if length(text) <= width:
+        return text
+    keep = len(text)
+    while keep > 1:
+        keep -= 1
+        head = (keep + 1) // 2
+        shorter = text[:head] + "\u2026" + text[len(text) - (keep - head):]
+        if length(shorter) <= width:
+            return shorter
+    return "\u2026"
