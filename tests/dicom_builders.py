@@ -1,4 +1,8 @@
-"""Small synthetic CT DICOM objects for tests: made with pydicom, no patient data at all."""
+"""Small synthetic CT DICOM objects for tests, from the shared CT builder; no patient data.
+
+What is the tests' own stays here: stored-value patterns, odd classes and geometries, an
+Enhanced CT object, shuffled file order.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, generate_uid
+
+from export.phantoms import ct_dicom
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -61,22 +67,32 @@ def ct_slice(
     with_pixels: bool = True,
 ) -> Dataset:
     """One single-frame CT Image Storage object (signed 16-bit, Explicit VR Little Endian)."""
-    sop_uid = sop_uid if sop_uid is not None else str(generate_uid())
-    ds = _base(sop_class, sop_uid, ExplicitVRLittleEndian)
-    _identify(ds, study_uid, series_uid, modality, series_number, series_description)
-    ds.InstanceNumber = instance_number
-    ds.ImageType = list(image_type)
-    ds.ImagePositionPatient = _ds(position if position is not None else (-5.6, -5.6, z))
-    ds.ImageOrientationPatient = _ds(orientation)
-    ds.PixelSpacing = _ds(spacing)
-    ds.SliceThickness = "1.0"
-    if gantry_tilt is not None:
-        ds.GantryDetectorTilt = _ds([gantry_tilt])[0]
-    ds.RescaleSlope = _ds([slope])[0]
-    ds.RescaleIntercept = _ds([intercept])[0]
     values = pixels if pixels is not None else stored_pattern(rows, columns, round(z * 10))
-    _image_pixel(ds, values.astype(np.int16), padding, with_pixels)
-    return ds
+    series = ct_dicom.ct_series(
+        ct_dicom.SeriesIdentity(study_uid, series_uid, FRAME_OF_REFERENCE),
+        rows=values.shape[-2],
+        columns=values.shape[-1],
+        pixel_spacing=_ds(spacing),
+        slice_thickness="1.0",
+        pixel_format=ct_dicom.PixelFormat(intercept=intercept, padding=padding),
+        orientation=_ds(orientation),
+    )
+    # What a plain axial CT series is not: other classes and modalities (blank ones too),
+    # localizers, a rescale slope, a gantry tilt.
+    series.SOPClassUID, series.Modality = sop_class, modality
+    series.ImageType = list(image_type)
+    series.RescaleSlope = _ds([slope])[0]
+    del series.RescaleType  # many scanners leave it out: the readers must not need it
+    if gantry_tilt is not None:
+        series.GantryDetectorTilt = _ds([gantry_tilt])[0]
+    _describe(series, series_number, series_description)
+    return ct_dicom.ct_slice(
+        series,
+        values.astype(np.int16) if with_pixels else None,
+        position=_ds(position if position is not None else (-5.6, -5.6, z)),
+        instance_number=instance_number,
+        sop_instance_uid=sop_uid,
+    )
 
 
 def enhanced_ct(
@@ -89,8 +105,12 @@ def enhanced_ct(
     series_uid: str = SERIES_UID,
 ) -> Dataset:
     """An Enhanced CT object: per-frame positions and rescale, shared orientation and spacing."""
-    ds = _base(ENHANCED_CT_STORAGE, str(generate_uid()), ExplicitVRLittleEndian)
-    _identify(ds, STUDY_UID, series_uid, "CT", 2, "synthetic enhanced")
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = ENHANCED_CT_STORAGE, str(generate_uid())
+    ds.file_meta = ct_dicom.file_meta(ds)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY_UID, series_uid
+    ds.FrameOfReferenceUID, ds.Modality = FRAME_OF_REFERENCE, "CT"
+    _describe(ds, 2, "synthetic enhanced")
     ds.InstanceNumber = 1
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.NumberOfFrames = len(positions)
@@ -109,15 +129,15 @@ def enhanced_ct(
         ]
         frames.append(frame)
     ds.PerFrameFunctionalGroupsSequence = frames
-    _image_pixel(ds, pixels.astype(np.int16), None, True)
+    rows, columns = pixels.shape[-2:]
+    ct_dicom.image_pixel(ds, rows, columns, ct_dicom.PixelFormat())
+    ct_dicom.set_pixels(ds, pixels.astype(np.int16))
     return ds
 
 
 def write(ds: Dataset, path: Path) -> Path:
     """Save as a DICOM file (preamble, file meta) and return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return ct_dicom.save(ds, path)
 
 
 def write_series(
@@ -129,12 +149,11 @@ def write_series(
     **kwargs: Any,
 ) -> list[Path]:
     """One file per z (``slice-NN.dcm``), listed in a shuffled order; returns the paths."""
-    paths = []
-    count = len(zs)
-    for index, z in enumerate(zs):
-        number = count - index if descending_instances else index + 1
-        ds = ct_slice(z=z, instance_number=number, **kwargs)
-        paths.append(write(ds, folder / f"slice-{index:02d}.dcm"))
+    numbers = ct_dicom.instance_numbers(len(zs), descending=descending_instances)
+    paths = ct_dicom.write_series(folder, (
+        (f"slice-{index:02d}.dcm", ct_slice(z=z, instance_number=number, **kwargs))
+        for index, (z, number) in enumerate(zip(zs, numbers, strict=True))
+    ))
     if shuffle:
         random.Random(7).shuffle(paths)
     return paths
@@ -146,45 +165,10 @@ def compressed(ds: Dataset, transfer_syntax: UID) -> Dataset:
     return ds
 
 
-def _base(sop_class: str, sop_uid: str, transfer_syntax: UID) -> Dataset:
-    meta = FileMetaDataset()
-    # The file meta must name both even where an anonymiser blanked the dataset's own.
-    meta.MediaStorageSOPClassUID = UID(sop_class or CT_IMAGE_STORAGE)
-    meta.MediaStorageSOPInstanceUID = UID(sop_uid or generate_uid())
-    meta.TransferSyntaxUID = transfer_syntax
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
-    return ds
-
-
-def _identify(
-    ds: Dataset, study: str, series: str, modality: str, number: int, description: str
-) -> None:
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = series
-    ds.FrameOfReferenceUID = FRAME_OF_REFERENCE
-    ds.Modality = modality
+def _describe(ds: Dataset, number: int, description: str) -> None:
     ds.Manufacturer = "bonemets tests"
     ds.SeriesNumber = number
     ds.SeriesDescription = description
-
-
-def _image_pixel(
-    ds: Dataset, pixels: NDArray[np.int16], padding: int | None, with_pixels: bool
-) -> None:
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    if padding is not None:
-        ds.PixelPaddingValue = padding
-    if with_pixels:
-        ds.PixelData = pixels.astype("<i2").tobytes()
 
 
 def _item(**values: Any) -> Dataset:

@@ -15,13 +15,16 @@ import importlib
 import json
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -80,51 +83,29 @@ def synthetic_volume(slices: int, spacing_mm: float, seed: int = 0) -> npt.NDArr
     return np.stack([synthetic_slice(float(z), rng) for z in heights])
 
 
-def _dataset(hu: npt.NDArray[np.int16], index: int, z_mm: float, uids: Mapping[str, str],
-             spacing_mm: float) -> object:
-    """A CT Image IOD (PS3.3 A.3) for one slice, stored with intercept -1024 (PS3.3 C.11.1)."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = uids["study"], uids["series"]
-    ds.FrameOfReferenceUID = uids["frame"]
-    ds.Modality, ds.PatientName, ds.PatientID = "CT", "BENCH^SYNTHETIC", "BENCH-0001"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.InstanceNumber = index + 1
-    ds.ImagePositionPatient = [-200.0, -200.0, round(z_mm, 4)]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [PIXEL_SPACING_MM, PIXEL_SPACING_MM]
-    ds.SliceThickness = spacing_mm
-    ds.Rows, ds.Columns = hu.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = INTERCEPT, 1, "HU"
-    ds.PixelData = (hu.astype(np.int32) - INTERCEPT).astype(np.int16).tobytes()
-    return ds
-
-
 def write_synthetic_study(folder: Path, slices: int, spacing_mm: float,
                           seed: int = 0) -> list[Path]:
     """Write ``slices`` synthetic CT files into ``folder``, slice by slice (bounded memory)."""
-    from pydicom.uid import generate_uid
+    from export.phantoms.ct_dicom import SeriesIdentity, ct_series, write_series
 
-    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    uids = {"study": generate_uid(), "series": generate_uid(), "frame": generate_uid()}
-    paths = []
-    for index in range(slices):
-        z = (index - (slices - 1) / 2) * spacing_mm
-        ds = _dataset(synthetic_slice(z, rng), index, z, uids, spacing_mm)
-        path = folder / f"slice{index:05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)  # type: ignore[attr-defined]
-        paths.append(path)
-    return paths
+    series = ct_series(SeriesIdentity.random("BENCH^SYNTHETIC", "BENCH-0001"),
+                       rows=SIZE, columns=SIZE, pixel_spacing=[PIXEL_SPACING_MM] * 2,
+                       slice_thickness=spacing_mm)
+    named = ((f"slice{index:05d}.dcm", _slice(series, index, slices, spacing_mm, rng))
+             for index in range(slices))
+    return write_series(folder, named)
+
+
+def _slice(series: Dataset, index: int, slices: int, spacing_mm: float,
+           rng: np.random.Generator) -> Dataset:
+    """Slice ``index`` of ``slices``: a CT Image (PS3.3 A.3) stored with intercept -1024."""
+    from export.phantoms.ct_dicom import PixelFormat, ct_slice
+
+    z = (index - (slices - 1) / 2) * spacing_mm
+    stored = PixelFormat(intercept=INTERCEPT).stored(synthetic_slice(z, rng))
+    return ct_slice(series, stored, position=[-200.0, -200.0, round(z, 4)],
+                    instance_number=index + 1)
 
 
 def _phantom_spec(slices: int, seed: int) -> tuple[Any, Any] | None:

@@ -15,11 +15,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 from pydicom.valuerep import DA, TM
 
-from export.phantoms.dicom_writer import (
-    MANUFACTURER,
-    SOFTWARE_VERSION,
-    study_uid,
-)
+from export.phantoms.identity import DATE, MANUFACTURER, SOFTWARE_VERSION, TIME, study_uid
 from export.phantoms.phantom import Phantom
 
 SEGMENT_LABEL = "Metastasis"
@@ -64,10 +60,10 @@ def build_seg(phantom: Phantom, source_images: Sequence[Dataset]) -> hd.seg.Segm
         series_description="Phantom metastasis truth",
         omit_empty_frames=not negative,
         transfer_syntax_uid=JPEG2000Lossless if negative else ExplicitVRLittleEndian,
-        content_date="20240101",
-        content_time="120000",
-        series_date="20240101",
-        series_time="120000",
+        content_date=DATE,
+        content_time=TIME,
+        series_date=DATE,
+        series_time=TIME,
     )
     _pin_volatile(seg, seed)
     return seg
@@ -75,11 +71,11 @@ def build_seg(phantom: Phantom, source_images: Sequence[Dataset]) -> hd.seg.Segm
 
 def _pin_volatile(seg: hd.seg.Segmentation, seed: int) -> None:
     """Replace the clock times and random UIDs highdicom adds, so equal seeds give equal bytes."""
-    seg.InstanceCreationDate = DA("20240101")
-    seg.InstanceCreationTime = TM("120000")
+    seg.InstanceCreationDate = DA(DATE)
+    seg.InstanceCreationTime = TM(TIME)
     for item in seg.get("ContributingEquipmentSequence", []):
         if "ContributionDateTime" in item:
-            item.ContributionDateTime = "20240101120000"
+            item.ContributionDateTime = DATE + TIME
     organization = study_uid(seed, "seg-dimension-organization")
     for sequence in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
         for item in seg.get(sequence, []):

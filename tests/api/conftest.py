@@ -13,11 +13,11 @@ import numpy as np
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
 
 from api.config import Settings
 from api.http.app import create_app
+from export.phantoms.ct_dicom import PixelFormat, SeriesIdentity, ct_series, ct_slice, write_series
 from tests.api.fakes import BrightBoneModel
 
 
@@ -32,12 +32,10 @@ def build_series(folder: Path, *, slices: int = 6, size: int = 512, seed: int = 
                  lesion_slices: tuple[int, int] = (2, 3)) -> BuiltSeries:
     """A small axial CT series with one bright (1500 HU) block on ``lesion_slices``.
 
-    Files are written in shuffled order with shuffled instance numbers, so that only
-    ImagePositionPatient tells the order.
+    Files are written in shuffled order, with instance numbers that count down as z goes
+    up, so that only ImagePositionPatient tells the order.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
     volume = np.full((slices, size, size), -1000, dtype=np.int16)
     yy, xx = np.mgrid[:size, :size]
     body = ((yy - size / 2) / (0.4 * size)) ** 2 + ((xx - size / 2) / (0.45 * size)) ** 2 <= 1
@@ -46,37 +44,18 @@ def build_series(folder: Path, *, slices: int = 6, size: int = 512, seed: int = 
     h, w = max(2, size * 10 // 512), max(2, size * 12 // 512)
     first, last = lesion_slices
     volume[first:last + 1, r0:r0 + h, c0:c0 + w] = 1500
+    series = ct_series(SeriesIdentity.random("TEST^API", "API-0001"), rows=size, columns=size,
+                       pixel_spacing=[0.8, 0.8], slice_thickness=2.5)
     order = rng.permutation(slices)
-    paths = []
-    for k in order:
-        ds = _slice_dataset(volume[k], k, study, series, frame)
-        path = folder / f"img{int(k) * 7 % 13:03d}_{k}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
+    paths = write_series(folder, ((f"img{int(k) * 7 % 13:03d}_{k}.dcm",
+                                   _slice_dataset(series, volume[k], k)) for k in order))
     return BuiltSeries(paths, volume, volume >= 1400)
 
 
-def _slice_dataset(hu: np.ndarray, k: int, study: str, series: str, frame: str) -> FileDataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-    ds.Modality, ds.PatientName, ds.PatientID = "CT", "TEST^API", "API-0001"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.InstanceNumber = 100 - k
-    ds.ImagePositionPatient = [-200.0, -200.0, -50.0 + 2.5 * k]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [0.8, 0.8]
-    ds.SliceThickness = 2.5
-    ds.Rows, ds.Columns = hu.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
-    ds.PixelData = (hu.astype(np.int32) + 1024).astype(np.int16).tobytes()
-    return ds
+def _slice_dataset(series: Dataset, hu: np.ndarray, k: int) -> Dataset:
+    """Slice ``k``, 2.5 mm above slice k - 1; instance numbers count down from 100."""
+    return ct_slice(series, PixelFormat().stored(hu), position=[-200.0, -200.0, -50.0 + 2.5 * k],
+                    instance_number=100 - k)
 
 
 def as_files(paths: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:

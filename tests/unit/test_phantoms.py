@@ -21,7 +21,7 @@ from export.phantoms import (
     write_study,
 )
 from export.phantoms.cli import negative_indices, study_seed
-from export.phantoms.dicom_writer import MANUFACTURER
+from export.phantoms.identity import MANUFACTURER
 
 SMALL = {"slices": 12, "size": 192, "pixel_spacing_mm": 1.0, "slice_thickness_mm": 2.0,
          "slice_spacing_mm": 2.0}
