@@ -61,8 +61,10 @@ class StudyJob(BaseModel):
     progress: Progress
     created_at: float
     updated_at: float
-    error: Problem | None = Field(description="why the job failed, once it has")
-    result: StudyResult | None = Field(description="present once the job succeeded")
+    # Defaults, so that the published example (FastAPI drops its nulls) is a valid body too;
+    # the answer always carries both keys.
+    error: Problem | None = Field(default=None, description="why the job failed, once it has")
+    result: StudyResult | None = Field(default=None, description="present once it succeeded")
 
 
 class Health(BaseModel):

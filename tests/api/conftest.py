@@ -18,6 +18,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from api.config import Settings
 from api.http.app import create_app
+from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 
 
@@ -115,7 +116,7 @@ def fake_model() -> BrightBoneModel:
 @pytest.fixture
 def client(settings: Settings, fake_model: BrightBoneModel) -> Iterator[TestClient]:
     app = create_app(settings, model_factory=lambda _: fake_model)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with CheckedClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
