@@ -2,9 +2,15 @@
 
 Domain code raises these; the HTTP layer maps each class to a status code and an
 RFC 9457 problem+json body whose ``type`` is stable (``urn:bonemets:problem:<slug>``).
-Nothing below ``api/http/routes`` raises ``HTTPException``.
+Every problem type the service answers with is a class here, including those of the HTTP
+layer itself (a bad query, an unknown path) and of a job cut short by restarts. Nothing below
+``api/http/routes`` raises ``HTTPException``.
 
     BoneMetsError                      500  internal
+    ├── InvalidRequest                 422  invalid-request (a query or path parameter)
+    ├── RouteNotFound                  404  not-found (no such path)
+    ├── MethodNotAllowed               405  method-not-allowed
+    ├── HTTPProblem                    4xx  http-error (any other refusal of the HTTP layer)
     ├── InvalidUpload                  400  invalid-upload
     │   ├── NotDicom                   415  not-dicom
     │   ├── MalformedDicom             422  malformed-dicom
@@ -21,6 +27,7 @@ Nothing below ``api/http/routes`` raises ``HTTPException``.
     ├── JobNotFound                    404  job-not-found
     ├── SliceNotFound                  404  slice-not-found
     ├── JobNotFinished                 409  job-not-finished
+    ├── Interrupted                    503  interrupted (the service stopped during the job)
     ├── InferenceUnavailable           503  inference-unavailable (Retry-After)
     │   └── InferenceTimeout           504  inference-timeout
     ├── ModelError                     502  model-error
@@ -30,23 +37,44 @@ Nothing below ``api/http/routes`` raises ``HTTPException``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+PROBLEM_TYPE_PREFIX = "urn:bonemets:problem:"
 
 
 class BoneMetsError(Exception):
-    """Base of every error bonemets raises on purpose."""
+    """Base of every error bonemets raises on purpose; also what an unexpected one reports."""
 
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal"
     title: ClassVar[str] = "Internal error"
+    type_uri: ClassVar[str] = PROBLEM_TYPE_PREFIX + "internal"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type_uri = PROBLEM_TYPE_PREFIX + cls.slug
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
-    @property
-    def type_uri(self) -> str:
-        return f"urn:bonemets:problem:{self.slug}"
+
+class InvalidRequest(BoneMetsError):
+    status, slug, title = 422, "invalid-request", "Invalid request"
+
+
+class RouteNotFound(BoneMetsError):
+    status, slug, title = 404, "not-found", "Not Found"
+
+
+class MethodNotAllowed(BoneMetsError):
+    status, slug, title = 405, "method-not-allowed", "Method Not Allowed"
+
+
+class HTTPProblem(BoneMetsError):
+    """Any other status the HTTP layer refuses a request with; the answer keeps that status."""
+
+    status, slug, title = 400, "http-error", "HTTP error"
 
 
 class InvalidUpload(BoneMetsError):
@@ -113,6 +141,12 @@ class SliceNotFound(BoneMetsError):
 
 class JobNotFinished(BoneMetsError):
     status, slug, title = 409, "job-not-finished", "Study job has no result yet"
+
+
+class Interrupted(BoneMetsError):
+    """The service stopped during the job as many times as a job is tried: it is not run again."""
+
+    status, slug, title = 503, "interrupted", "Processing interrupted"
 
 
 class InferenceUnavailable(BoneMetsError):

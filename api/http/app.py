@@ -10,9 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.config import Settings, get_settings
-from api.http.deps import Services
 from api.http.limits import BodySizeLimit
-from api.http.problems import install_problem_handlers
+from api.http.problems import install_problem_handlers, problem_responses
 from api.http.routes import health, models, studies
 from api.inference.protocol import SegmentationModel
 from api.study.decoder_pool import DecoderPool
@@ -20,6 +19,7 @@ from api.study.jobs import JobStore
 from api.study.pipeline import StudyPipeline
 from api.study.retention import sweep_forever
 from api.study.runner import JobRunner
+from api.study.services import Services
 from api.study.storage import StudyStore
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def create_app(
                                  settings=settings)
         runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs)
         runner.start()
-        pipeline.resume_unfinished(runner)
+        runner.resume_unfinished(store)
         sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
         try:
             yield {"services": Services(settings, jobs, store, model, runner)}
@@ -82,7 +82,7 @@ def create_app(
 
     app = FastAPI(
         title="bonemets", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-        responses={500: {"description": "Internal error (problem+json)"}},
+        responses=problem_responses(500),  # any route, on an unexpected error
     )
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,18 +10,8 @@ from api.config import Settings
 from api.inference.protocol import SegmentationModel
 from api.study.jobs import JobStore
 from api.study.runner import JobRunner
+from api.study.services import Services
 from api.study.storage import StudyStore
-
-
-@dataclass
-class Services:
-    """Everything the routes reach, created once per app in its lifespan."""
-
-    settings: Settings
-    jobs: JobStore
-    store: StudyStore
-    model: SegmentationModel
-    runner: JobRunner
 
 
 def get_services(request: Request) -> Services:

@@ -1,36 +1,60 @@
-"""RFC 9457 problem+json for every error the API answers with."""
+"""RFC 9457 problem+json for every error the API answers with, and its OpenAPI entries."""
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.errors import BoneMetsError, InferenceUnavailable
+from api.errors import (
+    BoneMetsError,
+    HTTPProblem,
+    InferenceUnavailable,
+    InvalidRequest,
+    MethodNotAllowed,
+    RouteNotFound,
+    UploadTooLarge,
+)
+from api.schemas import Problem
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Problem is in the document's components: the job document (StudyJob) refers to it.
+_PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
+_HTTP_ERRORS: dict[int, type[BoneMetsError]] = {
+    404: RouteNotFound, 405: MethodNotAllowed, 413: UploadTooLarge,
+}
 
 
-def problem_response(
-    status: int, type_: str, title: str, detail: str, instance: str | None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = {"type": type_, "title": title, "status": status, "detail": detail}
-    if instance:
-        body["instance"] = instance
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for answers that are problem+json bodies, one per status."""
+    return {
+        status: {
+            "description": f"{HTTPStatus(status).phrase} (problem+json)",
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(problem.model_dump(exclude_none=True), status_code=problem.status,
+                        media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def error_response(exc: BoneMetsError, instance: str | None) -> JSONResponse:
     headers = None
     if isinstance(exc, InferenceUnavailable):
         headers = {"Retry-After": str(exc.retry_after_s)}
-    return problem_response(exc.status, exc.type_uri, exc.title, exc.detail, instance, headers)
+    problem = Problem(type=exc.type_uri, title=exc.title, status=exc.status, detail=exc.detail,
+                      instance=instance or None)
+    return problem_response(problem, headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -48,26 +72,19 @@ def install_problem_handlers(app: FastAPI) -> None:
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()))
             parts.append(f"{where}: {err.get('msg', 'invalid')}")
-        return problem_response(
-            422, "urn:bonemets:problem:invalid-request", "Invalid request",
-            "; ".join(parts) or "invalid request", request.url.path,
-        )
+        error = InvalidRequest("; ".join(parts) or "invalid request")
+        return error_response(error, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {404: "not-found", 405: "method-not-allowed", 413: "upload-too-large"}.get(
-            exc.status_code, "http-error"
-        )
-        return problem_response(
-            exc.status_code, f"urn:bonemets:problem:{slug}", str(exc.detail), str(exc.detail),
-            request.url.path, dict(exc.headers) if exc.headers else None,
-        )
+        kind = _HTTP_ERRORS.get(exc.status_code, HTTPProblem)
+        problem = Problem(type=kind.type_uri, title=str(exc.detail), status=exc.status_code,
+                          detail=str(exc.detail), instance=request.url.path or None)
+        return problem_response(problem, dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the log; the client gets no internals.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem_response(
-            500, "urn:bonemets:problem:internal", "Internal error",
-            "an unexpected error occurred; it has been logged", request.url.path,
-        )
+        error = BoneMetsError("an unexpected error occurred; it has been logged")
+        return error_response(error, request.url.path)

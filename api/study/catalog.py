@@ -8,15 +8,17 @@ from api.config import Settings
 from api.errors import BoneMetsError
 from api.inference.contract import format_windows, parse_windows
 from api.inference.protocol import ModelInfo, SegmentationModel
+from api.schemas.result import ModelOut, WindowOut
 
 
-def model_description(info: ModelInfo, ready: bool) -> dict[str, object]:
-    return {
-        "name": info.name, "version": info.version, "platform": info.platform,
-        "input_size": info.input_size,
-        "windows": [{"level": w.level, "width": w.width} for w in info.windows],
-        "threshold": info.threshold, "max_batch_size": info.max_batch_size, "ready": ready,
-    }
+def model_description(info: ModelInfo, ready: bool) -> ModelOut:
+    """The model as the API describes it, in ``GET /v1/models`` and in every result."""
+    return ModelOut(
+        name=info.name, version=info.version, platform=info.platform,
+        input_size=info.input_size,
+        windows=[WindowOut(level=w.level, width=w.width) for w in info.windows],
+        threshold=info.threshold, max_batch_size=info.max_batch_size, ready=ready,
+    )
 
 
 def mismatch(info: ModelInfo, settings: Settings) -> str | None:

@@ -9,38 +9,48 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
-from api.dicom.series import select_ct_series
+from api.config import Settings
+from api.dicom.series import CTSeries, select_ct_series
 from api.dicom.sources import expand_upload, zip_limits
-from api.http.deps import Services
-from api.http.multipart import stream_parts
+from api.study.services import Services
 
 log = logging.getLogger(__name__)
 
+# Writes the upload's parts into the folder it is given; raises InvalidUpload for a bad body.
+PartWriter = Callable[[Path], Awaitable[object]]
 
-async def receive_study(content_type: str, body: AsyncIterator[bytes], services: Services) -> str:
-    """Stream the parts to disk, check that they hold a CT series, queue a job; return its id."""
+
+def select_series(files: Sequence[Path], settings: Settings) -> CTSeries:
+    """The series a job reads, by the service's one rule: slice limit and refused body parts.
+
+    Intake calls it, and so does a job whose record of the choice is lost, so that both
+    choose alike.
+    """
+    return select_ct_series(
+        files, max_slices=settings.max_slices,
+        refused_body_parts=settings.refused_body_part_codes,
+    )
+
+
+async def receive_study(write_parts: PartWriter, services: Services) -> str:
+    """Write the parts to disk, check that they hold a CT series, queue a job; return its id."""
     job_id = uuid.uuid4().hex
     upload = services.store.create(job_id)
     try:
-        await stream_parts(content_type, body, upload)
+        await write_parts(upload)
         limits = zip_limits(services.settings.max_upload_bytes)
         files = await asyncio.to_thread(expand_upload, upload, limits)
-        series = await asyncio.to_thread(
-            select_ct_series,
-            files,
-            max_slices=services.settings.max_slices,
-            refused_body_parts=services.settings.refused_body_part_codes,
-        )
+        series = await asyncio.to_thread(select_series, files, services.settings)
         # The pipeline reads this back instead of a second header pass.
         await asyncio.to_thread(services.store.write_series, job_id, series)
     except BaseException:
         # Nothing half-received is kept.
         await asyncio.to_thread(services.store.delete, job_id)
         raise
-    services.jobs.create(job_id)
+    services.jobs.create(job_id, slices_total=len(series.slices))
     services.runner.submit(job_id)
     log.info("job %s queued: %d slices from %d files", job_id, len(series.slices), len(files))
     return job_id
-

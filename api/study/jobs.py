@@ -2,7 +2,8 @@
 
 A job moves ``queued -> running -> succeeded | failed``. On start-up, jobs left ``queued``
 or ``running`` by a previous process are queued again (their upload is still on disk)
-until they have been tried ``max_attempts`` times, then failed with a reason.
+until they have been tried ``max_attempts`` times, then failed with a reason
+(:func:`api.study.runner.resume_unfinished`).
 """
 
 from __future__ import annotations
@@ -86,12 +87,14 @@ class JobStore:
         with self._lock:
             yield self._db.cursor()
 
-    def create(self, job_id: str) -> Job:
+    def create(self, job_id: str, slices_total: int = 0) -> Job:
+        """A queued job; ``slices_total`` is known from the header pass before any decoding."""
         now = time.time()
         with self._cursor() as cur:
             cur.execute(
-                "INSERT INTO jobs (id, state, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                (job_id, JobState.QUEUED.value, now, now),
+                "INSERT INTO jobs (id, state, created_at, updated_at, slices_total)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (job_id, JobState.QUEUED.value, now, now, slices_total),
             )
         job = self.get(job_id)
         assert job is not None

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from api.dicom.series import CTSeries, load_slice_hounsfield
 from api.errors import StorageError
 from api.inference.contract import Window
-from api.lesions.components import PixelBox
 from api.lesions.render import overlay_png
+from api.schemas import SliceResult, StudyResult
+from api.study.results import half_open
 from api.study.storage import StudyStore
 
 
-def render_overlay(store: StudyStore, job_id: str, result: dict[str, Any],
-                   entry: dict[str, Any]) -> bytes:
+def render_overlay(store: StudyStore, job_id: str, result: StudyResult,
+                   entry: SliceResult) -> bytes:
     """PNG of slice ``entry`` of a finished job (decodes that one slice from the upload)."""
-    index = entry["index"]
+    index = entry.index
     series = store.read_series(job_id)
     if not isinstance(series, CTSeries) or not 0 <= index < len(series.slices):
         raise StorageError(f"the series of job {job_id} cannot be read")
     # Decoded exactly as the model's input was, from the upload kept with the result.
     hounsfield = load_slice_hounsfield(series.slices[index])
-    mask = store.read_mask(job_id, index, (entry["rows"], entry["columns"]))
-    window = Window(**result["model"]["windows"][0])
-    boxes = [PixelBox(b["row_min"], b["col_min"], b["row_max"] + 1, b["col_max"] + 1)
-             for b in entry["boxes"]]
-    return overlay_png(hounsfield, mask, window, boxes)
+    mask = store.read_mask(job_id, index, (entry.rows, entry.columns))
+    first = result.model.windows[0]
+    window = Window(level=first.level, width=first.width)
+    return overlay_png(hounsfield, mask, window, [half_open(box) for box in entry.boxes])

@@ -21,14 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from api.config import Settings
-from api.dicom.series import CTSeries, SliceRef, select_ct_series
+from api.dicom.series import CTSeries, SliceRef
 from api.dicom.sources import list_upload
 from api.errors import DecoderCrashed, InferenceUnavailable, ModelError
 from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
 from api.study.decoding import DecodedBatch, decode_batch
+from api.study.intake import select_series
 from api.study.jobs import JobStore
 from api.study.results import StudyAccumulator
-from api.study.runner import JobRunner
 from api.study.storage import StudyStore
 
 log = logging.getLogger(__name__)
@@ -45,21 +45,6 @@ class StudyPipeline:
         self.decoder = decoder
         self.settings = settings
 
-    def resume_unfinished(self, runner: JobRunner, max_attempts: int = 3) -> None:
-        """Queue again the jobs a previous process left unfinished, or fail them with a reason."""
-        from api.study.jobs import JobError
-
-        for job in self.jobs.unfinished():
-            if job.attempts >= max_attempts or not self.store.exists(job.id):
-                self.jobs.fail(job.id, JobError(
-                    "urn:bonemets:problem:interrupted", "Processing interrupted", 503,
-                    f"the service stopped during this job {job.attempts} times; upload it again",
-                ))
-                continue
-            log.info("resuming job %s after a restart", job.id)
-            self.jobs.requeue(job.id)
-            runner.submit(job.id)
-
     async def run(self, job_id: str) -> None:
         started = time.perf_counter()
         self.store.clear_outputs(job_id)
@@ -69,14 +54,17 @@ class StudyPipeline:
         self.jobs.start(job_id, len(series.slices))
         info = await self.model.info()
         study = StudyAccumulator(job_id, series, info, self.store, self.settings.public_url)
-        async for batch, segmentation in self._segmented(series, info):
+        at_model = BusyClock()
+        async for batch, segmentation in self._segmented(series, info, at_model):
             await asyncio.to_thread(study.add_batch, batch, segmentation)
             self.jobs.progress(job_id, study.slices_done)
-        result = await asyncio.to_thread(study.finish, read_s, time.perf_counter() - started)
+        result = await asyncio.to_thread(
+            study.finish, read_s, time.perf_counter() - started, at_model.busy_s()
+        )
         await asyncio.to_thread(self.store.write_result, job_id, result)
 
     async def _segmented(
-        self, series: CTSeries, info: ModelInfo
+        self, series: CTSeries, info: ModelInfo, at_model: BusyClock
     ) -> AsyncIterator[tuple[DecodedBatch, Segmentation]]:
         """Decoded and segmented batches, in slice order, with a bounded number in flight."""
         size = min(self.settings.batch_size, info.max_batch_size)
@@ -84,7 +72,9 @@ class StudyPipeline:
         pending: deque[asyncio.Task[tuple[DecodedBatch, Segmentation]]] = deque()
         try:
             for start, refs in zip(range(0, len(series.slices), size), batches, strict=True):
-                pending.append(asyncio.create_task(self._decode_and_segment(start, refs, info)))
+                pending.append(asyncio.create_task(
+                    self._decode_and_segment(start, refs, info, at_model)
+                ))
                 if len(pending) >= self.settings.inflight_batches:
                     yield await pending.popleft()
             while pending:
@@ -95,7 +85,7 @@ class StudyPipeline:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _decode_and_segment(
-        self, start: int, refs: Sequence[SliceRef], info: ModelInfo
+        self, start: int, refs: Sequence[SliceRef], info: ModelInfo, at_model: BusyClock
     ) -> tuple[DecodedBatch, Segmentation]:
         loop = asyncio.get_running_loop()
         began = time.perf_counter()
@@ -118,7 +108,9 @@ class StudyPipeline:
         batch.wall_decode_s = time.perf_counter() - began
         began = time.perf_counter()
         segmentation = await self._segment_with_retry(batch.hounsfield)
-        batch.inference_s = time.perf_counter() - began
+        ended = time.perf_counter()
+        batch.inference_s = ended - began
+        at_model.add(began, ended)
         return batch, segmentation
 
     async def _segment_with_retry(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
@@ -142,10 +134,28 @@ class StudyPipeline:
         cached = self.store.read_series(job_id)
         if isinstance(cached, CTSeries) and all(ref.path.is_file() for ref in cached.slices):
             return cached
-        series = select_ct_series(list_upload(upload), max_slices=self.settings.max_slices)
+        series = select_series(list_upload(upload), self.settings)
         self.store.write_series(job_id, series)  # overlays read it back later
         return series
 
+
+class BusyClock:
+    """Wall-clock time during which at least one of several overlapping intervals was open."""
+
+    def __init__(self) -> None:
+        self._intervals: list[tuple[float, float]] = []
+
+    def add(self, began: float, ended: float) -> None:
+        self._intervals.append((began, ended))
+
+    def busy_s(self) -> float:
+        """The length of the union of the intervals added."""
+        total, reach = 0.0, float("-inf")
+        for began, ended in sorted(self._intervals):
+            if ended > reach:
+                total += ended - max(began, reach)
+                reach = ended
+        return total
 
 
 def _check_shapes(segmentation: Segmentation, shape: tuple[int, ...]) -> None:

@@ -1,10 +1,10 @@
-"""Model answers become the study's result: 2D boxes per slice, 3D lesions, stored masks."""
+"""Model answers become the study's result (:class:`api.schemas.StudyResult`): 2D boxes per
+slice, 3D lesions, stored masks."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +14,16 @@ from api.dicom.series import CTSeries
 from api.inference.protocol import ModelInfo, Segmentation
 from api.lesions.components import Component2D, PixelBox, components_2d
 from api.lesions.lesions3d import Lesion3D, LesionTracker
+from api.schemas.result import (
+    Box2D,
+    Box3D,
+    Lesion,
+    LesionBox,
+    SliceBox,
+    SliceResult,
+    StudyResult,
+    Timings,
+)
 from api.study.catalog import model_description
 from api.study.decoding import DecodedBatch
 from api.study.storage import StudyStore
@@ -62,41 +72,54 @@ class StudyAccumulator:
         self.inference_s += batch.inference_s
         self.postprocess_s += time.perf_counter() - began
 
-    def finish(self, read_s: float, total_s: float) -> dict[str, Any]:
-        """The result document (see :class:`api.schemas.StudyResult`)."""
+    def finish(self, read_s: float, total_s: float, inference_wall_s: float) -> StudyResult:
+        """The study's result, once every batch is in."""
         lesions = self.tracker.finish()
         owners = _box_owners(lesions)
-        return {
-            "study_instance_uid": self.series.study_uid,
-            "series_instance_uid": self.series.series_uid,
-            "model": model_description(self.info, True),
-            "threshold": self.info.threshold,
-            "slice_count": len(self.series.slices),
-            "slice_spacing_mm": self.series.slice_spacing_mm,
-            "warnings": list(self.series.warnings),
-            "timings": {
-                "total_s": round(total_s, 4), "read_s": round(read_s, 4),
-                "decode_s": round(self.decode_s, 4), "inference_s": round(self.inference_s, 4),
-                "postprocess_s": round(self.postprocess_s, 4),
-            },
-            "lesions": [_lesion(lesion) for lesion in lesions],
-            "slices": [self._slice(i, owners) for i in range(len(self.series.slices))],
-        }
+        timings = Timings(
+            total_s=round(total_s, 4), read_s=round(read_s, 4), decode_s=round(self.decode_s, 4),
+            inference_s=round(self.inference_s, 4), inference_wall_s=round(inference_wall_s, 4),
+            postprocess_s=round(self.postprocess_s, 4),
+        )
+        return StudyResult(
+            study_instance_uid=self.series.study_uid,
+            series_instance_uid=self.series.series_uid,
+            model=model_description(self.info, True),
+            threshold=self.info.threshold,
+            slice_count=len(self.series.slices),
+            slice_spacing_mm=self.series.slice_spacing_mm,
+            warnings=list(self.series.warnings),
+            timings=timings,
+            lesions=[_lesion(lesion) for lesion in lesions],
+            slices=[self._slice(i, owners) for i in range(len(self.series.slices))],
+        )
 
-    def _slice(self, index: int, owners: dict[int, list[tuple[int, PixelBox]]]) -> dict[str, Any]:
+    def _slice(self, index: int, owners: dict[int, list[tuple[int, PixelBox]]]) -> SliceResult:
         ref = self.series.slices[index]
         boxes = []
         for found in self.boxes.get(index, []):
             lesion_id = next((lid for lid, b in owners.get(index, []) if _inside(found.box, b)),
                              None)
-            boxes.append({**_box(found.box), "lesion_id": lesion_id, "pixels": found.pixels,
-                          "probability_max": round(found.probability_max, 4)})
-        return {
-            "index": index, "sop_instance_uid": ref.sop_instance_uid, "z_mm": round(ref.z, 4),
-            "rows": ref.geometry.rows, "columns": ref.geometry.columns, "boxes": boxes,
-            "mask_url": f"{self.base_url}/{index}/mask.png",
-            "overlay_url": f"{self.base_url}/{index}/overlay.png",
-        }
+            boxes.append(SliceBox(**inclusive(found.box), lesion_id=lesion_id,
+                                  pixels=found.pixels,
+                                  probability_max=round(found.probability_max, 4)))
+        return SliceResult(
+            index=index, sop_instance_uid=ref.sop_instance_uid, z_mm=round(ref.z, 4),
+            rows=ref.geometry.rows, columns=ref.geometry.columns, boxes=boxes,
+            mask_url=f"{self.base_url}/{index}/mask.png",
+            overlay_url=f"{self.base_url}/{index}/overlay.png",
+        )
+
+
+def inclusive(box: PixelBox) -> dict[str, int]:
+    """A half-open box of the lesion code as the API's inclusive corners (see :func:`half_open`)."""
+    return {"row_min": box.row0, "col_min": box.col0, "row_max": box.row1 - 1,
+            "col_max": box.col1 - 1}
+
+
+def half_open(box: Box2D) -> PixelBox:
+    """An API box back as the lesion code's half-open one; :func:`inclusive` undone."""
+    return PixelBox(box.row_min, box.col_min, box.row_max + 1, box.col_max + 1)
 
 
 def _found(component: Component2D, mapping: ResizeMapping,
@@ -124,24 +147,19 @@ def _inside(inner: PixelBox, outer: PixelBox) -> bool:
             and inner.row1 <= outer.row1 and inner.col1 <= outer.col1)
 
 
-def _box(box: PixelBox) -> dict[str, int]:
-    """Half-open internal boxes as the API's inclusive ones."""
-    return {"row_min": box.row0, "col_min": box.col0, "row_max": box.row_max,
-            "col_max": box.col_max}
-
-
-def _lesion(lesion: Lesion3D) -> dict[str, Any]:
+def _lesion(lesion: Lesion3D) -> Lesion:
     b = lesion.box
-    return {
-        "id": lesion.id,
-        "slice_range": [lesion.first_slice, lesion.last_slice],
-        "bbox": {"row_min": b.row0, "col_min": b.col0, "row_max": b.row_max,
-                 "col_max": b.col_max, "slice_min": b.slice0, "slice_max": b.slice_max},
-        "boxes": [{"slice": sb.index, **_box(sb.box)} for sb in lesion.slice_boxes],
-        "centre_mm": [round(v, 3) for v in lesion.centre_mm],
-        "volume_ml": round(lesion.volume_ml, 4),
-        "longest_axial_diameter_mm": round(lesion.longest_diameter_mm, 3),
-        "probability_max": round(lesion.max_probability, 4),
-        "probability_mean": round(lesion.mean_probability, 4),
-        "voxels": lesion.voxel_count,
-    }
+    in_plane = inclusive(PixelBox(b.row0, b.col0, b.row1, b.col1))
+    return Lesion(
+        id=lesion.id,
+        slice_range=(lesion.first_slice, lesion.last_slice),
+        bbox=Box3D(**in_plane, slice_min=b.slice0, slice_max=b.slice1 - 1),
+        boxes=[LesionBox(slice=sb.index, **inclusive(sb.box)) for sb in lesion.slice_boxes],
+        centre_mm=(round(lesion.centre_mm[0], 3), round(lesion.centre_mm[1], 3),
+                   round(lesion.centre_mm[2], 3)),
+        volume_ml=round(lesion.volume_ml, 4),
+        longest_axial_diameter_mm=round(lesion.longest_diameter_mm, 3),
+        probability_max=round(lesion.max_probability, 4),
+        probability_mean=round(lesion.mean_probability, 4),
+        voxels=lesion.voxel_count,
+    )

@@ -6,8 +6,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from api.errors import BoneMetsError
+from api.errors import BoneMetsError, Interrupted
 from api.study.jobs import JobError, JobStore
+from api.study.storage import StudyStore
 
 log = logging.getLogger(__name__)
 
@@ -16,12 +17,10 @@ JobFunction = Callable[[str], Awaitable[None]]
 
 def job_error(exc: BaseException) -> JobError:
     """What a failed job reports: the problem a client would have got, without internals."""
-    if isinstance(exc, BoneMetsError):
-        return JobError(exc.type_uri, exc.title, exc.status, exc.detail)
-    return JobError(
-        "urn:bonemets:problem:internal", "Internal error", 500,
-        f"processing stopped on an unexpected {type(exc).__name__}; it has been logged",
+    error = exc if isinstance(exc, BoneMetsError) else BoneMetsError(
+        f"processing stopped on an unexpected {type(exc).__name__}; it has been logged"
     )
+    return JobError(error.type_uri, error.title, error.status, error.detail)
 
 
 class JobRunner:
@@ -46,6 +45,18 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+    def resume_unfinished(self, store: StudyStore, max_attempts: int = 3) -> None:
+        """Queue again the jobs a previous process left unfinished, or fail them with a reason."""
+        for job in self._jobs.unfinished():
+            if job.attempts >= max_attempts or not store.exists(job.id):
+                self._jobs.fail(job.id, job_error(Interrupted(
+                    f"the service stopped during this job {job.attempts} times; upload it again"
+                )))
+                continue
+            log.info("resuming job %s after a restart", job.id)
+            self._jobs.requeue(job.id)
+            self.submit(job.id)
 
     def submit(self, job_id: str) -> None:
         self._done.setdefault(job_id, asyncio.Event())

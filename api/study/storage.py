@@ -11,19 +11,19 @@ with the result, so that overlays can be drawn and an interrupted job can be run
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 
 from api.errors import StorageError
+from api.schemas.result import StudyResult
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -63,16 +63,18 @@ class StudyStore:
         shutil.rmtree(self.job_dir(job_id) / "masks", ignore_errors=True)
         (self.job_dir(job_id) / "result.json").unlink(missing_ok=True)
 
-    def write_result(self, job_id: str, result: dict[str, Any]) -> None:
-        self._write_atomic(self.job_dir(job_id) / "result.json", json.dumps(result).encode())
+    def write_result(self, job_id: str, result: StudyResult) -> None:
+        self._write_atomic(self.job_dir(job_id) / "result.json",
+                           result.model_dump_json().encode())
 
-    def read_result(self, job_id: str) -> dict[str, Any] | None:
+    def read_result(self, job_id: str) -> StudyResult | None:
+        """The stored result, validated; a file that is not one is a StorageError."""
         path = self.job_dir(job_id) / "result.json"
         try:
-            return json.loads(path.read_bytes())  # type: ignore[no-any-return]
+            return StudyResult.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValidationError) as exc:
             raise StorageError(f"result of job {job_id} cannot be read") from exc
 
     def write_mask(self, job_id: str, index: int, mask: npt.NDArray[np.bool_]) -> None:

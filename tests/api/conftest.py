@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from api.config import Settings
 from api.http.app import create_app
 from export.phantoms.ct_dicom import PixelFormat, SeriesIdentity, ct_series, ct_slice, write_series
+from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 
 
@@ -94,7 +95,7 @@ def fake_model() -> BrightBoneModel:
 @pytest.fixture
 def client(settings: Settings, fake_model: BrightBoneModel) -> Iterator[TestClient]:
     app = create_app(settings, model_factory=lambda _: fake_model)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with CheckedClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 

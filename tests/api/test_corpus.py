@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from api.config import Settings
 from api.http.app import create_app
 from tests.api.conftest import as_files
+from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 from tests.conftest import _corpus_dir, corpus_series_files
 
@@ -41,7 +42,7 @@ def any_body_part_client(
         settings.model_copy(update={"refused_body_parts": ""}),
         model_factory=lambda _: fake_model,
     )
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with CheckedClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 

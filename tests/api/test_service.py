@@ -10,6 +10,7 @@ from pydantic import BaseModel
 import api.schemas
 from api.config import Settings
 from api.http.app import create_app
+from tests.api.contract import CheckedClient
 from tests.api.fakes import DownModel
 
 
@@ -20,7 +21,7 @@ def test_healthz_and_readyz(client: TestClient) -> None:
 
 def test_readyz_is_503_when_the_model_is_down(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path), model_factory=lambda _: DownModel())
-    with TestClient(app) as client:
+    with CheckedClient(app) as client:
         response = client.get("/readyz")
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
@@ -36,7 +37,7 @@ def test_readyz_fails_when_the_model_window_differs_from_the_settings(tmp_path: 
     from tests.api.fakes import BrightBoneModel
 
     settings = Settings(data_dir=tmp_path, window="40:400")
-    with TestClient(create_app(settings, model_factory=lambda _: BrightBoneModel())) as client:
+    with CheckedClient(create_app(settings, model_factory=lambda _: BrightBoneModel())) as client:
         response = client.get("/readyz")
         assert response.status_code == 503
         assert "40:400" in response.json()["detail"]
@@ -61,4 +62,6 @@ def test_openapi_documents_every_route_with_examples(client: TestClient) -> None
     assert {"StudyJob", "StudyResult", "Lesion", "SliceResult", "ModelOut", "Problem"} <= published
     for name in published:
         assert "example" in schemas[name], name
+        # Each example is a body the model itself accepts.
+        getattr(api.schemas, name).model_validate(schemas[name]["example"])
     assert client.get("/docs").status_code == 200

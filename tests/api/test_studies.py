@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from fastapi.testclient import TestClient
 from PIL import Image
 from scipy import ndimage
@@ -15,6 +16,7 @@ from api.config import Settings
 from api.dicom.geometry import resize_to_model
 from api.http.app import create_app
 from tests.api.conftest import BuiltSeries, as_files, as_zip, build_series, wait_finished
+from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 
 PROBLEM = "application/problem+json"
@@ -51,6 +53,28 @@ def test_upload_files_answers_202_and_the_result_matches_the_lesion(
     assert lesion["probability_max"] == 1.0
     # Centre in patient mm: origin -200 + 0.8 * centre pixel; z midway between -45 and -42.5.
     assert np.allclose(lesion["centre_mm"], [-200 + 0.8 * 305.5, -200 + 0.8 * 204.5, -43.75])
+
+
+def test_the_202_tells_the_slice_count_the_header_pass_found(
+    client: TestClient, series: BuiltSeries
+) -> None:
+    response = client.post("/v1/studies", files=as_files(series.paths))
+    assert response.status_code == 202
+    assert response.json()["progress"] == {"slices_done": 0, "slices_total": 6}
+
+
+def test_inference_wall_time_counts_overlapping_batches_once(tmp_path: Path,
+                                                             series: BuiltSeries) -> None:
+    settings = Settings(data_dir=tmp_path / "d", decode_workers=1, batch_size=1,
+                        inflight_batches=3)
+    app = create_app(settings, model_factory=lambda _: BrightBoneModel(delay_s=0.2))
+    with CheckedClient(app) as client:
+        job = client.post("/v1/studies?wait=60", files=as_files(series.paths)).json()
+    timings = job["result"]["timings"]
+    # Six batches of 0.2 s each at the model, up to three at once.
+    assert timings["inference_s"] >= 6 * 0.2
+    assert 0.4 <= timings["inference_wall_s"] < timings["inference_s"]
+    assert timings["inference_wall_s"] <= timings["total_s"]
 
 
 def test_masks_and_boxes_agree_with_the_components(client: TestClient, series: BuiltSeries) -> None:
@@ -135,7 +159,7 @@ def test_an_upload_without_files_parts_is_a_400_problem(client: TestClient,
 def test_upload_over_the_limit_is_413(tmp_path: Path, series: BuiltSeries) -> None:
     settings = Settings(data_dir=tmp_path / "d", max_upload_mb=1, decode_workers=1)
     app = create_app(settings, model_factory=lambda _: BrightBoneModel())
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with CheckedClient(app, raise_server_exceptions=False) as client:
         response = client.post("/v1/studies", files=as_files(series.paths))
         assert response.status_code == 413
         assert response.json()["type"] == "urn:bonemets:problem:upload-too-large"
@@ -145,7 +169,7 @@ def test_upload_over_the_limit_is_413(tmp_path: Path, series: BuiltSeries) -> No
 def test_too_many_slices_is_413(tmp_path: Path, series: BuiltSeries) -> None:
     settings = Settings(data_dir=tmp_path / "d", max_slices=4, decode_workers=1)
     app = create_app(settings, model_factory=lambda _: BrightBoneModel())
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with CheckedClient(app, raise_server_exceptions=False) as client:
         response = client.post("/v1/studies", files=as_files(series.paths))
         assert response.status_code == 413
         assert response.json()["type"] == "urn:bonemets:problem:too-many-slices"
@@ -189,7 +213,7 @@ def test_a_model_that_stays_down_fails_the_job_with_503(tmp_path: Path,
     model.fail_next = 10**6
     settings = Settings(data_dir=tmp_path / "d", decode_workers=1, inference_retries=1)
     app = create_app(settings, model_factory=lambda _: model)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with CheckedClient(app, raise_server_exceptions=False) as client:
         response = client.post("/v1/studies?wait=60", files=as_files(series.paths))
         assert response.status_code == 503
         assert response.json()["type"] == "urn:bonemets:problem:inference-unavailable"
@@ -203,10 +227,10 @@ def test_an_interrupted_job_is_resumed_after_a_restart(tmp_path: Path,
     settings = Settings(data_dir=tmp_path / "d", decode_workers=1, batch_size=1,
                         inflight_batches=1)
     slow = BrightBoneModel(delay_s=5.0)
-    with TestClient(create_app(settings, model_factory=lambda _: slow)) as client:
+    with CheckedClient(create_app(settings, model_factory=lambda _: slow)) as client:
         job_id = client.post("/v1/studies", files=as_files(series.paths)).json()["id"]
     # The app stopped mid-job; a new one picks the job up from SQLite and the disk.
-    with TestClient(create_app(settings, model_factory=lambda _: BrightBoneModel())) as client:
+    with CheckedClient(create_app(settings, model_factory=lambda _: BrightBoneModel())) as client:
         job = wait_finished(client, job_id)
         assert job["state"] == "succeeded"
         assert job["result"]["lesions"][0]["slice_range"] == [2, 3]
@@ -214,7 +238,8 @@ def test_an_interrupted_job_is_resumed_after_a_restart(tmp_path: Path,
 
 def test_masks_of_an_unfinished_job_are_409(tmp_path: Path, series: BuiltSeries) -> None:
     settings = Settings(data_dir=tmp_path / "d", decode_workers=1)
-    with TestClient(create_app(settings, model_factory=lambda _: BrightBoneModel(delay_s=3))) as c:
+    app = create_app(settings, model_factory=lambda _: BrightBoneModel(delay_s=3))
+    with CheckedClient(app) as c:
         job_id = c.post("/v1/studies", files=as_files(series.paths)).json()["id"]
         response = c.get(f"/v1/studies/{job_id}/slices/0/mask.png")
         assert response.status_code == 409
@@ -254,9 +279,40 @@ def test_a_small_zip_cannot_inflate_past_the_upload_limit(tmp_path: Path) -> Non
         for index in range(12):  # 12 MiB of zeros: about 12 KB compressed, 1 MiB per member
             zf.writestr(f"slice{index:02d}.dcm", bytes(1 << 20))
     app = create_app(settings, model_factory=lambda _: BrightBoneModel())
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with CheckedClient(app, raise_server_exceptions=False) as client:
         files = [("files", ("study.zip", buffer.getvalue(), "application/zip"))]
         response = client.post("/v1/studies", files=files)
         assert response.status_code == 413, response.text
         assert response.json()["type"] == "urn:bonemets:problem:upload-too-large"
         assert list((settings.data_dir / "studies").iterdir()) == []
+
+
+def _label_body_part(paths: list[Path], body_part: str) -> None:
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.BodyPartExamined = body_part
+        ds.save_as(path)
+
+
+def test_a_series_record_lost_after_intake_is_chosen_again_by_the_same_rule(
+    tmp_path: Path
+) -> None:
+    """A head series with more slices beside a trunk one: the trunk, at intake and after."""
+    head = build_series(tmp_path / "head", slices=8, seed=1)
+    _label_body_part(head.paths, "HEAD")
+    trunk = build_series(tmp_path / "trunk", slices=6, seed=2)
+    trunk_uid = pydicom.dcmread(trunk.paths[0]).SeriesInstanceUID
+    settings = Settings(data_dir=tmp_path / "d", decode_workers=1, batch_size=1,
+                        inflight_batches=1)
+    slow = BrightBoneModel(delay_s=5.0)
+    with CheckedClient(create_app(settings, model_factory=lambda _: slow)) as client:
+        job_id = client.post("/v1/studies", files=as_files(head.paths + trunk.paths)).json()["id"]
+    record = settings.data_dir / "studies" / job_id / "series.pickle"
+    record.unlink()
+    with CheckedClient(create_app(settings, model_factory=lambda _: BrightBoneModel())) as client:
+        job = wait_finished(client, job_id)
+    assert job["state"] == "succeeded", job
+    result = job["result"]
+    assert (result["series_instance_uid"], result["slice_count"]) == (trunk_uid, 6)
+    assert any("left out: BodyPartExamined is HEAD" in w for w in result["warnings"])
+    assert record.is_file()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from api.errors import StorageError
+from api.schemas import StudyResult
 from api.study.jobs import JobError, JobState, JobStore
 from api.study.retention import sweep
 from api.study.storage import StudyStore
@@ -61,3 +64,44 @@ def test_sweep_removes_only_expired_finished_jobs(tmp_path: Path) -> None:
     assert sweep(jobs, store, retention_h=1, now=time.time() + 7200) == 1
     assert jobs.get(old) is None and not store.exists(old)
     assert jobs.get(running) is not None and store.exists(running)
+
+
+def _example_result() -> StudyResult:
+    extra = StudyResult.model_config.get("json_schema_extra")
+    assert isinstance(extra, dict)
+    return StudyResult.model_validate(extra["example"])
+
+
+def test_a_result_reads_back_as_the_model_it_was(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
+    store.create(JOB)
+    assert store.read_result(JOB) is None
+    result = _example_result()
+    store.write_result(JOB, result)
+    assert store.read_result(JOB) == result
+
+
+@pytest.mark.parametrize("stored", [b"{not json", b'{"slices": []}', b"[]"])
+def test_a_stored_result_that_is_not_one_is_a_storage_error(tmp_path: Path,
+                                                            stored: bytes) -> None:
+    store = StudyStore(tmp_path)
+    store.create(JOB)
+    (store.job_dir(JOB) / "result.json").write_bytes(stored)
+    with pytest.raises(StorageError, match="cannot be read"):
+        store.read_result(JOB)
+
+
+def test_a_result_stored_before_inference_wall_s_still_reads(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
+    store.create(JOB)
+    document = _example_result().model_dump()
+    del document["timings"]["inference_wall_s"]
+    (store.job_dir(JOB) / "result.json").write_text(json.dumps(document))
+    result = store.read_result(JOB)
+    assert result is not None and result.timings.inference_wall_s is None
+
+
+def test_a_job_knows_its_slice_total_from_creation(tmp_path: Path) -> None:
+    jobs = JobStore(tmp_path / "jobs.sqlite")
+    job = jobs.create(JOB, slices_total=120)
+    assert (job.state, job.slices_done, job.slices_total) == (JobState.QUEUED, 0, 120)

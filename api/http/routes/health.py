@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Response
 
 from api.http.deps import ModelDep, SettingsDep
 from api.schemas import Health
@@ -18,11 +17,13 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(model: ModelDep, settings: SettingsDep) -> JSONResponse:
+@router.get("/readyz", response_model=Health,
+            responses={503: {"model": Health, "description": "Not ready, with the reason"}})
+async def readyz(model: ModelDep, settings: SettingsDep, response: Response) -> Health:
     """Triton is reachable and the model is ready, with the expected window and threshold."""
     reason = await readiness(model, settings)
     if reason is None:
-        return JSONResponse(Health(status="ok").model_dump())
-    body = Health(status="unavailable", detail=reason).model_dump()
-    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+        return Health(status="ok")
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return Health(status="unavailable", detail=reason)

@@ -1,8 +1,10 @@
-"""The JSON the API speaks. Every model carries an example for the OpenAPI page."""
+"""A study's result: the one definition the pipeline builds, storage keeps and routes return.
+
+Boxes are in each slice's own pixels, first and last row and column **inclusive**; the lesion
+code's boxes are half-open, and :mod:`api.study.results` is the one place that converts.
+"""
 
 from __future__ import annotations
-
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -186,15 +188,24 @@ class Timings(BaseModel):
                 "read_s": 0.3,
                 "decode_s": 0.9,
                 "inference_s": 5.1,
+                "inference_wall_s": 2.4,
                 "postprocess_s": 0.2,
             }
         }
     )
 
-    total_s: float
+    total_s: float = Field(description="wall clock from the header pass to the stored result")
     read_s: float = Field(description="header pass and series choice")
     decode_s: float = Field(description="pixel decoding and HU, summed over workers")
-    inference_s: float = Field(description="waiting on the model, summed over batches")
+    inference_s: float = Field(
+        description="each batch's wait on the model, summed over batches; batches are in flight"
+        " together, so this can exceed total_s"
+    )
+    inference_wall_s: float | None = Field(
+        default=None,
+        description="wall clock during which at least one batch was at the model (never more"
+        " than total_s); null in results stored before this field existed",
+    )
     postprocess_s: float
 
 
@@ -223,6 +234,7 @@ class StudyResult(BaseModel):
                     "read_s": 0.3,
                     "decode_s": 0.9,
                     "inference_s": 5.1,
+                    "inference_wall_s": 2.4,
                     "postprocess_s": 0.2,
                 },
                 "lesions": [],
@@ -241,65 +253,3 @@ class StudyResult(BaseModel):
     timings: Timings
     lesions: list[Lesion]
     slices: list[SliceResult]
-
-
-class Progress(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"example": {"slices_done": 48, "slices_total": 120}}
-    )
-
-    slices_done: int
-    slices_total: int
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem details body."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "type": "urn:bonemets:problem:not-dicom",
-                "title": "Not a DICOM file",
-                "status": 415,
-                "detail": "report.pdf: no DICOM preamble or file meta",
-                "instance": "/v1/studies",
-            }
-        }
-    )
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-
-
-class StudyJob(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10",
-                "state": "running",
-                "progress": {"slices_done": 48, "slices_total": 120},
-                "created_at": 1796394000.0,
-                "updated_at": 1796394012.5,
-                "error": None,
-                "result": None,
-            }
-        }
-    )
-
-    id: str
-    state: Literal["queued", "running", "succeeded", "failed"]
-    progress: Progress
-    created_at: float
-    updated_at: float
-    error: Problem | None
-    result: StudyResult | None
-
-
-class Health(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"status": "ok", "detail": None}})
-
-    status: Literal["ok", "unavailable"]
-    detail: str | None = None

@@ -1,0 +1,74 @@
+"""The envelopes around a result: the job document, problems, health."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.errors import NotDicom
+from api.schemas.result import StudyResult
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"slices_done": 48, "slices_total": 120}}
+    )
+
+    slices_done: int
+    slices_total: int = Field(description="slices of the chosen series, known from the upload")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details body."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "type": NotDicom.type_uri,
+                "title": "Not a DICOM file",
+                "status": 415,
+                "detail": "report.pdf: no DICOM preamble or file meta",
+                "instance": "/v1/studies",
+            }
+        }
+    )
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+class StudyJob(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10",
+                "state": "running",
+                "progress": {"slices_done": 48, "slices_total": 120},
+                "created_at": 1796394000.0,
+                "updated_at": 1796394012.5,
+                "error": None,
+                "result": None,
+            }
+        }
+    )
+
+    id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: Progress
+    created_at: float
+    updated_at: float
+    # Defaults, so that the published example (FastAPI drops its nulls) is a valid body too;
+    # the answer always carries both keys.
+    error: Problem | None = Field(default=None, description="why the job failed, once it has")
+    result: StudyResult | None = Field(default=None, description="present once it succeeded")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"status": "ok", "detail": None}})
+
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None
