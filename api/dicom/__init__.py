@@ -6,7 +6,7 @@ Modules, each importable on its own (this package imports nothing eagerly):
 - ``headers`` / ``screening`` / ``integrity``: the cheap per-file header pass and its rejections.
 - ``series``: :func:`~api.dicom.series.select_ct_series` -> :class:`~api.dicom.series.CTSeries`,
   and :func:`~api.dicom.series.load_slice_hounsfield` for worker processes.
-- ``pixels``: decoding, modality LUT (HU), pixel padding, display windows.
+- ``pixels``: decoding, modality LUT (HU), pixel padding.
 - ``geometry``: slice planes in patient space and the fit into the model's square input.
 """
 

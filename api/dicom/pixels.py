@@ -1,4 +1,4 @@
-"""Stored pixel values to Hounsfield units, and Hounsfield units to a display window.
+"""Stored pixel values to Hounsfield units.
 
 Modality LUT (PS3.3 C.11.1.1.2): ``HU = RescaleSlope * stored + RescaleIntercept``, from the
 top level of a single-frame image or from the Pixel Value Transformation functional group of
@@ -33,7 +33,6 @@ from pydicom.uid import UID
 from api.dicom.frames import PIXEL_VALUE_TRANSFORMATION, frame_count, frame_value
 from api.dicom.geometry import AIR_HU
 from api.errors import BoneMetsError, CorruptPixelData, UnsupportedCompression
-from api.inference.contract import Window
 
 INT16_MIN, INT16_MAX = -32768, 32767
 # Padding whose HU lies above this is tissue, not outside-the-field fill.
@@ -139,12 +138,6 @@ def apply_rescale(stored: NDArray[Any], rescale: Rescale) -> NDArray[np.int16]:
         low, high = rescale.padding
         hounsfield[(stored >= low) & (stored <= high)] = AIR_HU
     return hounsfield
-
-
-def bone_window(hounsfield: NDArray[np.int16], window: Window) -> NDArray[np.float32]:
-    """HU to [0, 1] through ``window`` (linear between its low and high edges)."""
-    scaled = (hounsfield.astype(np.float32) - np.float32(window.low)) / np.float32(window.width)
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 def check_plausible(hounsfield: NDArray[np.int16]) -> None:

@@ -15,7 +15,6 @@ from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 from api.dicom.pixels import (
     Rescale,
     apply_rescale,
-    bone_window,
     check_plausible,
     decode_hounsfield,
     decode_stored,
@@ -23,7 +22,6 @@ from api.dicom.pixels import (
     rescale_for,
 )
 from api.errors import CorruptPixelData, UnsupportedCompression
-from api.inference.contract import BONE_WINDOW, Window
 from tests.dicom_builders import compressed, ct_slice, enhanced_ct, stored_pattern, write
 
 pytestmark = pytest.mark.timeout(60)
@@ -100,14 +98,6 @@ def test_enhanced_rescale_is_per_frame() -> None:
     )
     assert rescale_for(ds, 0) == Rescale(1.0, -1024.0)
     assert rescale_for(ds, 1) == Rescale(2.0, -1000.0)
-
-
-def test_bone_window_maps_level_and_edges() -> None:
-    hu = np.array([-2000, -500, 400, 1300, 3000], dtype=np.int16)
-    windowed = bone_window(hu, BONE_WINDOW)
-    assert windowed.dtype == np.float32
-    np.testing.assert_allclose(windowed, [0.0, 0.0, 0.5, 1.0, 1.0])
-    np.testing.assert_allclose(bone_window(hu, Window(0, 100)), [0, 0, 1, 1, 1])
 
 
 def test_plausibility_rejects_noise_and_accepts_constant_fill() -> None:
