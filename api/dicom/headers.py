@@ -37,7 +37,8 @@ from api.dicom.integrity import (
     native_length,
     probe_pixel_data,
 )
-from api.dicom.pixels import NativeLayout, Rescale, native_layout, rescale_for
+from api.dicom.native import NativeLayout, native_layout
+from api.dicom.pixels import Rescale, rescale_for
 from api.dicom.screening import (
     check_image_kind,
     check_modality,
@@ -63,12 +64,9 @@ class FrameHeader:
 
 
 @dataclass(frozen=True)
-class ImageHeader:
-    """What one accepted file says of itself: identifiers, acquisition and frame planes."""
+class SeriesIdentity:
+    """The study and series an image belongs to, and what acquired it."""
 
-    path: Path
-    sop_class_uid: str
-    sop_instance_uid: str
     study_uid: str
     series_uid: str
     frame_of_reference_uid: str
@@ -76,6 +74,15 @@ class ImageHeader:
     manufacturer: str
     series_description: str
     series_number: int | None
+
+
+@dataclass(frozen=True)
+class ImageHeader(SeriesIdentity):
+    """What one accepted file says of itself: identifiers, acquisition and frame planes."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
     instance_number: int | None
     image_type: tuple[str, ...]
     body_part: str  # BodyPartExamined, upper case without spaces ("" when absent)

@@ -52,63 +52,6 @@ class Rescale:
     padding: tuple[int, int] | None = None  # inclusive stored-value range mapped to air
 
 
-@dataclass(frozen=True)
-class NativeLayout:
-    """Where an uncompressed single-frame 16-bit image lies in its file (PS3.5 8.1.1)."""
-
-    offset: int
-    rows: int
-    columns: int
-    bits_stored: int
-    signed: bool
-    big_endian: bool = False
-
-
-def native_layout(ds: Dataset, offset: int, syntax: str) -> NativeLayout | None:
-    """The layout of ``ds``'s pixels when they can be read straight from the file, else None."""
-    little = syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
-    big = syntax == "1.2.840.10008.1.2.2"
-    try:
-        plain = (
-            (little or big) and frame_count(ds) == 1 and int(ds.BitsAllocated) == 16
-            and int(ds.get("SamplesPerPixel") or 1) == 1 and 1 <= int(ds.BitsStored) <= 16
-        )
-        if not plain:
-            return None
-        return NativeLayout(offset, int(ds.Rows), int(ds.Columns), int(ds.BitsStored),
-                            ds.get("PixelRepresentation") == 1, big)
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def read_native(path: Path, layout: NativeLayout) -> NDArray[np.integer[Any]]:
-    """Stored values read straight from the file, masked to BitsStored and sign-extended.
-
-    The same values pydicom's ``pixel_array`` gives, without parsing the dataset again:
-    the header pass found the offset, so a slice costs one read and two vector operations.
-    """
-    count = layout.rows * layout.columns
-    order = ">" if layout.big_endian else "<"
-    bits = layout.bits_stored
-    if bits == 16:
-        # The common case: the bytes already are the values.
-        dtype = np.dtype(f"{order}i2" if layout.signed else f"{order}u2")
-        raw = np.fromfile(path, dtype=dtype, count=count, offset=layout.offset)
-        _check_count(raw, count)
-        return raw.astype(dtype.newbyteorder("="), copy=False).reshape(layout.rows, layout.columns)
-    raw = np.fromfile(path, dtype=f"{order}u2", count=count, offset=layout.offset)
-    _check_count(raw, count)
-    values = raw.astype(np.int32) & ((1 << bits) - 1)
-    if layout.signed:
-        values[values >= 1 << (bits - 1)] -= 1 << bits
-    return values.reshape(layout.rows, layout.columns)
-
-
-def _check_count(raw: NDArray[Any], count: int) -> None:
-    if raw.size != count:
-        raise CorruptPixelData(f"the file holds {raw.size} of {count} pixels")
-
-
 def rescale_for(ds: Dataset, frame: int | None = None) -> Rescale:
     """The frame's Rescale: functional group first, then top level (PS3.3 C.11.1.1.2)."""
     slope = _number(frame_value(ds, frame, PIXEL_VALUE_TRANSFORMATION, "RescaleSlope"), 1.0)
