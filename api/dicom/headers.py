@@ -38,7 +38,7 @@ from api.dicom.integrity import (
     probe_pixel_data,
 )
 from api.dicom.native import NativeLayout, native_layout
-from api.dicom.pixels import Rescale, rescale_for
+from api.dicom.pixels import Rescale, rescale_for, short_reason
 from api.dicom.screening import (
     check_image_kind,
     check_modality,
@@ -103,7 +103,7 @@ def read_header(path: Path) -> ImageHeader:
         except (BoneMetsError, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - a parser meeting hostile input
-            raise NotDicom(f"a damaged DICOM file ({_short(exc)})") from exc
+            raise NotDicom(f"a damaged DICOM file ({short_reason(exc)})") from exc
 
 
 def _read(path: Path) -> ImageHeader:
@@ -295,7 +295,3 @@ def _optional_float(value: Any) -> float | None:
         return None
     return number if number is not None and math.isfinite(number) else None
 
-
-def _short(exc: BaseException) -> str:
-    text_ = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text_[:160]}" if text_ else type(exc).__name__

@@ -157,7 +157,7 @@ def _decoded(decode: Any, transfer_syntax: str) -> NDArray[Any]:
         problem = decoder_problem(transfer_syntax) if transfer_syntax else None
         if problem is not None:
             raise UnsupportedCompression(problem) from exc
-        raise CorruptPixelData(f"the pixel data cannot be decoded ({_short(exc)})") from exc
+        raise CorruptPixelData(f"the pixel data cannot be decoded ({short_reason(exc)})") from exc
     return result
 
 
@@ -171,14 +171,14 @@ def _read_header(path: Path) -> Dataset:
     try:
         return dcmread(path, stop_before_pixels=True, force=True)
     except Exception as exc:  # noqa: BLE001 - unreadable here means damaged since screening
-        raise CorruptPixelData(f"the file can no longer be read ({_short(exc)})") from exc
+        raise CorruptPixelData(f"the file can no longer be read ({short_reason(exc)})") from exc
 
 
 def _read_full(path: Path) -> Dataset:
     try:
         return dcmread(path, force=True)
     except Exception as exc:  # noqa: BLE001
-        raise CorruptPixelData(f"the pixel data cannot be read ({_short(exc)})") from exc
+        raise CorruptPixelData(f"the pixel data cannot be read ({short_reason(exc)})") from exc
 
 
 def _transfer_syntax(ds: Dataset) -> str:
@@ -210,6 +210,7 @@ def _ts_name(uid: UID) -> str:
     return f"'{uid.name}' ({uid})" if uid.name != str(uid) else str(uid)
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """An exception on one line, its message cut at 160 characters, for error details."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
