@@ -27,7 +27,7 @@ MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 
 @dataclass(frozen=True)
 class NativeLayout:
-    """Where an uncompressed single-frame 16-bit image lies in its file (PS3.5 8.1.1)."""
+    """Where an uncompressed 16-bit image lies in its file, frame after frame (PS3.5 8.1.1)."""
 
     offset: int
     rows: int
@@ -41,15 +41,15 @@ def native_layout(ds: Dataset, offset: int, syntax: str) -> NativeLayout | None:
     """The layout of ``ds``'s pixels when they can be read straight from the file, else None.
 
     None wherever pydicom would do anything but read the bytes: compressed or deflated data,
-    several frames or samples, other than 16 bits allocated, or Image Pixel attributes that
-    pydicom refuses (absent or invalid), so that its error stays the one the client sees.
+    several samples, other than 16 bits allocated, or Image Pixel attributes that pydicom
+    refuses (absent or invalid), so that its error stays the one the client sees.
     """
     if syntax not in NATIVE_SYNTAXES:
         return None
     try:
         rows, columns, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsStored)
         plain = (
-            frame_count(ds) == 1
+            frame_count(ds) >= 1
             and int(ds.BitsAllocated) == 16
             and int(ds.SamplesPerPixel) == 1
             and 1 <= bits <= 16
@@ -66,22 +66,26 @@ def native_layout(ds: Dataset, offset: int, syntax: str) -> NativeLayout | None:
     return NativeLayout(offset, rows, columns, bits, signed, syntax == ExplicitVRBigEndian)
 
 
-def read_native(path: Path, layout: NativeLayout) -> NDArray[np.integer[Any]]:
-    """Stored values read straight from the file, masked to BitsStored and sign-extended.
+def read_native(
+    path: Path, layout: NativeLayout, frame: int | None = None
+) -> NDArray[np.integer[Any]]:
+    """Stored values of one frame read straight from the file, masked to BitsStored and
+    sign-extended.
 
     The same values pydicom's ``pixel_array`` gives (its ``correct_unused_bits``), without
     parsing the dataset again. CorruptPixelData when the file holds fewer pixels.
     """
     count = layout.rows * layout.columns
+    offset = layout.offset + (frame or 0) * count * 2
     order = ">" if layout.big_endian else "<"
     bits = layout.bits_stored
     if bits == 16:
         # The common case: the bytes already are the values.
         dtype = np.dtype(f"{order}i2" if layout.signed else f"{order}u2")
-        raw = np.fromfile(path, dtype=dtype, count=count, offset=layout.offset)
+        raw = np.fromfile(path, dtype=dtype, count=count, offset=offset)
         _check_count(raw, count)
         return raw.astype(dtype.newbyteorder("="), copy=False).reshape(layout.rows, layout.columns)
-    raw = np.fromfile(path, dtype=f"{order}u2", count=count, offset=layout.offset)
+    raw = np.fromfile(path, dtype=f"{order}u2", count=count, offset=offset)
     _check_count(raw, count)
     values = raw.astype(np.int32) & ((1 << bits) - 1)
     if layout.signed:

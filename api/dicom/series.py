@@ -237,7 +237,7 @@ def _slice_ref(
         geometry=frame.geometry,
         instance_number=header.instance_number,
         rescale=frame.rescale,
-        native=header.native if frame.frame is None else None,
+        native=header.native,
     )
 
 

@@ -54,7 +54,7 @@ def stored_values(ref: SliceRef) -> NDArray[Any]:
     """The slice's stored values: straight from the file where it can, else through pydicom."""
     if ref.native is not None:
         try:
-            return read_native(ref.path, ref.native)
+            return read_native(ref.path, ref.native, ref.frame)
         except (CorruptPixelData, OSError, ValueError):
             # The file changed since the header pass: pydicom names the fault as it always has.
             pass

@@ -24,7 +24,14 @@ from api.dicom.native import NativeLayout, native_layout, read_native
 from api.dicom.pixels import decode_hounsfield
 from api.dicom.series import SliceRef, load_slice_hounsfield, select_ct_series
 from api.errors import InvalidUpload
-from tests.dicom_builders import compressed, ct_slice, write, write_series
+from tests.dicom_builders import (
+    compressed,
+    ct_slice,
+    enhanced_ct,
+    stored_pattern,
+    write,
+    write_series,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -39,6 +46,7 @@ NATIVE_IN_CORPUS = (
     "singles/ts_ge_hispeed_LittleEndianImplicitTransferSyntax_1.2.840.10008.1.2.dcm",
     "singles/nema_CT2_UNC_toshiba.dcm",
     "edgecases/ct_693_bitsstored14_unc.dcm",
+    "enhanced_multiframe/eCT_Supplemental_2frame_evrle.dcm",
     "series/S03_philips_ingenuity_phantom_head_5mm",  # unsigned, intercept -1024
     "series/S04_ge_lightspeed_abdomen_3slice",  # implicit VR
 )
@@ -85,6 +93,20 @@ def test_a_compressed_slice_is_decoded_by_pydicom(
     assert len(pydicom_decodes) == 1
 
 
+def test_each_frame_of_an_uncompressed_enhanced_ct_is_read_without_pydicom(
+    tmp_path: Path, pydicom_decodes: list[Any]
+) -> None:
+    pixels = np.stack([stored_pattern(8, 8, seed) for seed in range(3)])
+    ds = enhanced_ct([(0, 0, 0), (0, 0, 1), (0, 0, 2)], pixels, [(1.0, -1024.0)] * 3)
+    refs = select_ct_series([write(ds, tmp_path / "enhanced.dcm")]).slices
+    assert [ref.frame for ref in refs] == [0, 1, 2]
+    loaded = [load_slice_hounsfield(ref) for ref in refs]
+    assert pydicom_decodes == []
+    for ref, hounsfield in zip(refs, loaded, strict=True):
+        assert hounsfield.tobytes() == _through_pydicom(ref).tobytes()
+        np.testing.assert_array_equal(hounsfield, pixels[ref.frame] - 1024)
+
+
 def test_a_file_cut_short_after_the_header_pass_fails_as_pydicom_says(tmp_path: Path) -> None:
     path = write(ct_slice(rows=32, columns=32), tmp_path / "slice.dcm")
     (ref,) = select_ct_series([path]).slices
@@ -121,7 +143,7 @@ def test_native_layout_of_a_plain_image() -> None:
         {"BitsAllocated": 8},
         {"BitsAllocated": 32},
         {"BitsStored": 17},
-        {"NumberOfFrames": 2},
+        {"NumberOfFrames": 0},
         {"Rows": 0},
     ],
     ids=str,
