@@ -2,9 +2,9 @@
 
 pydicom parses the whole dataset again to decode a slice; a plain 16-bit image needs one
 read at a known offset and two vector operations (a 512x512 slice of the corpus' S03 to HU:
-about 4 ms through pydicom, 0.6 ms this way). Only the
-layouts where this gives pydicom's own stored values are described (:func:`native_layout`);
-every other file goes through pydicom (:func:`api.dicom.pixels.decode_stored`).
+about 4 ms through pydicom, 0.6 ms this way). Only the layouts where this gives pydicom's
+own stored values are described (:func:`native_layout`); every other file goes through
+pydicom (:func:`api.dicom.pixels.decode_stored`).
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def native_layout(ds: Dataset, offset: int, syntax: str) -> NativeLayout | None:
         return None
     try:
         rows, columns, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsStored)
+        frame_count(ds)  # ValueError below one frame, which pydicom refuses too
         plain = (
-            frame_count(ds) >= 1
-            and int(ds.BitsAllocated) == 16
+            int(ds.BitsAllocated) == 16
             and int(ds.SamplesPerPixel) == 1
             and 1 <= bits <= 16
             and 0 < rows < 1 << 16

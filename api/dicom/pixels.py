@@ -10,8 +10,9 @@ and PixelPaddingRangeLimit, mark pixels outside the reconstructed field (GE's -2
 see the same air as the rest of the outside. A padding value whose modality-LUT value lies
 above -1000 HU would name a tissue value, so it is ignored rather than erase tissue.
 
-Decoding goes through pydicom's pixel plugins (pylibjpeg, openjpeg, libjpeg, gdcm); the
-functions taking a path and a frame index are pure and can run in a worker process.
+Decoding goes through pydicom's pixel plugins (pylibjpeg, openjpeg, libjpeg, gdcm); plain
+uncompressed slices skip it (:mod:`api.dicom.native`). The functions taking a path and a
+frame index are pure and can run in a worker process.
 """
 
 from __future__ import annotations

@@ -33,10 +33,7 @@ from tests.dicom_builders import (
     write_series,
 )
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.filterwarnings("ignore::UserWarning")]
 
 CORPUS_FOLDERS = ("series", "singles", "enhanced_multiframe", "edgecases")
 # Files the raw read must serve: one of each layout it claims.
