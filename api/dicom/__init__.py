@@ -4,9 +4,13 @@ Modules, each importable on its own (this package imports nothing eagerly):
 
 - ``sources``: uploads to files (safe zip extraction, folder listing).
 - ``headers`` / ``screening`` / ``integrity``: the cheap per-file header pass and its rejections.
-- ``series``: :func:`~api.dicom.series.select_ct_series` -> :class:`~api.dicom.series.CTSeries`,
-  and :func:`~api.dicom.series.load_slice_hounsfield` for worker processes.
-- ``pixels``: decoding, modality LUT (HU), pixel padding, display windows.
+- ``series``: :func:`~api.dicom.series.select_ct_series` -> :class:`~api.dicom.series.CTSeries`;
+  ``duplicates``: slices at one position.
+- ``slices``: :class:`~api.dicom.slices.SliceRef` and
+  :func:`~api.dicom.slices.load_slice_hounsfield` for worker processes (both also importable
+  from ``series``).
+- ``pixels``: decoding, modality LUT (HU), pixel padding; ``native``: uncompressed slices read
+  straight from the file.
 - ``geometry``: slice planes in patient space and the fit into the model's square input.
 """
 

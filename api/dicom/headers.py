@@ -37,7 +37,8 @@ from api.dicom.integrity import (
     native_length,
     probe_pixel_data,
 )
-from api.dicom.pixels import NativeLayout, Rescale, native_layout, rescale_for
+from api.dicom.native import NativeLayout, native_layout
+from api.dicom.pixels import Rescale, rescale_for, short_reason
 from api.dicom.screening import (
     check_image_kind,
     check_modality,
@@ -63,12 +64,9 @@ class FrameHeader:
 
 
 @dataclass(frozen=True)
-class ImageHeader:
-    """What one accepted file says of itself: identifiers, acquisition and frame planes."""
+class SeriesIdentity:
+    """The study and series an image belongs to, and what acquired it."""
 
-    path: Path
-    sop_class_uid: str
-    sop_instance_uid: str
     study_uid: str
     series_uid: str
     frame_of_reference_uid: str
@@ -76,6 +74,15 @@ class ImageHeader:
     manufacturer: str
     series_description: str
     series_number: int | None
+
+
+@dataclass(frozen=True)
+class ImageHeader(SeriesIdentity):
+    """What one accepted file says of itself: identifiers, acquisition and frame planes."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
     instance_number: int | None
     image_type: tuple[str, ...]
     body_part: str  # BodyPartExamined, upper case without spaces ("" when absent)
@@ -96,7 +103,7 @@ def read_header(path: Path) -> ImageHeader:
         except (BoneMetsError, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - a parser meeting hostile input
-            raise NotDicom(f"a damaged DICOM file ({_short(exc)})") from exc
+            raise NotDicom(f"a damaged DICOM file ({short_reason(exc)})") from exc
 
 
 def _read(path: Path) -> ImageHeader:
@@ -288,7 +295,3 @@ def _optional_float(value: Any) -> float | None:
         return None
     return number if number is not None and math.isfinite(number) else None
 
-
-def _short(exc: BaseException) -> str:
-    text_ = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text_[:160]}" if text_ else type(exc).__name__

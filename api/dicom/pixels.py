@@ -1,4 +1,4 @@
-"""Stored pixel values to Hounsfield units, and Hounsfield units to a display window.
+"""Stored pixel values to Hounsfield units.
 
 Modality LUT (PS3.3 C.11.1.1.2): ``HU = RescaleSlope * stored + RescaleIntercept``, from the
 top level of a single-frame image or from the Pixel Value Transformation functional group of
@@ -10,8 +10,9 @@ and PixelPaddingRangeLimit, mark pixels outside the reconstructed field (GE's -2
 see the same air as the rest of the outside. A padding value whose modality-LUT value lies
 above -1000 HU would name a tissue value, so it is ignored rather than erase tissue.
 
-Decoding goes through pydicom's pixel plugins (pylibjpeg, openjpeg, libjpeg, gdcm); the
-functions taking a path and a frame index are pure and can run in a worker process.
+Decoding goes through pydicom's pixel plugins (pylibjpeg, openjpeg, libjpeg, gdcm); plain
+uncompressed slices skip it (:mod:`api.dicom.native`). The functions taking a path and a
+frame index are pure and can run in a worker process.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from pydicom.uid import UID
 from api.dicom.frames import PIXEL_VALUE_TRANSFORMATION, frame_count, frame_value
 from api.dicom.geometry import AIR_HU
 from api.errors import BoneMetsError, CorruptPixelData, UnsupportedCompression
-from api.inference.contract import Window
 
 INT16_MIN, INT16_MAX = -32768, 32767
 # Padding whose HU lies above this is tissue, not outside-the-field fill.
@@ -51,63 +51,6 @@ class Rescale:
     slope: float = 1.0
     intercept: float = 0.0
     padding: tuple[int, int] | None = None  # inclusive stored-value range mapped to air
-
-
-@dataclass(frozen=True)
-class NativeLayout:
-    """Where an uncompressed single-frame 16-bit image lies in its file (PS3.5 8.1.1)."""
-
-    offset: int
-    rows: int
-    columns: int
-    bits_stored: int
-    signed: bool
-    big_endian: bool = False
-
-
-def native_layout(ds: Dataset, offset: int, syntax: str) -> NativeLayout | None:
-    """The layout of ``ds``'s pixels when they can be read straight from the file, else None."""
-    little = syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
-    big = syntax == "1.2.840.10008.1.2.2"
-    try:
-        plain = (
-            (little or big) and frame_count(ds) == 1 and int(ds.BitsAllocated) == 16
-            and int(ds.get("SamplesPerPixel") or 1) == 1 and 1 <= int(ds.BitsStored) <= 16
-        )
-        if not plain:
-            return None
-        return NativeLayout(offset, int(ds.Rows), int(ds.Columns), int(ds.BitsStored),
-                            ds.get("PixelRepresentation") == 1, big)
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def read_native(path: Path, layout: NativeLayout) -> NDArray[np.integer[Any]]:
-    """Stored values read straight from the file, masked to BitsStored and sign-extended.
-
-    The same values pydicom's ``pixel_array`` gives, without parsing the dataset again:
-    the header pass found the offset, so a slice costs one read and two vector operations.
-    """
-    count = layout.rows * layout.columns
-    order = ">" if layout.big_endian else "<"
-    bits = layout.bits_stored
-    if bits == 16:
-        # The common case: the bytes already are the values.
-        dtype = np.dtype(f"{order}i2" if layout.signed else f"{order}u2")
-        raw = np.fromfile(path, dtype=dtype, count=count, offset=layout.offset)
-        _check_count(raw, count)
-        return raw.astype(dtype.newbyteorder("="), copy=False).reshape(layout.rows, layout.columns)
-    raw = np.fromfile(path, dtype=f"{order}u2", count=count, offset=layout.offset)
-    _check_count(raw, count)
-    values = raw.astype(np.int32) & ((1 << bits) - 1)
-    if layout.signed:
-        values[values >= 1 << (bits - 1)] -= 1 << bits
-    return values.reshape(layout.rows, layout.columns)
-
-
-def _check_count(raw: NDArray[Any], count: int) -> None:
-    if raw.size != count:
-        raise CorruptPixelData(f"the file holds {raw.size} of {count} pixels")
 
 
 def rescale_for(ds: Dataset, frame: int | None = None) -> Rescale:
@@ -139,12 +82,6 @@ def apply_rescale(stored: NDArray[Any], rescale: Rescale) -> NDArray[np.int16]:
         low, high = rescale.padding
         hounsfield[(stored >= low) & (stored <= high)] = AIR_HU
     return hounsfield
-
-
-def bone_window(hounsfield: NDArray[np.int16], window: Window) -> NDArray[np.float32]:
-    """HU to [0, 1] through ``window`` (linear between its low and high edges)."""
-    scaled = (hounsfield.astype(np.float32) - np.float32(window.low)) / np.float32(window.width)
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 def check_plausible(hounsfield: NDArray[np.int16]) -> None:
@@ -221,7 +158,7 @@ def _decoded(decode: Any, transfer_syntax: str) -> NDArray[Any]:
         problem = decoder_problem(transfer_syntax) if transfer_syntax else None
         if problem is not None:
             raise UnsupportedCompression(problem) from exc
-        raise CorruptPixelData(f"the pixel data cannot be decoded ({_short(exc)})") from exc
+        raise CorruptPixelData(f"the pixel data cannot be decoded ({short_reason(exc)})") from exc
     return result
 
 
@@ -235,14 +172,14 @@ def _read_header(path: Path) -> Dataset:
     try:
         return dcmread(path, stop_before_pixels=True, force=True)
     except Exception as exc:  # noqa: BLE001 - unreadable here means damaged since screening
-        raise CorruptPixelData(f"the file can no longer be read ({_short(exc)})") from exc
+        raise CorruptPixelData(f"the file can no longer be read ({short_reason(exc)})") from exc
 
 
 def _read_full(path: Path) -> Dataset:
     try:
         return dcmread(path, force=True)
     except Exception as exc:  # noqa: BLE001
-        raise CorruptPixelData(f"the pixel data cannot be read ({_short(exc)})") from exc
+        raise CorruptPixelData(f"the pixel data cannot be read ({short_reason(exc)})") from exc
 
 
 def _transfer_syntax(ds: Dataset) -> str:
@@ -274,6 +211,7 @@ def _ts_name(uid: UID) -> str:
     return f"'{uid.name}' ({uid})" if uid.name != str(uid) else str(uid)
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """An exception on one line, its message cut at 160 characters, for error details."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

@@ -1,8 +1,8 @@
 """The axial CT series of an upload: files screened, grouped, sorted along the normal, checked.
 
-The header pass reads no pixels; pixels are decoded later, one slice at a time, by
-:func:`load_slice_hounsfield` (picklable, for worker processes). Only slices at the same
-position are decoded here, to tell a file sent twice from two different acquisitions.
+The header pass reads no pixels; pixels are read later, one slice at a time, by
+:func:`~api.dicom.slices.load_slice_hounsfield` (picklable, for worker processes). Only
+slices at the same position are decoded here (:mod:`api.dicom.duplicates`).
 """
 
 from __future__ import annotations
@@ -16,23 +16,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
-from api.dicom.geometry import PlaneGeometry, Vector
+from api.dicom.duplicates import Entry, drop_duplicates
+from api.dicom.geometry import Vector
 from api.dicom.grouping import SeriesGroup, blank_uids, group_headers, synthetic_uid
-from api.dicom.headers import FrameHeader, ImageHeader, read_header
-from api.dicom.pixels import (
-    NativeLayout,
-    Rescale,
-    apply_rescale,
-    check_plausible,
-    decode_stored,
-)
+from api.dicom.headers import FrameHeader, ImageHeader, SeriesIdentity, read_header
 from api.dicom.rejections import Rejection, gather_file_rejections, no_series_error
-from api.dicom.stacking import describe_stack, duplicate_runs, projection
+from api.dicom.slices import SliceRef, load_slice_hounsfield
+from api.dicom.stacking import describe_stack, projection
 from api.errors import (
-    ConflictingInstances,
-    CorruptPixelData,
     InconsistentGeometry,
     InvalidUpload,
     NoCTSeries,
@@ -40,61 +32,28 @@ from api.errors import (
     UnsupportedBodyPart,
 )
 
+# Where export/, the study flow and the tests import them from.
+__all__ = ["CTSeries", "SliceRef", "load_slice_hounsfield", "select_ct_series"]
+
 log = logging.getLogger(__name__)
 
 ORIENTATION_TOLERANCE = 1e-3
 SPACING_TOLERANCE = 1e-3  # relative
 
-Entry = tuple[ImageHeader, FrameHeader]
-
 
 @dataclass(frozen=True)
-class SliceRef:
-    """One slice of the chosen series: where its pixels are and where it lies."""
+class CTSeries(SeriesIdentity):
+    """The chosen axial CT series, its slices sorted by ``z``, and what was left out.
 
-    path: Path
-    frame: int | None  # frame index in a multi-frame file; None for single-frame files
-    sop_instance_uid: str  # synthetic (2.25...) where the file's was blank
-    position: Vector  # ImagePositionPatient, mm
-    z: float  # position projected on the series' slice normal, mm; slices ascend in z
-    geometry: PlaneGeometry
-    instance_number: int | None
-    rescale: Rescale
-    native: NativeLayout | None = None  # uncompressed 16-bit: read without pydicom
+    ``study_uid`` is synthetic (2.25...) where the files' was blank.
+    """
 
-
-@dataclass(frozen=True)
-class CTSeries:
-    """The chosen axial CT series, its slices sorted by ``z``, and what was left out."""
-
-    study_uid: str
-    series_uid: str
-    frame_of_reference_uid: str
-    modality: str
-    manufacturer: str
-    series_description: str
-    series_number: int | None
     slices: tuple[SliceRef, ...]
     slice_spacing_mm: float | None  # median distance between planes
     slice_thickness: float | None
     warnings: tuple[str, ...]
     rejected: tuple[Rejection, ...]
     synthetic_uids: bool  # True when blank UIDs were replaced
-
-
-def load_slice_hounsfield(ref: SliceRef) -> NDArray[np.int16]:
-    """HU of one slice as stored (int16, padding as air); picklable, for worker processes."""
-    try:
-        stored = decode_stored(ref.path, ref.frame)
-        expected = (ref.geometry.rows, ref.geometry.columns)
-        if stored.shape != expected:
-            raise CorruptPixelData(f"a slice decoded to {stored.shape}, not {expected}")
-        result = apply_rescale(stored, ref.rescale)
-        check_plausible(result)
-    except InvalidUpload as exc:
-        frame = f" frame {ref.frame}" if ref.frame is not None else ""
-        raise type(exc)(f"{ref.path.name}{frame}: {exc.detail}") from exc
-    return result
 
 
 def select_ct_series(
@@ -174,7 +133,7 @@ def build_series(group: SeriesGroup) -> CTSeries:
     _check_consistent(entries)
     normal = entries[0][1].geometry.normal
     entries.sort(key=lambda e: _sort_key(e, normal))
-    entries, duplicate_warnings = _drop_duplicates(entries, normal)
+    entries, duplicate_warnings = drop_duplicates(entries, normal)
     slices = tuple(_slice_ref(group, header, frame, normal) for header, frame in entries)
     first = group.headers[0]
     shape = describe_stack(
@@ -262,64 +221,6 @@ def _sort_key(entry: Entry, normal: Vector) -> tuple[float, int, str, int]:
     return (z, header.instance_number or 0, str(header.path), frame.frame or 0)
 
 
-def _drop_duplicates(entries: list[Entry], normal: Vector) -> tuple[list[Entry], list[str]]:
-    """Drop repeats of a slice; InconsistentGeometry for different images at one position."""
-    z = [projection(normal, frame.geometry.origin) for _, frame in entries]
-    dropped: set[int] = set()
-    for run in duplicate_runs(z):
-        for index in run[1:]:
-            if not _same_image(entries[run[0]], entries[index]):
-                if _instance_key(entries[run[0]]) == _instance_key(entries[index]):
-                    raise ConflictingInstances(
-                        f"two different images at {z[index]:.2f} mm along the slice normal carry "
-                        "the same SOP Instance UID: send the one that is meant"
-                    )
-                raise InconsistentGeometry(
-                    f"two different images at the same position ({z[index]:.2f} mm along the "
-                    "slice normal): the series holds more than one acquisition"
-                )
-            dropped.add(index)
-    kept_at = [(entry, z[index]) for index, entry in enumerate(entries) if index not in dropped]
-    _check_unique_instances(kept_at)
-    kept = [entry for entry, _ in kept_at]
-    if not dropped:
-        return kept, []
-    return kept, [f"{len(dropped)} duplicate slice(s) dropped (same position, same pixels)"]
-
-
-def _instance_key(entry: Entry) -> tuple[str, int | None] | None:
-    header, frame = entry
-    return (header.sop_instance_uid, frame.frame) if header.sop_instance_uid else None
-
-
-def _check_unique_instances(entries_at: list[tuple[Entry, float]]) -> None:
-    """One SOP Instance UID (and frame) names one slice: results are mapped back by it.
-
-    ``entries_at`` pairs each slice with its position along the normal, as already projected.
-    """
-    seen: dict[tuple[str, int | None], float] = {}
-    for entry, z in entries_at:
-        key = _instance_key(entry)
-        if key is None:
-            continue
-        if key in seen:
-            raise ConflictingInstances(
-                f"one SOP Instance UID names slices at {seen[key]:.2f} mm and {z:.2f} mm along "
-                "the slice normal: each slice needs its own"
-            )
-        seen[key] = z
-
-
-def _same_image(a: Entry, b: Entry) -> bool:
-    (header_a, frame_a), (header_b, frame_b) = a, b
-    if frame_a.frame == frame_b.frame and header_a.path == header_b.path:
-        return True
-    # The same SOP Instance UID is no proof: a resent, edited image keeps it. Compare pixels.
-    pixels_a = apply_rescale(decode_stored(header_a.path, frame_a.frame), frame_a.rescale)
-    pixels_b = apply_rescale(decode_stored(header_b.path, frame_b.frame), frame_b.rescale)
-    return bool(np.array_equal(pixels_a, pixels_b))
-
-
 def _slice_ref(
     group: SeriesGroup, header: ImageHeader, frame: FrameHeader, normal: Vector
 ) -> SliceRef:
@@ -336,7 +237,7 @@ def _slice_ref(
         geometry=frame.geometry,
         instance_number=header.instance_number,
         rescale=frame.rescale,
-        native=header.native if frame.frame is None else None,
+        native=header.native,
     )
 
 

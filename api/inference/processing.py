@@ -22,7 +22,29 @@ import numpy.typing as npt
 
 from api.inference.contract import PROBABILITY_STRIDE, Window
 
-__all__ = ["logit_threshold", "postprocess", "sigmoid", "unpack_mask", "window_channels"]
+__all__ = [
+    "logit_threshold",
+    "postprocess",
+    "sigmoid",
+    "unpack_mask",
+    "window_channels",
+    "window_unit",
+]
+
+
+def window_unit(
+    hounsfield: npt.NDArray[np.integer[Any]] | npt.NDArray[np.floating[Any]],
+    window: Window,
+    dtype: type[np.floating[Any]] = np.float32,
+) -> npt.NDArray[Any]:
+    """HU to [0, 1] through ``window``: ``clip((hu - low) / width, 0, 1)``, all in ``dtype``.
+
+    The one window formula: the model's input (:func:`window_channels`, float32) and the
+    overlays' grey (:func:`api.lesions.render.window_grey`, float64) both go through it.
+    """
+    scaled = (hounsfield.astype(dtype, copy=False) - dtype(window.low)) / dtype(window.width)
+    unit: npt.NDArray[Any] = np.clip(scaled, dtype(0.0), dtype(1.0))
+    return unit
 
 
 def window_channels(
@@ -30,9 +52,8 @@ def window_channels(
 ) -> npt.NDArray[np.float32]:
     """Map int16 HU (N, H, W) to float32 (N, C, H, W) in [0, 1], one channel per window.
 
-    ``(hu - low) / width`` clipped to [0, 1], all in float32 (HU values are exact in
-    float32). The input is the modality-LUT output (PS3.3 C.11.1): rescaled HU, not
-    stored pixel values.
+    :func:`window_unit` in float32 (HU values are exact in float32). The input is the
+    modality-LUT output (PS3.3 C.11.1): rescaled HU, not stored pixel values.
     """
     if hounsfield.ndim != 3:
         raise ValueError(f"hounsfield must be (N, H, W), got shape {hounsfield.shape}")
@@ -41,8 +62,7 @@ def window_channels(
     hu = hounsfield.astype(np.float32)
     channels = np.empty((hu.shape[0], len(windows), *hu.shape[1:]), dtype=np.float32)
     for index, window in enumerate(windows):
-        scaled = (hu - np.float32(window.low)) / np.float32(window.width)
-        np.clip(scaled, np.float32(0.0), np.float32(1.0), out=channels[:, index])
+        channels[:, index] = window_unit(hu, window, np.float32)
     return channels
 
 

@@ -27,8 +27,25 @@ Connectivity = Literal[4, 8]
 DEFAULT_CONNECTIVITY: Connectivity = 8
 
 
+class HalfOpenBox:
+    """The inclusive last row and column of a box whose ``row1`` and ``col1`` lie one past."""
+
+    row1: int
+    col1: int
+
+    @property
+    def row_max(self) -> int:
+        """Last row inside (inclusive), ``row1 - 1``."""
+        return self.row1 - 1
+
+    @property
+    def col_max(self) -> int:
+        """Last column inside (inclusive), ``col1 - 1``."""
+        return self.col1 - 1
+
+
 @dataclass(frozen=True)
-class PixelBox:
+class PixelBox(HalfOpenBox):
     """A half-open pixel box, ``[row0, row1) x [col0, col1)``."""
 
     row0: int
@@ -40,16 +57,6 @@ class PixelBox:
     def slices(self) -> tuple[slice, slice]:
         """The box as numpy index slices."""
         return slice(self.row0, self.row1), slice(self.col0, self.col1)
-
-    @property
-    def row_max(self) -> int:
-        """Last row inside (inclusive), ``row1 - 1``."""
-        return self.row1 - 1
-
-    @property
-    def col_max(self) -> int:
-        """Last column inside (inclusive), ``col1 - 1``."""
-        return self.col1 - 1
 
     @property
     def shape(self) -> tuple[int, int]:

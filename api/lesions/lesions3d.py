@@ -18,162 +18,17 @@ caller's indices; ``centre_mm`` is in the patient frame (PS3.3 C.7.6.2, LPS, mm)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from numpy.typing import NDArray
 
-from api.dicom.geometry import PlaneGeometry, ResizeMapping, Vector
-from api.lesions.components import Component2D, PixelBox
+from api.dicom.geometry import PlaneGeometry, ResizeMapping
+from api.lesions.components import Component2D
+from api.lesions.lesion import Box3D, GrowingLesion, Lesion3D, SliceBox
 from api.lesions.linking import DisjointSets
-from api.lesions.measures import feret_diameter_mm, model_pixel_spacing, slice_thickness_mm
+from api.lesions.measures import slice_thickness_mm
 
-
-@dataclass(frozen=True)
-class SliceBox:
-    """A lesion's extent on one slice: the union box of its components there."""
-
-    index: int
-    box: PixelBox  # original-slice pixels, half-open
-    voxels: int  # model-grid pixels of the lesion on this slice
-    max_probability: float  # in [0, 1]
-
-
-@dataclass(frozen=True)
-class Box3D:
-    """Half-open box in original pixels and slice indices."""
-
-    row0: int
-    col0: int
-    slice0: int
-    row1: int
-    col1: int
-    slice1: int  # last slice index + 1
-
-    @property
-    def row_max(self) -> int:
-        """Last row inside (inclusive)."""
-        return self.row1 - 1
-
-    @property
-    def col_max(self) -> int:
-        """Last column inside (inclusive)."""
-        return self.col1 - 1
-
-    @property
-    def slice_max(self) -> int:
-        """Last slice index inside (inclusive)."""
-        return self.slice1 - 1
-
-
-@dataclass(frozen=True)
-class Lesion3D:
-    """One 3-D lesion and its measurements."""
-
-    id: int  # 1..n by first slice, then row0, then col0 of the box on that slice
-    first_slice: int  # inclusive
-    last_slice: int  # inclusive
-    box: Box3D
-    slice_boxes: tuple[SliceBox, ...]  # ascending index
-    centre_mm: Vector  # voxel-weighted centroid, patient frame
-    volume_ml: float
-    longest_diameter_mm: float  # largest in-plane Feret diameter over its cross-sections
-    max_probability: float
-    mean_probability: float  # voxel-weighted
-    voxel_count: int
-
-
-def _merged(mine: SliceBox | None, other: SliceBox) -> SliceBox:
-    """Two parts of one lesion on one slice as one."""
-    if mine is None:
-        return other
-    return SliceBox(
-        mine.index,
-        mine.box.union(other.box),
-        mine.voxels + other.voxels,
-        max(mine.max_probability, other.max_probability),
-    )
-
-
-@dataclass
-class _Growing:
-    """A lesion under construction: running sums only, no masks."""
-
-    key: int  # creation order, the last tie-break of ids
-    first: int
-    last: int
-    slice_boxes: dict[int, SliceBox] = field(default_factory=dict)
-    voxels: int = 0
-    point_sum: NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
-    probability_sum: float = 0.0
-    probability_max: float = 0.0
-    diameter_mm: float = 0.0
-    volume_mm3: float = 0.0
-    pending_mm2: float = 0.0  # area on slice ``last``, whose thickness is not known yet
-
-    def absorb(self, other: _Growing) -> None:
-        """Take in a lesion that turned out to be part of this one."""
-        self.first = min(self.first, other.first)
-        self.last = max(self.last, other.last)
-        for index, box in other.slice_boxes.items():
-            self.slice_boxes[index] = _merged(self.slice_boxes.get(index), box)
-        self.voxels += other.voxels
-        self.point_sum += other.point_sum
-        self.probability_sum += other.probability_sum
-        self.probability_max = max(self.probability_max, other.probability_max)
-        self.diameter_mm = max(self.diameter_mm, other.diameter_mm)
-        self.volume_mm3 += other.volume_mm3
-        self.pending_mm2 += other.pending_mm2
-
-    def add(
-        self, index: int, part: Component2D, geometry: PlaneGeometry, mapping: ResizeMapping
-    ) -> None:
-        """Add one component on slice ``index`` (the newest slice)."""
-        spacing = model_pixel_spacing(geometry, mapping)
-        box = SliceBox(index, part.box.to_original(mapping), part.pixel_count, part.max_probability)
-        self.slice_boxes[index] = _merged(self.slice_boxes.get(index), box)
-        self.last = index
-        self.voxels += part.pixel_count
-        self.pending_mm2 += part.pixel_count * spacing[0] * spacing[1]
-        # patient_point is affine in (row, column): the mean of points is the point of the mean.
-        row, column = mapping.to_original(*part.centroid)
-        self.point_sum += part.pixel_count * np.asarray(geometry.patient_point(row, column))
-        self.probability_sum += part.pixel_count * part.mean_probability
-        self.probability_max = max(self.probability_max, part.max_probability)
-        self.diameter_mm = max(self.diameter_mm, feret_diameter_mm(part.mask, spacing))
-
-    def settle(self, thickness_mm: float) -> None:
-        """Turn the newest slice's area into volume once its thickness is known."""
-        self.volume_mm3 += self.pending_mm2 * thickness_mm
-        self.pending_mm2 = 0.0
-
-    def order(self) -> tuple[int, int, int, int]:
-        first_box = self.slice_boxes[self.first].box
-        return self.first, first_box.row0, first_box.col0, self.key
-
-    def freeze(self, lesion_id: int) -> Lesion3D:
-        boxes = tuple(self.slice_boxes[i] for i in sorted(self.slice_boxes))
-        centre = self.point_sum / self.voxels
-        return Lesion3D(
-            id=lesion_id,
-            first_slice=self.first,
-            last_slice=self.last,
-            box=Box3D(
-                row0=min(b.box.row0 for b in boxes),
-                col0=min(b.box.col0 for b in boxes),
-                slice0=self.first,
-                row1=max(b.box.row1 for b in boxes),
-                col1=max(b.box.col1 for b in boxes),
-                slice1=self.last + 1,
-            ),
-            slice_boxes=boxes,
-            centre_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
-            volume_ml=self.volume_mm3 / 1000.0,
-            longest_diameter_mm=self.diameter_mm,
-            max_probability=self.probability_max,
-            mean_probability=self.probability_sum / self.voxels,
-            voxel_count=self.voxels,
-        )
+# Where the study flow and the tests import them from.
+__all__ = ["Box3D", "Lesion3D", "LesionTracker", "SliceBox"]
 
 
 class LesionTracker:
@@ -189,9 +44,9 @@ class LesionTracker:
         if slice_spacing_mm <= 0:
             raise ValueError(f"slice spacing must be positive, got {slice_spacing_mm}")
         self._fallback_mm = slice_spacing_mm
-        self._open: dict[int, _Growing] = {}  # by key; key + 1 is painted in _previous
+        self._open: dict[int, GrowingLesion] = {}  # by key; key + 1 is painted in _previous
         self._previous: NDArray[np.int32] | None = None  # open lesions' pixels, last slice
-        self._closed: list[_Growing] = []
+        self._closed: list[GrowingLesion] = []
         self._next_key = 0
         self._last_index: int | None = None
         self._last_position: float = 0.0
@@ -235,7 +90,7 @@ class LesionTracker:
         """Close every lesion and number them all; the tracker is then empty."""
         self._settle_last(None)
         self._close(list(self._open))
-        ordered = sorted(self._closed, key=_Growing.order)
+        ordered = sorted(self._closed, key=GrowingLesion.order)
         self._closed, self._previous, self._last_index = [], None, None
         self._gap_before_last = None
         return [growing.freeze(number) for number, growing in enumerate(ordered, start=1)]
@@ -297,7 +152,7 @@ class LesionTracker:
 
     def _new(self, index: int) -> int:
         key, self._next_key = self._next_key, self._next_key + 1
-        self._open[key] = _Growing(key=key, first=index, last=index)
+        self._open[key] = GrowingLesion(key=key, first=index, last=index)
         return key
 
     def _paint(self, components: list[Component2D], owners: list[int], size: int) -> None:

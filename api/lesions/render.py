@@ -15,6 +15,7 @@ from PIL import Image
 from scipy import ndimage
 
 from api.inference.contract import Window
+from api.inference.processing import window_unit
 from api.lesions.components import PixelBox
 
 OUTLINE_RGB = (255, 0, 0)  # red: stands out against grey and saturated white bone
@@ -33,10 +34,11 @@ def window_grey(hounsfield: NDArray[np.int16], window: Window) -> NDArray[np.uin
     """HU to 0..255 grey through ``window``: low -> 0, high -> 255, linear, rounded half up.
 
     A display window in the sense of PS3.3 C.11.2.1.2 (VOI LUT), linear and without its
-    -0.5 / -1 offsets: ``grey = floor((hu - low) / width * 255 + 0.5)``, clipped to 0..255.
+    -0.5 / -1 offsets: ``grey = floor(window_unit(hu) * 255 + 0.5)``. In float64, not the
+    model's float32: float32 moves a few HU of most windows by one grey level.
     """
-    scaled = (hounsfield.astype(np.float64) - window.low) / window.width * 255.0
-    grey: NDArray[np.uint8] = np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
+    unit = window_unit(hounsfield, window, np.float64)
+    grey: NDArray[np.uint8] = np.floor(unit * 255.0 + 0.5).astype(np.uint8)
     return grey
 
 

@@ -15,7 +15,6 @@ from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 from api.dicom.pixels import (
     Rescale,
     apply_rescale,
-    bone_window,
     check_plausible,
     decode_hounsfield,
     decode_stored,
@@ -23,7 +22,6 @@ from api.dicom.pixels import (
     rescale_for,
 )
 from api.errors import CorruptPixelData, UnsupportedCompression
-from api.inference.contract import BONE_WINDOW, Window
 from tests.dicom_builders import compressed, ct_slice, enhanced_ct, stored_pattern, write
 
 pytestmark = pytest.mark.timeout(60)
@@ -100,14 +98,6 @@ def test_enhanced_rescale_is_per_frame() -> None:
     )
     assert rescale_for(ds, 0) == Rescale(1.0, -1024.0)
     assert rescale_for(ds, 1) == Rescale(2.0, -1000.0)
-
-
-def test_bone_window_maps_level_and_edges() -> None:
-    hu = np.array([-2000, -500, 400, 1300, 3000], dtype=np.int16)
-    windowed = bone_window(hu, BONE_WINDOW)
-    assert windowed.dtype == np.float32
-    np.testing.assert_allclose(windowed, [0.0, 0.0, 0.5, 1.0, 1.0])
-    np.testing.assert_allclose(bone_window(hu, Window(0, 100)), [0, 0, 1, 1, 1])
 
 
 def test_plausibility_rejects_noise_and_accepts_constant_fill() -> None:
@@ -188,36 +178,3 @@ def test_decoding_is_picklable_and_runs_in_a_worker(tmp_path: Path) -> None:
     with ProcessPoolExecutor(max_workers=1) as pool:
         frame = pool.submit(decode_hounsfield, path, 1).result(timeout=60)
     np.testing.assert_array_equal(frame, stored_pattern(8, 8, 1) - 1024)
-
-
-@pytest.mark.parametrize(
-    ("signed", "bits", "stored"),
-    [
-        (False, 12, [0xF123, 0x0FFF, 5, 0]),  # high bits above BitsStored are not pixel data
-        (True, 12, [0x0800, 0x0FFF, 0xF7FF, 5]),  # sign bit at BitsStored - 1
-        (True, 16, [0x8000, 0xFFFF, 5, 0x7FFF]),
-        (False, 16, [0xFFFF, 0, 1024, 3071]),
-    ],
-)
-@pytest.mark.parametrize("big_endian", [False, True])
-def test_read_native_gives_pydicom_stored_values(
-    tmp_path: Path, signed: bool, bits: int, stored: list[int], big_endian: bool
-) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
-
-    from api.dicom.pixels import NativeLayout, read_native
-
-    values = np.array(stored * 2, dtype=">u2" if big_endian else "<u2").reshape(2, 4)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian if big_endian else ExplicitVRLittleEndian
-    ds.Rows, ds.Columns, ds.SamplesPerPixel = 2, 4, 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
-    ds.PixelRepresentation = int(signed)
-    ds.PixelData = values.tobytes()
-    path = tmp_path / "pixels.raw"
-    path.write_bytes(b"\0" * 7 + values.tobytes())
-    layout = NativeLayout(7, 2, 4, bits, signed, big_endian)
-    np.testing.assert_array_equal(read_native(path, layout), ds.pixel_array)

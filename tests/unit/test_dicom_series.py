@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 
-import api.dicom.series as series_module
+import api.dicom.pixels
 from api.dicom.series import load_slice_hounsfield, select_ct_series
 from api.errors import (
     ConflictingInstances,
@@ -188,7 +188,7 @@ def test_the_header_pass_decodes_no_pixels(tmp_path: Path, monkeypatch: pytest.M
     def refuse(*_: object) -> None:
         raise AssertionError("pixels decoded during series selection")
 
-    monkeypatch.setattr(series_module, "decode_stored", refuse)
+    monkeypatch.setattr(api.dicom.pixels, "pixel_array", refuse)
     assert len(select_ct_series(write_series(tmp_path, [0.0, 1.0, 2.0])).slices) == 3
 
 

@@ -55,6 +55,16 @@ def test_one_channel_per_window_in_order() -> None:
     np.testing.assert_allclose(channels[0, 1, 0], [500 / 1800, 540 / 1800, 740 / 1800], atol=1e-7)
 
 
+def test_window_channels_is_the_float32_formula_over_the_whole_int16_range() -> None:
+    hu = np.arange(-32768, 32768, dtype=np.int16).reshape(1, 256, 256)
+    windows = (BONE_WINDOW, Window(40, 400), Window(-612.3, 1517.9))
+    channels = window_channels(hu, windows)
+    for index, window in enumerate(windows):
+        low, width = np.float32(window.low), np.float32(window.width)
+        reference = np.clip((hu[0].astype(np.float32) - low) / width, 0, 1).astype(np.float32)
+        assert channels[0, index].tobytes() == reference.tobytes()
+
+
 def test_window_channels_rejects_wrong_rank() -> None:
     with pytest.raises(ValueError, match="N, H, W"):
         window_channels(np.zeros((4, 4), dtype=np.int16), (BONE_WINDOW,))

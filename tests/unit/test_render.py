@@ -9,7 +9,7 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image
 
-from api.inference.contract import BONE_WINDOW
+from api.inference.contract import BONE_WINDOW, Window
 from api.lesions.components import PixelBox
 from api.lesions.render import (
     BOX_RGB,
@@ -40,6 +40,31 @@ def test_bone_window_grey_levels() -> None:
     hu = np.array([[-1024, -500, 400, 1300, 3000]], dtype=np.int16)
     # 400:1800 spans -500..1300; 400 HU is 127.5, rounded half up
     assert window_grey(hu, BONE_WINDOW).tolist() == [[0, 0, 128, 255, 255]]
+
+
+def _grey_before_one_formula(hounsfield: NDArray[np.int16], window: Window) -> NDArray[np.uint8]:
+    """window_grey as it was written before it shared processing's formula (the PNG bytes)."""
+    scaled = (hounsfield.astype(np.float64) - window.low) / window.width * 255.0
+    return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
+
+
+_EVERY_HU = np.arange(-32768, 32768, dtype=np.int16).reshape(256, 256)
+_RANDOM_WINDOWS = [
+    Window(float(level), float(width))
+    for level, width in np.random.default_rng(18).uniform((-1000, 1), (1500, 4000), (40, 2))
+]
+
+
+@pytest.mark.parametrize(
+    "window",
+    [BONE_WINDOW, Window(150, 500), Window(40, 400), Window(-600, 1500), *_RANDOM_WINDOWS],
+    ids=str,
+)
+def test_window_grey_is_byte_identical_over_the_whole_int16_range(window: Window) -> None:
+    # float32 (the model's precision) differs from these bytes at a few HU of most windows.
+    np.testing.assert_array_equal(
+        window_grey(_EVERY_HU, window), _grey_before_one_formula(_EVERY_HU, window)
+    )
 
 
 def test_outline_is_the_inner_edge() -> None:
