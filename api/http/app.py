@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api.config import Settings, get_settings
 from api.http.deps import Services
+from api.http.docs_page import install_docs
 from api.http.limits import BodySizeLimit
 from api.http.problems import install_problem_handlers
 from api.http.routes import health, models, studies
@@ -82,9 +83,11 @@ def create_app(
 
     app = FastAPI(
         title="bonemets", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # install_docs: the same pages, without a CDN
         responses={500: {"description": "Internal error (problem+json)"}},
     )
     install_problem_handlers(app)
+    install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.include_router(health.router)
     app.include_router(models.router)
