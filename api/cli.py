@@ -1,29 +1,31 @@
 """The ``bonemets`` command: one entry point, a subcommand per task.
 
-Each subcommand lives in its own module, which exposes ``add_parser(subparsers)``; that
-function must stay cheap (no torch, no onnxruntime at import), so ``bonemets --help`` is
-instant and the serving install never needs the training extra.
+The subcommands are the ``bonemets.commands`` entry points (pyproject.toml), each an
+``add_parser(subparsers)`` in the package that owns the task, so the gateway does not own
+the tooling's command line. ``add_parser`` must stay cheap (no torch, no onnxruntime at
+import), so ``bonemets --help`` is instant. A command whose module cannot be imported (the
+training extra missing in a serving install) is left out.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import pickle
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any
 
-# In the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "api.commands.serve",
-    "api.commands.triton",
-    "export.phantoms.cli",
-    "export.packaging.cli",
-    "export.training.cli",
-    "export.evaluation.cli",
-    "export.bench.cli",
-)
+log = logging.getLogger(__name__)
+
+COMMAND_GROUP = "bonemets.commands"
+# The order --help lists them in: a user's path from a server to the tooling. Installers
+# write entry points sorted by name, so the order cannot live in pyproject.toml; commands
+# not named here follow, by name.
+HELP_ORDER = ("serve", "triton", "phantom", "export", "train", "evaluate", "bench")
+
+AddParser = Callable[[Any], None]
 
 # What a command raises on input a user can fix: configs (wrong keys, types, values),
 # missing or unwritable paths, files that are not what they claim (a checkpoint that is not).
@@ -44,6 +46,20 @@ EPILOG = """examples:
 """
 
 
+def installed_commands() -> list[tuple[str, AddParser]]:
+    """``(name, add_parser)`` of every command that imports, in :data:`HELP_ORDER`."""
+    def rank(name: str) -> tuple[int, str]:
+        return (HELP_ORDER.index(name) if name in HELP_ORDER else len(HELP_ORDER), name)
+
+    commands = []
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda entry: rank(entry.name)):
+        try:
+            commands.append((entry.name, entry.load()))
+        except ImportError as exc:
+            log.debug("command %r left out: %s", entry.name, exc)
+    return commands
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bonemets",
@@ -53,18 +69,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(subparsers)
+    commands = installed_commands()
+    for _, add_parser in commands:
+        add_parser(subparsers)
+    if not commands:
+        parser.epilog = (f"no commands installed: the {COMMAND_GROUP!r} entry points come "
+                         "with 'pip install -e .' (or 'make install')\n\n" + EPILOG)
     return parser
 
 
+def _verbose(argv: Sequence[str]) -> bool:
+    """``-v`` among the options before the command (known before the parser is built, so
+    that the commands left out can say why)."""
+    for token in argv:
+        if token in ("-v", "--verbose"):
+            return True
+        if not token.startswith("-"):
+            return False
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if _verbose(argv) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
