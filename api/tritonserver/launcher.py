@@ -177,9 +177,14 @@ class LocalTriton:
         logger.debug("starting %s", " ".join(command))
         on_main_thread = threading.current_thread() is threading.main_thread()
         self._log_tail.clear()
+        environment = server_environment(distribution)
+        # Triton's and its stubs' temporary files (onnxruntime's session file among them)
+        # go in the runtime folder, which stop() removes.
+        environment["TMPDIR"] = str(self._runtime / "tmp")
+        (self._runtime / "tmp").mkdir()
         self._process = subprocess.Popen(  # noqa: S603 - our own fixed command line
             command,
-            env=server_environment(distribution),
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
