@@ -32,6 +32,15 @@ def assets_directory() -> Path:
     return Path(str(files("fastapi_offline") / "static"))
 
 
+def _root(request: Request) -> str:
+    """The app's root path as the browser sees it (behind a proxy too)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _title(app: FastAPI, page: str) -> str:
+    return f"{app.title} - {page}"
+
+
 def install_docs(app: FastAPI) -> None:
     """Add /docs, its OAuth2 redirect, /redoc and the assets they load to ``app``."""
     app.mount(ASSETS_PATH, StaticFiles(directory=assets_directory()), name="docs-assets")
@@ -39,9 +48,9 @@ def install_docs(app: FastAPI) -> None:
 
     @app.get(DOCS_PATH, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+        root = _root(request)
         return get_swagger_ui_html(
-            openapi_url=root + openapi_url, title=f"{app.title} - Swagger UI",
+            openapi_url=root + openapi_url, title=_title(app, "Swagger UI"),
             swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
             swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
@@ -56,9 +65,9 @@ def install_docs(app: FastAPI) -> None:
 
     @app.get(REDOC_PATH, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
+        root = _root(request)
         return get_redoc_html(
-            openapi_url=root + openapi_url, title=f"{app.title} - ReDoc",
+            openapi_url=root + openapi_url, title=_title(app, "ReDoc"),
             redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png", with_google_fonts=False,
         )

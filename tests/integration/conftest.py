@@ -9,13 +9,17 @@ random weights). Other integration tests (the gateway's) reuse it: it yields a
 from __future__ import annotations
 
 import queue
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import httpx
 import pytest
 
 from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window
@@ -146,3 +150,37 @@ class OutputLines:
         while not self._lines.empty():
             self.seen.append(self._lines.get())
         return "".join(self.seen)
+
+
+@contextmanager
+def running_cli(
+    argv: list[str], env: Mapping[str, str], cwd: Path
+) -> Iterator[tuple[subprocess.Popen[str], OutputLines]]:
+    """``python -m api.cli ARGV`` with its output readable line by line; killed if a test
+    leaves it running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *argv], cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    try:
+        yield process, OutputLines(process.stdout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_http_ok(url: str, process: subprocess.Popen[Any], timeout: float) -> None:
+    """Poll ``url`` until it answers 200; fail at once if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} was up")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not 200 in {timeout:.0f} s")

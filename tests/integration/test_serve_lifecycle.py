@@ -5,32 +5,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.integration.conftest import OutputLines, free_ports, process_groups
+from tests.integration.conftest import free_ports, process_groups, running_cli, wait_http_ok
 
 pytestmark = pytest.mark.integration
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait_ready(base: str, cli: subprocess.Popen[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert cli.poll() is None, f"serve exited with {cli.returncode}"
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{base}/readyz not 200 in {timeout:.0f} s")
 
 
 def test_sigterm_stops_gateway_and_triton_cleanly(model_repository: Path, tmp_path: Path) -> None:
@@ -41,29 +22,20 @@ def test_sigterm_stops_gateway_and_triton_cleanly(model_repository: Path, tmp_pa
         key: value for key, value in os.environ.items() if not key.startswith("BONEMETS_")
     }
     environment.update(
-        PYTHONUNBUFFERED="1", TMPDIR=str(temporary), BONEMETS_PORT=str(port),
+        TMPDIR=str(temporary), BONEMETS_PORT=str(port),
         BONEMETS_TRITON_GRPC_PORT=str(grpc_port), BONEMETS_TRITON_HTTP_PORT=str(http_port),
         BONEMETS_TRITON_METRICS_PORT=str(metrics_port), BONEMETS_DECODE_WORKERS="1",
         BONEMETS_MODEL_REPOSITORY=str(model_repository),
         BONEMETS_DATA_DIR=str(tmp_path / "data"),
     )
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"], cwd=tmp_path, env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert cli.stdout is not None
-    output = OutputLines(cli.stdout)
-    try:
+    with running_cli(["serve"], environment, tmp_path) as (cli, output):
         started = output.until("tritonserver started (pid", timeout=60)[-1]
         server_pid = int(re.search(r"pid (\d+)", started).group(1))  # type: ignore[union-attr]
         # BONEMETS_PORT is where the gateway listens, on 127.0.0.1.
-        _wait_ready(f"http://127.0.0.1:{port}", cli, timeout=180)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", cli, timeout=180)
         assert list(temporary.glob("bonemets-triton-*"))  # what the stop must remove
         cli.send_signal(signal.SIGTERM)
         assert cli.wait(timeout=60) == 0
-    finally:
-        if cli.poll() is None:
-            cli.kill()
     log = output.rest()
     assert f"tritonserver stopped (pid {server_pid})" in log
     assert "SIGTERM received; gateway stopped" in log

@@ -6,8 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -25,10 +23,10 @@ from tests.integration.conftest import (
     TEST_MODEL_VERSION,
     TEST_THRESHOLD,
     TEST_WINDOWS,
-    OutputLines,
     TritonEndpoint,
     free_ports,
     process_groups,
+    running_cli,
 )
 
 pytestmark = pytest.mark.integration
@@ -187,19 +185,13 @@ def test_taken_port_is_refused_clearly(triton_server: TritonEndpoint) -> None:
 def test_cli_stops_on_sigterm_without_orphans(model_repository: Path, tmp_path: Path) -> None:
     grpc_port, http_port, metrics_port = free_ports(3)
     command = [
-        sys.executable, "-m", "api.cli", "triton", "--repository", str(model_repository),
-        "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-        "--metrics-port", str(metrics_port),
+        "triton", "--repository", str(model_repository), "--grpc-port", str(grpc_port),
+        "--http-port", str(http_port), "--metrics-port", str(metrics_port),
     ]
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    cli = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(temporary)},
-    )
-    assert cli.stdout is not None
-    output = OutputLines(cli.stdout)
-    try:
+    environment = {**os.environ, "TMPDIR": str(temporary)}
+    with running_cli(command, environment, REPO_ROOT) as (cli, output):
         log = output.until("Triton ready", timeout=120)
         started = next(line for line in log if "tritonserver started (pid" in line)
         server_pid = int(re.search(r"pid (\d+)", started).group(1))  # type: ignore[union-attr]
@@ -208,9 +200,6 @@ def test_cli_stops_on_sigterm_without_orphans(model_repository: Path, tmp_path: 
         assert list(temporary.glob("bonemets-triton-*"))  # what the stop must remove
         cli.send_signal(signal.SIGTERM)
         assert cli.wait(timeout=60) == 0
-    finally:
-        if cli.poll() is None:
-            cli.kill()
     assert f"tritonserver stopped (pid {server_pid})" in output.rest()
     survivors = {pid for pid, group in process_groups().items() if group == server_pid}
     assert not survivors, f"processes of the stopped server remain: {sorted(survivors)}"
