@@ -44,6 +44,8 @@ class SignalStop:
         if self._forward is not None:
             self._forward()
             return
+        # The stop is under way from here: a second signal must not cut its clean-up short.
+        self._shielded = True
         raise StopRequested(name)
 
     def __enter__(self) -> SignalStop:
