@@ -41,7 +41,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 EPILOG = """examples:
   bonemets phantom --out data/phantoms --studies 4 --seed 1
-  bonemets serve                      # gateway on :8000 plus a local Triton
+  bonemets serve                      # gateway on 127.0.0.1:8000 plus a local Triton
   bonemets triton --http-port 8001    # Triton alone
   bonemets export onnx checkpoints/demo.pt --repository model_repository/
   bonemets <command> --help           # each command's own options and examples
