@@ -1,29 +1,33 @@
 """The ``bonemets`` command: one entry point, a subcommand per task.
 
-Each subcommand lives in its own module, which exposes ``add_parser(subparsers)``; that
-function must stay cheap (no torch, no onnxruntime at import), so ``bonemets --help`` is
-instant and the serving install never needs the training extra.
+The subcommands are the ``bonemets.commands`` entry points (pyproject.toml), each an
+``add_parser(subparsers)`` in the package that owns the task, so the gateway does not own
+the tooling's command line. ``add_parser`` must stay cheap (no torch, no onnxruntime at
+import), so ``bonemets --help`` is instant. A command whose module cannot be imported (the
+training extra missing in a serving install) is left out.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import pickle
 import sys
-from collections.abc import Sequence
+import tomllib
+from collections.abc import Callable, Sequence
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
 
-# In the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "api.commands.serve",
-    "api.commands.triton",
-    "export.phantoms.cli",
-    "export.packaging.cli",
-    "export.training.cli",
-    "export.evaluation.cli",
-    "export.bench.cli",
-)
+log = logging.getLogger(__name__)
+
+COMMAND_GROUP = "bonemets.commands"
+# The order --help lists them in: a user's path from a server to the tooling. Installers
+# write entry points sorted by name, so the order cannot live in pyproject.toml; commands
+# not named here follow, by name.
+HELP_ORDER = ("serve", "triton", "phantom", "export", "train", "evaluate", "bench")
+
+AddParser = Callable[[Any], None]
 
 # What a command raises on input a user can fix: configs (wrong keys, types, values),
 # missing or unwritable paths, files that are not what they claim (a checkpoint that is not).
@@ -37,11 +41,39 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 EPILOG = """examples:
   bonemets phantom --out data/phantoms --studies 4 --seed 1
-  bonemets serve                      # gateway on :8000 plus a local Triton
+  bonemets serve                      # gateway on 127.0.0.1:8000 plus a local Triton
   bonemets triton --http-port 8001    # Triton alone
   bonemets export onnx checkpoints/demo.pt --repository model_repository/
   bonemets <command> --help           # each command's own options and examples
 """
+
+
+def installed_commands() -> list[tuple[str, AddParser]]:
+    """``(name, add_parser)`` of every command that imports, in :data:`HELP_ORDER`."""
+    def rank(name: str) -> tuple[int, str]:
+        return (HELP_ORDER.index(name) if name in HELP_ORDER else len(HELP_ORDER), name)
+
+    commands = []
+    declared = list(entry_points(group=COMMAND_GROUP)) or _declared_in_source()
+    for entry in sorted(declared, key=lambda entry: rank(entry.name)):
+        try:
+            commands.append((entry.name, entry.load()))
+        except ImportError as exc:
+            log.debug("command %r left out: %s", entry.name, exc)
+    return commands
+
+
+def _declared_in_source() -> list[EntryPoint]:
+    """The group as pyproject.toml declares it, for a source tree run before (or without)
+    an install that registers it."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        group = project["entry-points"][COMMAND_GROUP]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return []
+    log.debug("no %s entry points installed; using %s", COMMAND_GROUP, pyproject)
+    return [EntryPoint(name, value, COMMAND_GROUP) for name, value in group.items()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,18 +85,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(subparsers)
+    commands = installed_commands()
+    for _, add_parser in commands:
+        add_parser(subparsers)
+    if not commands:
+        parser.epilog = (f"no commands found: the {COMMAND_GROUP!r} entry points come "
+                         "with 'pip install -e .' (or 'make install')\n\n" + EPILOG)
     return parser
 
 
+def _verbose(argv: Sequence[str]) -> bool:
+    """``-v`` among the options before the command (known before the parser is built, so
+    that the commands left out can say why)."""
+    for token in argv:
+        if token in ("-v", "--verbose"):
+            return True
+        if not token.startswith("-"):
+            return False
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if _verbose(argv) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BONEMETS_", env_file=".env", extra="ignore")
 
+    host: str = Field(
+        default="127.0.0.1",
+        description="address `bonemets serve` binds; the service has no authentication yet,"
+        " so only this machine by default",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="port `bonemets serve` binds")
     triton_url: str | None = Field(
         default=None,
         description="host:port of an external Triton's gRPC endpoint; unset starts a local one",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from api.commands.stopping import SignalStop, StopRequested
 
 logger = logging.getLogger("bonemets.triton")
 
@@ -45,14 +45,6 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-class _Stop(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT."""
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
 def run(args: argparse.Namespace) -> int:
     """Start Triton, wait for readiness, serve until a signal or until Triton dies."""
     from api.config import get_settings
@@ -68,26 +60,23 @@ def run(args: argparse.Namespace) -> int:
         address=args.address,
         log_verbose=args.log_verbose,
     )
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        server.start()
-        server.wait_ready(timeout_s=args.startup_timeout)
-        print(f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  "
-              f"metrics {server.metrics_url}", flush=True)
-        while server.running:
-            time.sleep(0.5)
-        logger.error("tritonserver exited on its own: %s", "\n".join(server.log_tail()[-5:]))
-        return 1
-    except _Stop as stop:
-        logger.info("%s received, stopping Triton", stop)
-        return 0
-    except TritonStartError as exc:
-        logger.error("%s", exc)
-        return 1
-    finally:
-        # A second Ctrl-C must not interrupt the clean-up that prevents orphans.
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with SignalStop() as stop:
+        try:
+            server.start()
+            server.wait_ready(timeout_s=args.startup_timeout)
+            print(f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  "
+                  f"metrics {server.metrics_url}", flush=True)
+            while server.running:
+                time.sleep(0.5)
+            logger.error("tritonserver exited on its own: %s", "\n".join(server.log_tail()[-5:]))
+            return 1
+        except StopRequested as signal_name:
+            logger.info("%s received, stopping Triton", signal_name)
+            return 0
+        except TritonStartError as exc:
+            logger.error("%s", exc)
+            return 1
+        finally:
+            # A second Ctrl-C must not interrupt the clean-up that prevents orphans.
+            stop.shield()
+            server.stop()

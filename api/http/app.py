@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.config import Settings, get_settings
+from api.http.docs_page import install_docs
 from api.http.limits import BodySizeLimit
 from api.http.problems import install_problem_handlers, problem_responses
 from api.http.routes import health, models, studies
@@ -82,9 +83,11 @@ def create_app(
 
     app = FastAPI(
         title="bonemets", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # install_docs: the same pages, without a CDN
         responses=problem_responses(500),  # any route, on an unexpected error
     )
     install_problem_handlers(app)
+    install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.include_router(health.router)
     app.include_router(models.router)

@@ -1,9 +1,9 @@
 """The segmentation model behind Triton, over gRPC (the service's way).
 
 :class:`TritonSegmenter` sends int16 HU (or float16 HU, when the model's metadata says so:
-the GPU variants) as binary tensors and unpacks the bit-packed MASK. gRPC and Triton
-errors become the bonemets error tree: no connection -> InferenceUnavailable, deadline ->
-InferenceTimeout, outputs that break the tensor contract -> ModelError.
+the GPU variants) as binary tensors, through shared memory when Triton is local, and
+unpacks the bit-packed MASK. Reading Triton's answers (config, outputs, errors) against the
+tensor contract is :mod:`api.inference.triton_answers`'s business.
 """
 
 from __future__ import annotations
@@ -18,15 +18,20 @@ import numpy.typing as npt
 from api.errors import InferenceTimeout, InferenceUnavailable, ModelError
 from api.inference.contract import (
     INPUT_NAME,
-    INPUT_SIZE,
     MASK_OUTPUT,
     MODEL_NAME,
     PROBABILITY_OUTPUT,
     PROBABILITY_STRIDE,
-    parse_windows,
 )
 from api.inference.processing import unpack_mask
 from api.inference.protocol import ModelInfo, Segmentation
+from api.inference.triton_answers import (
+    check_output_shape,
+    parse_model,
+    parse_outputs,
+    translate_error,
+    triton_dtype,
+)
 from api.inference.triton_shm import Region, SharedMemoryPool, read_output, write_input
 
 if TYPE_CHECKING:
@@ -35,22 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["TritonSegmenter"]
 
 log = logging.getLogger(__name__)
-
-# Triton datatype of the HU input -> numpy dtype we send it in.
-_INPUT_DTYPES: dict[str, type[np.generic]] = {"INT16": np.int16, "FP16": np.float16}
-_UNAVAILABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND", "StatusCode.CANCELLED"}
-
-
-def _translate(exc: Any, action: str) -> InferenceUnavailable | ModelError:
-    """Map a tritonclient ``InferenceServerException`` to the bonemets error tree."""
-    status = exc.status()
-    detail = f"Triton {action} failed ({status}): {exc.message()}"
-    if status == "StatusCode.DEADLINE_EXCEEDED":
-        return InferenceTimeout(detail)
-    if status is None or status in _UNAVAILABLE:
-        return InferenceUnavailable(detail)
-    return ModelError(detail)
-
 
 class TritonSegmenter:
     """A :class:`~api.inference.protocol.SegmentationModel` served by Triton over gRPC."""
@@ -94,7 +83,7 @@ class TritonSegmenter:
         try:
             return await call
         except InferenceServerException as exc:
-            raise _translate(exc, action) from exc
+            raise translate_error(exc, action) from exc
         except TimeoutError as exc:
             raise InferenceTimeout(f"Triton {action} timed out") from exc
 
@@ -116,7 +105,7 @@ class TritonSegmenter:
                     client_timeout=self.timeout_s,
                 ),
             )
-            self._info, self._input_dtype = _parse_model(response["config"], metadata)
+            self._info, self._input_dtype = parse_model(response["config"], metadata)
         return self._info
 
     async def ready(self) -> bool:
@@ -147,11 +136,11 @@ class TritonSegmenter:
         pool = await self._shared_pool() if len(tensor) <= self._shm_slices else None
         if pool is not None:
             return await self._segment_shared(pool, tensor, info.input_size)
-        request = InferInput(INPUT_NAME, list(tensor.shape), _triton_dtype(self._input_dtype))
+        request = InferInput(INPUT_NAME, list(tensor.shape), triton_dtype(self._input_dtype))
         request.set_data_from_numpy(tensor)
         outputs = [InferRequestedOutput(MASK_OUTPUT), InferRequestedOutput(PROBABILITY_OUTPUT)]
         result = await self._infer([request], outputs)
-        return _parse_outputs(result, len(hounsfield), info.input_size)
+        return parse_outputs(result, len(hounsfield), info.input_size)
 
     async def _infer(self, inputs: list[Any], outputs: list[Any]) -> Any:
         return await self._call(
@@ -199,7 +188,7 @@ class TritonSegmenter:
             result = await self._infer(*self._shared_tensors(region, tensor, shapes, offsets))
             outputs = {}
             for name, shape in shapes.items():
-                _check_output_shape(result, name, shape)
+                check_output_shape(result, name, shape)
                 outputs[name] = read_output(region, offsets[name], shape)
         except asyncio.CancelledError:
             await asyncio.shield(pool.discard(region))
@@ -223,7 +212,7 @@ class TritonSegmenter:
     ) -> tuple[list[Any], list[Any]]:
         from tritonclient.grpc import InferInput, InferRequestedOutput
 
-        request = InferInput(INPUT_NAME, list(tensor.shape), _triton_dtype(tensor.dtype.type))
+        request = InferInput(INPUT_NAME, list(tensor.shape), triton_dtype(tensor.dtype.type))
         request.set_shared_memory(region.name, tensor.nbytes)
         outputs = []
         for name, shape in shapes.items():
@@ -240,65 +229,3 @@ class TritonSegmenter:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
-
-
-def _triton_dtype(dtype: type[np.generic]) -> str:
-    return next(name for name, known in _INPUT_DTYPES.items() if known is dtype)
-
-
-def _parse_model(
-    config: dict[str, Any], metadata: dict[str, Any]
-) -> tuple[ModelInfo, type[np.generic]]:
-    """ModelInfo from the model config (as JSON) and the HU input dtype from its metadata."""
-    try:
-        parameters = {
-            key: value["string_value"] for key, value in config.get("parameters", {}).items()
-        }
-        hu = next(tensor for tensor in metadata["inputs"] if tensor["name"] == INPUT_NAME)
-        dtype = _INPUT_DTYPES[hu["datatype"]]
-        info = ModelInfo(
-            name=config["name"],
-            version=parameters.get("model_version", ""),
-            input_size=int(parameters.get("input_size", INPUT_SIZE)),
-            windows=parse_windows(parameters["windows"]),
-            threshold=float(parameters["threshold"]),
-            max_batch_size=int(config.get("max_batch_size", 0)),
-            platform=config.get("platform") or config.get("backend", ""),
-        )
-    except (KeyError, StopIteration, ValueError) as exc:
-        raise ModelError(f"model config lacks what bonemets needs: {exc!r}") from exc
-    if info.max_batch_size < 1:
-        raise ModelError("model must batch (max_batch_size >= 1)")
-    return info, dtype
-
-
-def _output(result: Any, name: str, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
-    try:
-        array = result.as_numpy(name)
-    except ValueError as exc:  # raw bytes that do not fit the declared shape
-        raise ModelError(f"malformed {name} output: {exc}") from exc
-    if array is None:
-        raise ModelError(f"Triton answered without the {name} output")
-    if array.dtype != np.uint8 or array.shape != shape:
-        raise ModelError(
-            f"{name} output is {array.dtype} {array.shape}, expected uint8 {shape}"
-        )
-    return np.asarray(array, dtype=np.uint8)
-
-
-def _check_output_shape(result: Any, name: str, shape: tuple[int, ...]) -> None:
-    """An output left in shared memory still has its shape and type in the response."""
-    output = result.get_output(name)
-    if output is None:
-        raise ModelError(f"Triton answered without the {name} output")
-    if output.datatype != "UINT8" or tuple(output.shape) != shape:
-        raise ModelError(
-            f"{name} output is {output.datatype} {list(output.shape)}, expected UINT8 {shape}"
-        )
-
-
-def _parse_outputs(result: Any, count: int, size: int) -> Segmentation:
-    packed = _output(result, MASK_OUTPUT, (count, size, size // 8))
-    pooled = size // PROBABILITY_STRIDE
-    probability = _output(result, PROBABILITY_OUTPUT, (count, pooled, pooled))
-    return Segmentation(mask=unpack_mask(packed, size), probability=probability)

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import atexit
 import collections
-import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -29,7 +26,6 @@ import urllib.request
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from api.inference.contract import MODEL_NAME
 from api.tritonserver.bundle import (
@@ -39,8 +35,9 @@ from api.tritonserver.bundle import (
     assemble_backends,
     server_environment,
 )
+from api.tritonserver.process import die_with_parent, free_ports, kill_group, port_free
 
-__all__ = ["LocalTriton", "PortInUse", "TritonDistribution", "TritonStartError"]
+__all__ = ["LocalTriton", "PortInUse", "TritonDistribution", "TritonStartError", "free_ports"]
 
 logger = logging.getLogger("bonemets.triton")
 
@@ -48,36 +45,6 @@ logger = logging.getLogger("bonemets.triton")
 SHM_BYTES = 16 * 1024 * 1024
 # Said by Triton on every host without a GPU; nothing to act on.
 _CPU_HOST_NOISE = ("CUDA", "CudaDriverHelper", "pinned memory")
-
-
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # SO_REUSEADDR as Triton's own listeners use: TIME_WAIT leftovers do not count.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct ports that were free a moment ago (the OS picks them)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind((address, 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if our process dies without stopping Triton, the
-    # kernel sends SIGTERM, so no server is left holding the ports.
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _log_level(line: str) -> int:
@@ -145,9 +112,22 @@ class LocalTriton:
         """The last lines Triton wrote (for error messages and tests)."""
         return list(self._log_tail)
 
+    @property
+    def shm_prefix(self) -> str:
+        """The name every Python-backend shared-memory region in /dev/shm starts with."""
+        return self._shm_prefix
+
+    def python_backend_settings(self) -> dict[str, str]:
+        """The Python backend's settings; Triton takes one per ``--backend-config`` flag
+        (in one flag, the sizes would become part of the region name)."""
+        return {
+            "shm-region-prefix-name": self._shm_prefix,
+            "shm-default-byte-size": str(SHM_BYTES),
+            "shm-growth-byte-size": str(SHM_BYTES),
+        }
+
     def command(self, distribution: TritonDistribution, backends: Path) -> list[str]:
         """The tritonserver command line."""
-        shm = f"shm-default-byte-size={SHM_BYTES},shm-growth-byte-size={SHM_BYTES}"
         command = [
             str(distribution.server),
             f"--model-repository={self.repository}",
@@ -155,7 +135,8 @@ class LocalTriton:
             *(f"--load-model={model}" for model in self.models),
             f"--backend-directory={backends}",
             f"--cache-directory={distribution.caches}",
-            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix},{shm}",
+            *(f"--backend-config=python,{key}={value}"
+              for key, value in self.python_backend_settings().items()),
             f"--grpc-address={self.address}",
             f"--http-address={self.address}",
             f"--metrics-address={self.address}",
@@ -176,7 +157,7 @@ class LocalTriton:
                     "install one with 'bonemets export onnx ... --repository'"
                 )
         taken = [f"{kind} {port}" for kind, port in self.ports.items()
-                 if not _port_free(self.address, port)]
+                 if not port_free(self.address, port)]
         if taken:
             raise PortInUse(
                 f"port(s) in use on {self.address}: {', '.join(taken)}; stop what holds them "
@@ -196,16 +177,21 @@ class LocalTriton:
         logger.debug("starting %s", " ".join(command))
         on_main_thread = threading.current_thread() is threading.main_thread()
         self._log_tail.clear()
+        environment = server_environment(distribution)
+        # Triton's and its stubs' temporary files (onnxruntime's session file among them)
+        # go in the runtime folder, which stop() removes.
+        environment["TMPDIR"] = str(self._runtime / "tmp")
+        (self._runtime / "tmp").mkdir()
         self._process = subprocess.Popen(  # noqa: S603 - our own fixed command line
             command,
-            env=server_environment(distribution),
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stubs included, none escapes stop()
             # PDEATHSIG fires when the *thread* that forked exits; only the main thread lives
             # as long as the process.
-            preexec_fn=_die_with_parent if on_main_thread else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent if on_main_thread else None,  # noqa: PLW1509
         )
         self._log_thread = threading.Thread(
             target=self._pump_log, name="triton-log", daemon=True
@@ -279,20 +265,13 @@ class LocalTriton:
                     process.wait(timeout=self.grace_s)
                 except subprocess.TimeoutExpired:
                     logger.warning("tritonserver did not stop in %.0f s; killing it", self.grace_s)
-            self._kill_group(process.pid)
+            kill_group(process.pid)
             process.wait()
+            logger.info("tritonserver stopped (pid %d)", process.pid)
         if self._log_thread is not None:
             self._log_thread.join(timeout=5.0)
             self._log_thread = None
         self._cleanup_files()
-
-    @staticmethod
-    def _kill_group(pgid: int) -> None:
-        # Stubs that outlived their server would otherwise linger, holding shared memory.
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def _cleanup_files(self) -> None:
         if self._runtime is not None:
@@ -312,10 +291,5 @@ class LocalTriton:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -8,10 +8,18 @@ random weights). Other integration tests (the gateway's) reuse it: it yields a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
+import httpx
 import pytest
 
 from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window
@@ -90,3 +98,89 @@ def triton_server(model_repository: Path) -> Iterator[TritonEndpoint]:
             model_name=MODEL_NAME,
             server=server,
         )
+
+
+def process_groups() -> dict[int, int]:
+    """pid -> process group id of every live process (from /proc)."""
+    groups = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":  # zombies are dead already
+            groups[int(entry.name)] = int(fields[2])
+    return groups
+
+
+class OutputLines:
+    """A child's merged stdout/stderr, read in a thread, so tests can wait for a line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+
+    def until(self, marker: str, timeout: float) -> list[str]:
+        """Every line up to the first with ``marker``; AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if marker in line:
+                return self.seen
+        raise AssertionError(
+            f"{marker!r} not seen in {timeout:.0f} s:\n" + "".join(self.seen[-20:])
+        )
+
+    def rest(self) -> str:
+        """Everything the child wrote (call once it has exited)."""
+        self._thread.join(timeout=5)
+        while not self._lines.empty():
+            self.seen.append(self._lines.get())
+        return "".join(self.seen)
+
+
+@contextmanager
+def running_cli(
+    argv: list[str], env: Mapping[str, str], cwd: Path
+) -> Iterator[tuple[subprocess.Popen[str], OutputLines]]:
+    """``python -m api.cli ARGV`` with its output readable line by line; killed if a test
+    leaves it running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *argv], cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    try:
+        yield process, OutputLines(process.stdout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_http_ok(url: str, process: subprocess.Popen[Any], timeout: float) -> None:
+    """Poll ``url`` until it answers 200; fail at once if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} was up")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not 200 in {timeout:.0f} s")

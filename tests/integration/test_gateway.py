@@ -23,7 +23,7 @@ from api.inference.onnx_local import OnnxSegmenter
 from api.tritonserver.launcher import LocalTriton
 from tests.api.conftest import as_files, as_zip, build_series
 from tests.conftest import corpus_series_files
-from tests.integration.conftest import TritonEndpoint, free_ports
+from tests.integration.conftest import TritonEndpoint, free_ports, wait_http_ok
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +39,12 @@ def start_gateway(
         env=environment, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("gateway did not come up in 60 s")
+    try:
+        wait_http_ok(f"{base}/healthz", process, timeout=60)
+    except RuntimeError:
+        process.kill()
+        raise
+    return process, base
 
 
 def stop_gateway(process: subprocess.Popen[bytes]) -> None:

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,13 +18,15 @@ from api.errors import InferenceTimeout, InferenceUnavailable
 from api.inference.contract import INPUT_NAME, MASK_OUTPUT, MODEL_NAME, PROBABILITY_OUTPUT
 from api.inference.onnx_local import OnnxSegmenter
 from api.inference.triton import TritonSegmenter
-from api.tritonserver.launcher import LocalTriton, PortInUse
+from api.tritonserver.launcher import SHM_BYTES, LocalTriton, PortInUse
 from tests.integration.conftest import (
     TEST_MODEL_VERSION,
     TEST_THRESHOLD,
     TEST_WINDOWS,
     TritonEndpoint,
     free_ports,
+    process_groups,
+    running_cli,
 )
 
 pytestmark = pytest.mark.integration
@@ -185,72 +182,40 @@ def test_taken_port_is_refused_clearly(triton_server: TritonEndpoint) -> None:
     assert clash.pid is None
 
 
-def _process_groups() -> dict[int, int]:
-    """pid -> process group id of every live process (from /proc)."""
-    groups = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":  # zombies are dead already
-            groups[int(entry.name)] = int(fields[2])
-    return groups
-
-
-def _read_until(lines: queue.Queue[str], marker: str, timeout: float) -> list[str]:
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        if marker in line:
-            return seen
-    raise AssertionError(f"{marker!r} not seen in {timeout:.0f} s:\n" + "".join(seen[-20:]))
-
-
-def test_cli_stops_on_sigterm_without_orphans(model_repository: Path) -> None:
+def test_cli_stops_on_sigterm_without_orphans(model_repository: Path, tmp_path: Path) -> None:
     grpc_port, http_port, metrics_port = free_ports(3)
     command = [
-        sys.executable, "-m", "api.cli", "triton", "--repository", str(model_repository),
-        "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-        "--metrics-port", str(metrics_port),
+        "triton", "--repository", str(model_repository), "--grpc-port", str(grpc_port),
+        "--http-port", str(http_port), "--metrics-port", str(metrics_port),
     ]
-    cli = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert cli.stdout is not None
-    stream = cli.stdout
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        log = _read_until(lines, "Triton ready", timeout=120)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environment = {**os.environ, "TMPDIR": str(temporary)}
+    with running_cli(command, environment, REPO_ROOT) as (cli, output):
+        log = output.until("Triton ready", timeout=120)
         started = next(line for line in log if "tritonserver started (pid" in line)
         server_pid = int(re.search(r"pid (\d+)", started).group(1))  # type: ignore[union-attr]
-        family = {pid for pid, group in _process_groups().items() if group == server_pid}
+        family = {pid for pid, group in process_groups().items() if group == server_pid}
         assert server_pid in family and len(family) >= 2  # the server and its model's stub
+        assert list(temporary.glob("bonemets-triton-*"))  # what the stop must remove
         cli.send_signal(signal.SIGTERM)
         assert cli.wait(timeout=60) == 0
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-    reader.join(timeout=5)
-    survivors = {pid for pid, group in _process_groups().items() if group == server_pid}
+    assert f"tritonserver stopped (pid {server_pid})" in output.rest()
+    survivors = {pid for pid, group in process_groups().items() if group == server_pid}
     assert not survivors, f"processes of the stopped server remain: {sorted(survivors)}"
-    assert not family & set(_process_groups())
+    assert not family & set(process_groups())
+    assert sorted(path.name for path in temporary.iterdir()) == []
+
+
+def test_python_backend_runs_with_the_settings_given(triton_server: TritonEndpoint) -> None:
+    """Each setting in its own flag: the stub's region has our prefix and our size."""
+    prefix = triton_server.server.shm_prefix
+    regions = [path for path in Path("/dev/shm").iterdir() if path.name.startswith(prefix)]
+    assert regions, f"no Python-backend region named {prefix}* in /dev/shm"
+    for region in regions:
+        assert "=" not in region.name and "," not in region.name, region.name
+        size = region.stat().st_size
+        assert size >= SHM_BYTES and size % SHM_BYTES == 0, f"{region.name}: {size} bytes"
 
 
 def test_shared_memory_under_concurrency_matches_in_process(

@@ -9,7 +9,7 @@ import pytest
 
 from api.errors import InferenceTimeout, InferenceUnavailable, ModelError
 from api.inference.contract import BONE_WINDOW, Window
-from api.inference.triton import _parse_model, _parse_outputs, _translate
+from api.inference.triton_answers import parse_model, parse_outputs, translate_error
 
 
 def _config(**changes: Any) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def _metadata(datatype: str) -> dict[str, Any]:
 
 
 def test_gpu_model_takes_float16_hu() -> None:
-    info, dtype = _parse_model(_config(), _metadata("FP16"))
+    info, dtype = parse_model(_config(), _metadata("FP16"))
     assert dtype is np.float16
     assert info.windows == (BONE_WINDOW, Window(40, 400))
     assert (info.threshold, info.version, info.platform) == (0.4, "v7", "tensorrt_plan")
@@ -34,15 +34,15 @@ def test_gpu_model_takes_float16_hu() -> None:
 
 def test_cpu_model_takes_int16_hu() -> None:
     config = _config(platform="", backend="python", name="bonemets")
-    info, dtype = _parse_model(config, _metadata("INT16"))
+    info, dtype = parse_model(config, _metadata("INT16"))
     assert dtype is np.int16 and info.platform == "python"
 
 
 def test_config_without_parameters_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="windows"):
-        _parse_model(_config(parameters={}), _metadata("INT16"))
+        parse_model(_config(parameters={}), _metadata("INT16"))
     with pytest.raises(ModelError):
-        _parse_model(_config(), _metadata("FP32"))
+        parse_model(_config(), _metadata("FP32"))
 
 
 class _Result:
@@ -58,7 +58,7 @@ def test_outputs_are_unpacked() -> None:
     mask[1, 10, 3:20] = True
     probability = np.arange(2 * 128 * 128, dtype=np.uint32).astype(np.uint8).reshape(2, 128, 128)
     result = _Result({"MASK": np.packbits(mask, axis=-1), "PROBABILITY": probability})
-    segmentation = _parse_outputs(result, 2, 512)
+    segmentation = parse_outputs(result, 2, 512)
     np.testing.assert_array_equal(segmentation.mask, mask)
     np.testing.assert_array_equal(segmentation.probability, probability)
 
@@ -77,14 +77,14 @@ GOOD_MASK, GOOD_PROBABILITY = np.zeros((1, 512, 64), np.uint8), np.zeros((1, 128
 )
 def test_malformed_outputs_are_model_errors(outputs: dict[str, np.ndarray[Any, Any]]) -> None:
     with pytest.raises(ModelError):
-        _parse_outputs(_Result(outputs), 1, 512)
+        parse_outputs(_Result(outputs), 1, 512)
 
 
 def test_grpc_statuses_map_to_the_error_tree() -> None:
     from tritonclient.utils import InferenceServerException
 
     def error(status: str) -> Exception:
-        return _translate(InferenceServerException("boom", status=status), "inference")
+        return translate_error(InferenceServerException("boom", status=status), "inference")
 
     assert type(error("StatusCode.UNAVAILABLE")) is InferenceUnavailable
     assert type(error("StatusCode.NOT_FOUND")) is InferenceUnavailable
