@@ -1,6 +1,6 @@
 """DICOM in: uploads to files, the header pass, series selection, pixels to Hounsfield units.
 
-Modules, each importable on its own (this package imports nothing eagerly):
+Modules, each importable on its own (this package imports only pydicom's config eagerly):
 
 - ``sources``: uploads to files (safe zip extraction, folder listing).
 - ``headers`` / ``screening`` / ``integrity``: the cheap per-file header pass and its rejections.
@@ -15,6 +15,10 @@ Modules, each importable on its own (this package imports nothing eagerly):
 """
 
 import logging
+
+# pydicom's config sets its logger to WARNING when first imported, so it is imported before
+# the level is raised: otherwise the first module here to import pydicom would undo it.
+import pydicom.config  # noqa: F401
 
 # pydicom's own warnings quote element values ("Invalid value for VR DA: '...'"): a birth
 # date, a name or a UID would reach the logs. Its exceptions still surface as our errors.

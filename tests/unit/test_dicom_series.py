@@ -342,3 +342,15 @@ def test_pydicom_warnings_that_quote_values_stay_out_of_the_logs(
         select_ct_series([path])
         pydicom.dcmread(path).PatientBirthDate  # noqa: B018 - reading the value validates it
     assert "19X1" not in caplog.text
+
+
+def test_pydicom_stays_quiet_whichever_module_imports_it_first() -> None:
+    """pydicom's config lowers its logger to WARNING on first import; api.dicom raises it after."""
+    import subprocess
+    import sys
+
+    check = ("import logging, api.dicom.headers; "
+             "print(logging.getLevelName(logging.getLogger('pydicom').level))")
+    level = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert level == "ERROR"
