@@ -13,10 +13,8 @@ import argparse
 import logging
 import pickle
 import sys
-import tomllib
 from collections.abc import Callable, Sequence
-from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -54,26 +52,12 @@ def installed_commands() -> list[tuple[str, AddParser]]:
         return (HELP_ORDER.index(name) if name in HELP_ORDER else len(HELP_ORDER), name)
 
     commands = []
-    declared = list(entry_points(group=COMMAND_GROUP)) or _declared_in_source()
-    for entry in sorted(declared, key=lambda entry: rank(entry.name)):
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda entry: rank(entry.name)):
         try:
             commands.append((entry.name, entry.load()))
         except ImportError as exc:
             log.debug("command %r left out: %s", entry.name, exc)
     return commands
-
-
-def _declared_in_source() -> list[EntryPoint]:
-    """The group as pyproject.toml declares it, for a source tree run before (or without)
-    an install that registers it."""
-    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-    try:
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-        group = project["entry-points"][COMMAND_GROUP]
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return []
-    log.debug("no %s entry points installed; using %s", COMMAND_GROUP, pyproject)
-    return [EntryPoint(name, value, COMMAND_GROUP) for name, value in group.items()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,13 +56,6 @@ def test_a_command_that_cannot_import_is_left_out(
         parser.parse_args(["train"])
 
 
-def test_a_source_tree_without_the_installed_group_reads_pyproject(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(api.cli, "entry_points", lambda group: [])
-    assert [name for name, _ in installed_commands()] == list(HELP_ORDER)
-
-
 def test_api_imports_nothing_from_export() -> None:
     offenders = []
     for path in sorted((REPO_ROOT / "api").rglob("*.py")):
