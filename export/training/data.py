@@ -23,8 +23,8 @@ from export.sources.slices import (
     phantom_volume,
     read_nifti_pair,
 )
+from export.training.bank import SliceBank, bank_from_volume
 from export.training.config import DataConfig
-from export.training.datasets import SliceBank, bank_from_volume
 
 logger = logging.getLogger(__name__)
 

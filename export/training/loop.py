@@ -24,11 +24,14 @@ from torch import nn
 
 from export.model import build_model
 from export.model.checkpoint import load_checkpoint, save_checkpoint
+from export.training.bank import SliceBank
+from export.training.calibration import calibrate
 from export.training.config import OptimConfig, TrainConfig
-from export.training.datasets import BalancedSampler, SliceBank, training_batch
+from export.training.datasets import BalancedSampler, training_batch
 from export.training.hard_negatives import HardNegatives, mine_false_positives
 from export.training.losses import SegmentationLoss
-from export.training.validation import autocast, calibrate, validate
+from export.training.prediction import autocast
+from export.training.validation import validate
 
 logger = logging.getLogger(__name__)
 

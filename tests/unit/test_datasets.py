@@ -10,13 +10,8 @@ import pytest
 from api.inference.contract import BONE_WINDOW
 from api.inference.processing import window_channels
 from export.training.augment import AugmentConfig, CropGeometry, augmented_crop, crop_slice
-from export.training.datasets import (
-    BalancedSampler,
-    BatchSpec,
-    SliceBank,
-    select_slices,
-    training_batch,
-)
+from export.training.bank import SliceBank, select_slices
+from export.training.datasets import BalancedSampler, BatchSpec, training_batch
 
 
 def _bank(n: int = 10, size: int = 64, positive_every: int = 3) -> SliceBank:
