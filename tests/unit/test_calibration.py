@@ -26,9 +26,7 @@ from export.training.config import TrainConfig
 from export.training.loop import TrainState, finish
 from export.training.prediction import predict_masks
 from export.training.score_map import fit_score_calibration
-from export.training.validation import (
-    validate,
-)
+from export.training.validation import validate
 
 SIZE = 64
 
