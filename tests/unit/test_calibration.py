@@ -23,9 +23,10 @@ from export.training.calibration import (
     threshold_from_logits,
 )
 from export.training.config import TrainConfig
-from export.training.loop import TrainState, finish
+from export.training.loop import finish
 from export.training.prediction import predict_masks
 from export.training.score_map import fit_score_calibration
+from export.training.state import TrainState
 from export.training.validation import validate
 
 SIZE = 64

@@ -324,7 +324,8 @@ def test_precision_sets_the_forward_pass_dtype_and_weights_stay_float32(
     precision: str, dtype: torch.dtype
 ) -> None:
     from export.training.datasets import BalancedSampler, training_batch
-    from export.training.loop import new_state, step_rng, train_step
+    from export.training.loop import step_rng, train_step
+    from export.training.state import new_state
 
     config = _tiny_config(4, precision=precision)
     bank = _disc_bank(8, seed=5)
