@@ -16,7 +16,8 @@ Triton container, so the local Triton is started with explicit model control.
 The CPU model's ``model.py`` is :data:`PYTHON_MODEL_ENTRY`, a few lines that import
 :class:`api.inference.triton_python_model.TritonPythonModel` from the bonemets installation
 on the stub's PYTHONPATH: the served code has one source, and an edit to it reaches every
-repository without reinstalling the model.
+repository without reinstalling the model. An edit to this writer reaches an installed
+repository through :mod:`export.packaging.reinstall`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window, parse_windows
+from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window
 from api.inference.onnx_local import read_model_parameters
+from export.packaging.reinstall import recorded_install, reinstall
 from export.packaging.repository import PYTHON_MODEL_ENTRY, install_model
 
 WINDOWS = (BONE_WINDOW, Window(40, 400))
@@ -140,35 +141,44 @@ def _files(repository: Path) -> dict[str, bytes]:
     }
 
 
-def _reinstall_committed(target: Path) -> None:
-    """install_model run again with the committed networks and their recorded parameters."""
-    config = _parse(COMMITTED / MODEL_NAME / "config.pbtxt")
-    parameters = read_model_parameters(COMMITTED / MODEL_NAME / "config.pbtxt")
-    windows = parse_windows(parameters["windows"])
+def test_committed_repository_is_what_install_model_writes(tmp_path: Path) -> None:
+    # An edit to the writer (configs, model.py, README) that is not carried into
+    # model_repository/ fails here rather than reaching `make serve` stale; the fix is
+    # `python -m export.packaging.reinstall model_repository`.
     install_model(
-        target,
+        tmp_path,
         network_onnx=COMMITTED / MODEL_NAME / "1" / "model.onnx",
         serving_onnx=COMMITTED / f"{MODEL_NAME}_onnx_gpu" / "1" / "model.onnx",
-        windows=windows,
-        threshold=float(parameters["threshold"]),
-        model_version=parameters["model_version"],
-        in_channels=len(windows),
-        max_batch_size=config.max_batch_size,
-        instances=config.instance_group[0].count,
-        preferred_batch_sizes=tuple(config.dynamic_batching.preferred_batch_size),
-        max_queue_delay_us=config.dynamic_batching.max_queue_delay_microseconds,
-        intra_op_threads=int(parameters["intra_op_threads"]),
+        **recorded_install(COMMITTED),
     )
-
-
-def test_committed_repository_is_what_install_model_writes(tmp_path: Path) -> None:
-    # An edit to the writer (configs, model.py, README) that is not re-run into
-    # model_repository/ fails here rather than reaching `make serve` stale.
-    _reinstall_committed(tmp_path)
     written, committed = _files(tmp_path), _files(COMMITTED)
     assert sorted(committed) == sorted(written)
     for name, content in written.items():
         assert committed[name] == content, f"model_repository/{name} differs from install_model's"
+
+
+def test_recorded_install_reads_back_what_was_installed(repository: Path) -> None:
+    assert recorded_install(repository) == {
+        "name": "bonemets",
+        "windows": WINDOWS,
+        "threshold": 0.35,
+        "model_version": "2026.11-r18",
+        "in_channels": 2,
+        "max_batch_size": 16,
+        "instances": 2,
+        "preferred_batch_sizes": (4, 8, 16),
+        "max_queue_delay_us": 2000,
+        "intra_op_threads": 0,
+    }
+
+
+def test_reinstall_rewrites_stale_files_in_place(repository: Path) -> None:
+    before = _files(repository)
+    (repository / "bonemets" / "1" / "model.py").write_text("# a stale copy\n")
+    config = repository / "bonemets_trt" / "config.pbtxt"
+    config.write_text(config.read_text().replace("# Written by", "# Once written by"))
+    assert reinstall(repository) == repository / "bonemets"
+    assert _files(repository) == before
 
 
 def test_served_model_py_is_the_api_class(monkeypatch: pytest.MonkeyPatch) -> None:
