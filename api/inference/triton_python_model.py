@@ -1,9 +1,10 @@
 """Triton Python-backend model of bonemets: a thin adapter around :class:`OnnxSegmenter`.
 
-``export.packaging.repository.install_model`` copies this file to ``<repository>/<name>/<version>/
-model.py``. The local Triton runs it with the bonemets virtual environment on its
-PYTHONPATH, so it imports the very code the gateway uses in process. Every request of
-a dynamic batch is concatenated into one ONNX Runtime run, then split again.
+The one source of the served model code: the ``<repository>/<name>/<version>/model.py``
+that ``export.packaging.repository.install_model`` writes only imports this class. The
+local Triton runs the stub with the bonemets installation on its PYTHONPATH, so it runs
+the very code the gateway uses in process. Every request of a dynamic batch is
+concatenated into one ONNX Runtime run, then split again.
 """
 
 from __future__ import annotations

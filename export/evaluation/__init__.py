@@ -1,0 +1,1 @@
+"""A model over labelled studies: the metrics, the report and its pictures, mimics."""

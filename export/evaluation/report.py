@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from export.evaluation.gallery import Gallery
-from export.evaluation.metrics import format_markdown_table
 from export.evaluation.mimics import mimics_markdown
 from export.evaluation.run import Evaluation
 
-__all__ = ["metrics_markdown", "per_study_markdown", "plot_curves", "write_report"]
+__all__ = [
+    "format_markdown_table",
+    "metrics_markdown",
+    "per_study_markdown",
+    "plot_curves",
+    "write_report",
+]
 
 METRICS_JSON = "metrics.json"
 METRICS_MD = "metrics.md"
@@ -49,6 +54,37 @@ def write_report(
 
 def _value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _cell(value: float | None, numerator: int | None = None, denominator: int | None = None) -> str:
+    if value is None or numerator is None:
+        return _value(value)
+    return f"{value:.3f} ({numerator}/{denominator})"
+
+
+def format_markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """A Markdown table, one row per named
+    :meth:`~export.evaluation.metrics.SliceMetricsAccumulator.result`."""
+    header = (
+        "| run | studies | slice sensitivity | slice PPV | lesion sensitivity | lesion PPV"
+        " | FP / scan | Dice (pooled) | Dice (mean) |"
+    )
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    for name, result in results.items():
+        per_slice, lesion, dice = result["per_slice"], result["lesion"], result["dice"]
+        cells = [
+            name,
+            str(result["studies"]),
+            _cell(per_slice["sensitivity"], per_slice["detected"], per_slice["truth"]),
+            _cell(per_slice["ppv"], per_slice["true_predicted"], per_slice["predicted"]),
+            _cell(lesion["sensitivity"], lesion["detected"], lesion["truth"]),
+            _cell(lesion["ppv"], lesion["true_predicted"], lesion["predicted"]),
+            _cell(lesion["false_positives_per_scan"]),
+            _cell(dice["pooled"]),
+            _cell(dice["mean_per_study"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:

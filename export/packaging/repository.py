@@ -2,7 +2,7 @@
 
 Layout (Triton's own, ``<repository>/<model>/config.pbtxt`` and ``<model>/<version>/``)::
 
-    bonemets/            backend "python", KIND_CPU: 1/model.py (thin adapter) + 1/model.onnx
+    bonemets/            backend "python", KIND_CPU: 1/model.py + 1/model.onnx
     bonemets_onnx_gpu/   backend "onnxruntime" + TensorRT FP16 accelerator, KIND_GPU:
                          1/model.onnx is the end-to-end serving graph (HU float16 in)
     bonemets_trt/        platform "tensorrt_plan", KIND_GPU: 1/model.plan, built on the GPU
@@ -12,6 +12,12 @@ Every variant has the same tensor names and the same ``parameters`` (windows, th
 model_version, input_size, probability_stride), so the gateway reads any of them alike.
 The GPU variants are written only when a serving ONNX is given; they load only in NVIDIA's
 Triton container, so the local Triton is started with explicit model control.
+
+The CPU model's ``model.py`` is :data:`PYTHON_MODEL_ENTRY`, a few lines that import
+:class:`api.inference.triton_python_model.TritonPythonModel` from the bonemets installation
+on the stub's PYTHONPATH: the served code has one source, and an edit to it reaches every
+repository without reinstalling the model. An edit to this writer reaches an installed
+repository through :mod:`export.packaging.reinstall`.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import api.inference
 from api.inference.contract import (
     INPUT_NAME,
     INPUT_SIZE,
@@ -33,10 +38,22 @@ from api.inference.contract import (
     format_windows,
 )
 
-__all__ = ["Batching", "install_model", "render_config"]
+__all__ = ["PYTHON_MODEL_ENTRY", "Batching", "install_model", "render_config"]
 
 TRT_SUFFIX = "_trt"
 ONNX_GPU_SUFFIX = "_onnx_gpu"
+
+PYTHON_MODEL_ENTRY = '''\
+"""bonemets in Triton's Python backend. Written by export/packaging/repository.py.
+
+The served code is api/inference/triton_python_model.py: the stub imports it from the
+bonemets installation on its PYTHONPATH, so this file never holds a copy to go stale.
+"""
+
+from api.inference.triton_python_model import TritonPythonModel
+
+__all__ = ["TritonPythonModel"]
+'''
 
 
 @dataclass(frozen=True)
@@ -193,11 +210,8 @@ def install_model(
     batching = Batching(max_batch_size, instances, tuple(preferred_batch_sizes), max_queue_delay_us)
     cpu_parameters = {**parameters, "intra_op_threads": str(intra_op_threads)}
     cpu_config = render_config(name, _PYTHON, parameters=cpu_parameters, batching=batching)
-    # The template is data here, not imported: it needs Triton's triton_python_backend_utils.
-    template = Path(api.inference.__file__).parent / "triton_python_model.py"
-    model_dir = _write_model(
-        repository, name, version, cpu_config, {"model.py": template, "model.onnx": network_onnx}
-    )
+    model_dir = _write_model(repository, name, version, cpu_config, {"model.onnx": network_onnx})
+    (model_dir / str(version) / "model.py").write_text(PYTHON_MODEL_ENTRY, encoding="utf-8")
     if serving_onnx is not None:
         _install_gpu_variants(repository, name, version, serving_onnx, parameters, batching)
     return model_dir

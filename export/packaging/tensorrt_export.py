@@ -26,18 +26,14 @@ from tqdm import tqdm
 
 from api.inference.contract import INPUT_SIZE, MODEL_NAME
 from export.packaging.repository import ONNX_GPU_SUFFIX, TRT_SUFFIX
+from export.packaging.tensorrt_config import configure_trt_model
 from export.packaging.tensorrt_engine import (
     EngineRunner,
     build_engine,
     build_engine_trtexec,
     tensorrt_version,
 )
-from export.packaging.tensorrt_report import (
-    Profile,
-    TensorrtReport,
-    compare_outputs,
-    configure_trt_model,
-)
+from export.packaging.tensorrt_report import Profile, TensorrtReport, compare_outputs
 
 __all__ = ["ExportSettings", "export_tensorrt", "gpu_name", "parity_hounsfield", "serving_onnx"]
 

@@ -19,9 +19,9 @@ from scipy import ndimage
 from export.phantoms.anatomy import Anatomy
 from export.phantoms.geometry import F32, Texture, Window, rotate
 from export.phantoms.levels import RIB_ANGLE_PSI
-from export.phantoms.skeleton import pedicle_axis, pedicle_z
 from export.phantoms.spec import LESION_KINDS, LESION_SITES, PhantomSpec
 from export.phantoms.trunk import Canvas
+from export.phantoms.vertebrae import pedicle_axis, pedicle_z
 
 MIN_DIAMETER_MM = 3.0
 MAX_DIAMETER_MM = 40.0

@@ -1,0 +1,1 @@
+"""Labelled CT volumes for training and evaluation: phantoms, DICOM + SEG, NIfTI."""

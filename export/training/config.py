@@ -15,10 +15,10 @@ from typing import Any, Literal
 from api.inference.contract import BONE_WINDOW, DEFAULT_THRESHOLD, Window, parse_windows
 from export.model import ModelConfig
 from export.training.augment import AugmentConfig
+from export.training.calibration import MAX_CALIBRATION_LOGIT
 from export.training.datasets import BatchSpec
 from export.training.hard_negatives import MiningConfig
 from export.training.losses import LossConfig
-from export.training.validation import MAX_CALIBRATION_LOGIT
 
 Schedule = Literal["cosine", "onecycle", "constant"]
 Precision = Literal["fp32", "bf16"]

@@ -23,8 +23,8 @@ from export.sources.slices import (
     phantom_volume,
     read_nifti_pair,
 )
+from export.training.bank import SliceBank, bank_from_volume
 from export.training.config import DataConfig
-from export.training.datasets import SliceBank, bank_from_volume
 
 logger = logging.getLogger(__name__)
 
@@ -99,27 +99,21 @@ def build_training_bank(
     parts: list[SliceBank] = []
     tick = progress or (lambda _done, _found: None)
     overrides = dict(data.phantom_overrides)
-    for bank in phantom_banks(
-        range(*data.phantom_seeds),
-        run_seed,
-        overrides,
-        data.positives_per_volume,
-        data.negatives_per_volume,
-        data.workers,
-    ):
-        parts.append(bank)
-        tick(1, 0)
-    negative_overrides = {**overrides, "n_lesions": 0}
-    for bank in phantom_banks(
-        range(*data.negative_phantom_seeds),
-        run_seed,
-        negative_overrides,
-        0,
-        data.negatives_per_volume,
-        data.workers,
-    ):
-        parts.append(bank)
-        tick(1, 0)
+    phantoms = (  # seeds, phantom overrides, slices with metastasis kept per volume
+        (data.phantom_seeds, overrides, data.positives_per_volume),
+        (data.negative_phantom_seeds, {**overrides, "n_lesions": 0}, 0),
+    )
+    for seeds, phantom_overrides, positives in phantoms:
+        for bank in phantom_banks(
+            range(*seeds),
+            run_seed,
+            phantom_overrides,
+            positives,
+            data.negatives_per_volume,
+            data.workers,
+        ):
+            parts.append(bank)
+            tick(1, 0)
     for volume, negative in folder_volumes(data):
         rng = np.random.default_rng([run_seed, len(parts)])
         if negative:

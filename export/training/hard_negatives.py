@@ -24,7 +24,8 @@ from scipy import ndimage
 
 from api.inference.contract import Window
 from api.lesions.components import structure
-from export.training.datasets import SliceBank
+from export.training.bank import SliceBank
+from export.training.prediction import predict_logits
 
 if TYPE_CHECKING:
     from torch import nn
@@ -93,8 +94,6 @@ def mine_false_positives(
     ``config.per_slice`` of the most confident false components are kept per slice, so one
     bad slice cannot fill the list.
     """
-    from export.training.validation import predict_logits
-
     margin_px, per_slice = config.margin_px, config.per_slice
     chosen = np.sort(rng.choice(len(bank), size=min(config.slices, len(bank)), replace=False))
     points: list[tuple[int, int, int]] = []

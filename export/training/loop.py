@@ -1,9 +1,8 @@
 """The training loop: balanced crops, Dice + BCE, AdamW with warmup and cosine decay.
 
 Every step draws its batch from a generator seeded by (run seed, step), and reseeds torch
-the same way, so a run resumed from a checkpoint sees exactly the batches the
-uninterrupted run would have seen. Checkpoints carry the model, its window and threshold,
-the whole training config, the optimiser state and the metrics so far.
+the same way, so a run resumed from a checkpoint (:mod:`export.training.state`) sees
+exactly the batches the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +20,15 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from export.model import build_model
-from export.model.checkpoint import load_checkpoint, save_checkpoint
+from export.training.bank import SliceBank
+from export.training.calibration import calibrate
 from export.training.config import OptimConfig, TrainConfig
-from export.training.datasets import BalancedSampler, SliceBank, training_batch
+from export.training.datasets import BalancedSampler, training_batch
 from export.training.hard_negatives import HardNegatives, mine_false_positives
 from export.training.losses import SegmentationLoss
-from export.training.validation import autocast, calibrate, validate
+from export.training.prediction import autocast
+from export.training.state import TrainState, new_state, resume_state, save_state
+from export.training.validation import validate
 
 logger = logging.getLogger(__name__)
 
@@ -59,78 +59,6 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
     """The generator of one step's batch; also reseeds torch (dropout) for that step."""
     torch.manual_seed(seed * 1_000_003 + step)
     return np.random.default_rng([seed, step])
-
-
-@dataclass
-class TrainState:
-    """What a run carries from step to step and into its checkpoints."""
-
-    model: nn.Module
-    optimizer: torch.optim.AdamW
-    step: int = 0
-    losses: list[float] = field(default_factory=list)  # current window
-    loss_curve: list[list[float]] = field(default_factory=list)  # [step, mean loss]
-    validation: list[dict[str, float]] = field(default_factory=list)
-    train_seconds: float = 0.0
-    threshold: float | None = None  # the calibrated operating threshold, once chosen
-    calibration: dict[str, float] | None = None
-
-    def metrics(self) -> dict[str, Any]:
-        """The metrics recorded in a checkpoint."""
-        steps_per_second = self.step / self.train_seconds if self.train_seconds else 0.0
-        return {
-            "step": self.step,
-            "loss_curve": self.loss_curve,
-            "validation": self.validation,
-            "latest_validation": self.validation[-1] if self.validation else None,
-            "train_seconds": round(self.train_seconds, 1),
-            "steps_per_second": round(steps_per_second, 3),
-            "calibration": self.calibration,
-        }
-
-
-def new_state(config: TrainConfig) -> TrainState:
-    """A freshly initialised model and optimiser, seeded by the run seed."""
-    torch.manual_seed(config.seed)
-    model = build_model(config.model)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
-    )
-    return TrainState(model, optimizer)
-
-
-def resume_state(config: TrainConfig, path: Path) -> TrainState:
-    """Model, optimiser, step and metrics from a checkpoint this loop wrote."""
-    checkpoint = load_checkpoint(path)
-    if checkpoint.config != config.model:
-        raise ValueError(f"{path} was trained with a different model config")
-    state = new_state(config)
-    state.model.load_state_dict(checkpoint.model.state_dict())
-    if checkpoint.optimizer_state is None or checkpoint.step is None:
-        raise ValueError(f"{path} has no optimiser state or step: not a resumable checkpoint")
-    state.optimizer.load_state_dict(checkpoint.optimizer_state)
-    state.step = int(checkpoint.step)
-    metrics = checkpoint.metrics or {}
-    state.loss_curve = [list(point) for point in metrics.get("loss_curve", [])]
-    state.validation = list(metrics.get("validation", []))
-    state.train_seconds = float(metrics.get("train_seconds", 0.0))
-    return state
-
-
-def save_state(path: Path, config: TrainConfig, state: TrainState) -> Path:
-    """Write a resumable checkpoint of ``state`` to ``path``."""
-    return save_checkpoint(
-        path,
-        state.model,
-        config.model,
-        windows=config.windows,
-        threshold=config.threshold if state.threshold is None else state.threshold,
-        version=config.version,
-        train_config=config.to_dict(),
-        metrics=state.metrics(),
-        optimizer_state=state.optimizer.state_dict(),
-        step=state.step,
-    )
 
 
 def train_step(
@@ -186,31 +114,13 @@ def train(
 
     ``on_step(step, loss)`` is called after every step (step counts from 1).
     """
-    from tqdm import tqdm
-
-    torch.set_num_threads(config.threads)
-    if config.precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        logger.warning(
-            "precision bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
-            "training runs emulated and slower than fp32"
-        )
-    state = resume_state(config, resume) if resume else new_state(config)
-    state.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
+    state = _start(config, resume)
     sampler = BalancedSampler(bank.positive, config.batch.positive_fraction)
     criterion = SegmentationLoss(config.loss)
-    total = config.optim.steps
-    # Not a terminal (nohup, CI): a bar line every 30 s rather than several a second.
-    bar = tqdm(
-        total=total,
-        initial=state.step,
-        disable=not progress,
-        unit="step",
-        dynamic_ncols=True,
-        mininterval=0.5 if sys.stderr.isatty() else 30.0,
-    )
+    bar = _progress_bar(config.optim.steps, state.step, progress)
     postfix: dict[str, str] = {}
     hard: HardNegatives | None = None
-    while state.step < total:
+    while state.step < config.optim.steps:
         began = time.perf_counter()
         if config.mining.due(state.step, hard is not None):
             hard = mine(state, config, bank)
@@ -226,13 +136,7 @@ def train(
         if on_step is not None:
             on_step(state.step, loss)
         postfix["loss"] = f"{loss:.3f}"
-        # The last step is validated by finish(), after calibration: not twice.
-        last_calibrated = state.step == total and config.calibrate_min_ppv is not None
-        if validation is not None and state.step % config.validate_every == 0:
-            if not last_calibrated:
-                postfix.update(run_validation(state, config, validation))
-        if state.step % config.checkpoint_every == 0 and state.step < total:
-            save_state(periodic_path(out), config, state)
+        _after_step(state, config, validation, out, postfix)
         bar.set_postfix(postfix, refresh=False)
         bar.update(1)
     bar.close()
@@ -241,6 +145,51 @@ def train(
     finish(state, config, validation)
     save_state(out, config, state)
     return state
+
+
+def _start(config: TrainConfig, resume: Path | None) -> TrainState:
+    """Torch's threads, and the state to train: fresh, or resumed from ``resume``."""
+    torch.set_num_threads(config.threads)
+    if config.precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        logger.warning(
+            "precision bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+            "training runs emulated and slower than fp32"
+        )
+    state = resume_state(config, resume) if resume else new_state(config)
+    state.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
+    return state
+
+
+def _progress_bar(total: int, initial: int, progress: bool) -> Any:
+    from tqdm import tqdm
+
+    # Not a terminal (nohup, CI): a bar line every 30 s rather than several a second.
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+    )
+
+
+def _after_step(
+    state: TrainState,
+    config: TrainConfig,
+    validation: SliceBank | None,
+    out: Path,
+    postfix: dict[str, str],
+) -> None:
+    """Validate and write the periodic checkpoint when their steps come."""
+    total = config.optim.steps
+    # The last step is validated by finish(), after calibration: not twice.
+    last_calibrated = state.step == total and config.calibrate_min_ppv is not None
+    if validation is not None and state.step % config.validate_every == 0:
+        if not last_calibrated:
+            postfix.update(run_validation(state, config, validation))
+    if state.step % config.checkpoint_every == 0 and state.step < total:
+        save_state(periodic_path(out), config, state)
 
 
 def mine(state: TrainState, config: TrainConfig, bank: SliceBank) -> HardNegatives:

@@ -13,20 +13,21 @@ from torch import nn
 from api.inference.contract import BONE_WINDOW
 from api.inference.processing import sigmoid, window_channels
 from export.model import ModelConfig, build_model
-from export.training import validation as train_validation
-from export.training.config import TrainConfig
-from export.training.datasets import SliceBank
-from export.training.loop import TrainState, finish
-from export.training.validation import (
+from export.training import prediction
+from export.training.bank import SliceBank
+from export.training.calibration import (
     LogitsAboveFloor,
     calibrate,
-    fit_score_calibration,
     operating_curve,
     ppv_lower_bound,
-    predict_masks,
     threshold_from_logits,
-    validate,
 )
+from export.training.config import TrainConfig
+from export.training.loop import finish
+from export.training.prediction import predict_masks
+from export.training.score_map import fit_score_calibration
+from export.training.state import TrainState
+from export.training.validation import validate
 
 SIZE = 64
 
@@ -97,10 +98,10 @@ def test_a_ppv_target_out_of_reach_keeps_the_best_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     logits, truth = _logits_and_truth()
-    with caplog.at_level("WARNING", logger="export.training.validation"):
+    with caplog.at_level("WARNING", logger="export.training.calibration"):
         reached, _ = threshold_from_logits(logits, truth, 0.35, 0.5, confidence=0.9)
     assert not caplog.records
-    with caplog.at_level("WARNING", logger="export.training.validation"):
+    with caplog.at_level("WARNING", logger="export.training.calibration"):
         threshold, point = threshold_from_logits(logits, truth, 0.99, 0.5, confidence=0.9)
     # No cut reaches a 0.99 bound: the cut with the best bound (the top component, 0.38).
     assert threshold == reached and point["ppv_lower_bound"] == pytest.approx(0.378, abs=1e-3)
@@ -283,7 +284,7 @@ def test_streamed_validation_and_calibration_do_not_depend_on_the_chunk(
     model = LogitFromHounsfield()
     results = []
     for chunk in (64, 3):  # one chunk; chunks that split the bank unevenly
-        monkeypatch.setattr(train_validation, "STREAM_SLICES", chunk)
+        monkeypatch.setattr(prediction, "STREAM_SLICES", chunk)
         threshold, point = calibrate(model, bank, (BONE_WINDOW,), 0.7, 0.3, scores=False)
         results.append((threshold, point, validate(model, bank, (BONE_WINDOW,), threshold)))
     assert results[0] == results[1]

@@ -10,13 +10,8 @@ import pytest
 from api.inference.contract import BONE_WINDOW
 from api.inference.processing import window_channels
 from export.training.augment import AugmentConfig, CropGeometry, augmented_crop, crop_slice
-from export.training.datasets import (
-    BalancedSampler,
-    BatchSpec,
-    SliceBank,
-    select_slices,
-    training_batch,
-)
+from export.training.bank import SliceBank, select_slices
+from export.training.datasets import BalancedSampler, BatchSpec, training_batch
 
 
 def _bank(n: int = 10, size: int = 64, positive_every: int = 3) -> SliceBank:
@@ -310,3 +305,7 @@ def test_training_bank_progress_counts_folder_studies_as_they_are_found(
     assert sum(done for done, _ in events) == source_count(data) + 1
     s04_slices = [name for name in bank.names if name.startswith(s04.name)]
     assert sorted(s04_slices) == sorted([f"{s04.name}:{i}" for i in range(3)] * 2)
+    # Phantoms 7 and 8 keep their lesions; phantom 9 is made without any.
+    volumes = np.array([name.split(":")[0] for name in bank.names])
+    assert all(bank.positive[volumes == f"phantom-{seed}"].any() for seed in (7, 8))
+    assert (volumes == "phantom-9").any() and not bank.positive[volumes == "phantom-9"].any()

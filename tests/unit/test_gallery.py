@@ -10,17 +10,11 @@ from PIL import Image
 
 from api.inference.contract import BONE_WINDOW
 from api.lesions.render import OUTLINE_RGB
-from export.evaluation.gallery import (
-    FALSE_POSITIVES_PNG,
-    MISSES_PNG,
-    REFERENCE_RGB,
-    Gallery,
-    crop_box,
-    fit_text,
-)
+from export.evaluation.gallery import FALSE_POSITIVES_PNG, MISSES_PNG, Gallery
 from export.evaluation.metrics import SliceMetricsAccumulator
 from export.evaluation.report import write_report
 from export.evaluation.run import evaluate
+from export.evaluation.tiles import REFERENCE_RGB, crop_box, fit_text
 from tests.unit.test_evaluate import FakeModel, empty, oracle, synthetic_studies, with_false_blob
 
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from api.inference.contract import BONE_WINDOW
 from export.training.augment import AugmentConfig
-from export.training.datasets import BalancedSampler, BatchSpec, SliceBank, training_batch
+from export.training.bank import SliceBank
+from export.training.datasets import BalancedSampler, BatchSpec, training_batch
 from export.training.hard_negatives import (
     HardNegatives,
     MiningConfig,

@@ -10,7 +10,8 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from api.lesions.components import Connectivity
-from export.evaluation.metrics import MatchRule, SliceMetricsAccumulator, format_markdown_table
+from export.evaluation.metrics import MatchRule, SliceMetricsAccumulator
+from export.evaluation.report import format_markdown_table
 
 H = W = 16
 

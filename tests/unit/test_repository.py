@@ -1,18 +1,24 @@
-"""The Triton model repository writer: exact layout, configs Triton's own schema accepts."""
+"""The Triton model repository writer: exact layout, configs Triton's own schema accepts,
+and the committed ``model_repository/`` is exactly what it writes."""
 
 from __future__ import annotations
 
+import runpy
+import sys
+import types
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from api.inference.contract import BONE_WINDOW, Window
+from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window
 from api.inference.onnx_local import read_model_parameters
-from export.packaging.repository import install_model
+from export.packaging.reinstall import recorded_install, reinstall
+from export.packaging.repository import PYTHON_MODEL_ENTRY, install_model
 
 WINDOWS = (BONE_WINDOW, Window(40, 400))
+COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
 
 
 def _parse(path: Path) -> model_config_pb2.ModelConfig:
@@ -55,7 +61,7 @@ def test_layout_is_tritons(repository: Path) -> None:
     assert (repository / "bonemets_trt" / "1").is_dir()
     assert (repository / "bonemets/1/model.onnx").read_bytes() == b"network bytes"
     assert (repository / "bonemets_onnx_gpu/1/model.onnx").read_bytes() == b"serving bytes"
-    assert "class TritonPythonModel" in (repository / "bonemets/1/model.py").read_text()
+    assert (repository / "bonemets/1/model.py").read_text() == PYTHON_MODEL_ENTRY
 
 
 def test_cpu_config(repository: Path) -> None:
@@ -125,3 +131,62 @@ def test_rejects_inconsistent_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="quotes"):
         install_model(tmp_path, network_onnx=network, serving_onnx=None, windows=(BONE_WINDOW,),
                       threshold=0.5, model_version='v"1')
+
+
+def _files(repository: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(repository)): path.read_bytes()
+        for path in sorted(repository.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_committed_repository_is_what_install_model_writes(tmp_path: Path) -> None:
+    # An edit to the writer (configs, model.py, README) that is not carried into
+    # model_repository/ fails here rather than reaching `make serve` stale; the fix is
+    # `python -m export.packaging.reinstall model_repository`.
+    install_model(
+        tmp_path,
+        network_onnx=COMMITTED / MODEL_NAME / "1" / "model.onnx",
+        serving_onnx=COMMITTED / f"{MODEL_NAME}_onnx_gpu" / "1" / "model.onnx",
+        **recorded_install(COMMITTED),
+    )
+    written, committed = _files(tmp_path), _files(COMMITTED)
+    assert sorted(committed) == sorted(written)
+    for name, content in written.items():
+        assert committed[name] == content, f"model_repository/{name} differs from install_model's"
+
+
+def test_recorded_install_reads_back_what_was_installed(repository: Path) -> None:
+    assert recorded_install(repository) == {
+        "name": "bonemets",
+        "windows": WINDOWS,
+        "threshold": 0.35,
+        "model_version": "2026.11-r18",
+        "in_channels": 2,
+        "max_batch_size": 16,
+        "instances": 2,
+        "preferred_batch_sizes": (4, 8, 16),
+        "max_queue_delay_us": 2000,
+        "intra_op_threads": 0,
+    }
+
+
+def test_reinstall_rewrites_stale_files_in_place(repository: Path) -> None:
+    before = _files(repository)
+    (repository / "bonemets" / "1" / "model.py").write_text("# a stale copy\n")
+    config = repository / "bonemets_trt" / "config.pbtxt"
+    config.write_text(config.read_text().replace("# Written by", "# Once written by"))
+    assert reinstall(repository) == repository / "bonemets"
+    assert _files(repository) == before
+
+
+def test_served_model_py_is_the_api_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Triton's stub provides triton_python_backend_utils; a stand-in lets the import resolve.
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("pb"))
+    monkeypatch.delitem(sys.modules, "api.inference.triton_python_model", raising=False)
+    namespace = runpy.run_path(str(COMMITTED / MODEL_NAME / "1" / "model.py"))
+    served = sys.modules["api.inference.triton_python_model"]
+    assert namespace["TritonPythonModel"] is served.TritonPythonModel
+    assert served.__file__ == str(Path(__file__).resolve().parents[2] / "api" / "inference" /
+                                  "triton_python_model.py")

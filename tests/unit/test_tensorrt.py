@@ -25,6 +25,7 @@ from api.cli import main as bonemets
 from api.inference.contract import BONE_WINDOW, INPUT_NAME
 from export.packaging import tensorrt_engine, tensorrt_export
 from export.packaging.repository import install_model
+from export.packaging.tensorrt_config import configure_trt_model
 from export.packaging.tensorrt_engine import TensorrtUnavailable, trtexec_command
 from export.packaging.tensorrt_report import (
     SECTION_BEGIN,
@@ -34,7 +35,6 @@ from export.packaging.tensorrt_report import (
     TensorrtReport,
     Throughput,
     compare_outputs,
-    configure_trt_model,
     mask_dice,
     report_markdown,
     write_report_section,

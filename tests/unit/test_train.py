@@ -13,8 +13,9 @@ import torch
 
 from export.model import ModelConfig
 from export.model.checkpoint import load_checkpoint
+from export.training.bank import SliceBank
 from export.training.config import DataConfig, OptimConfig, TrainConfig
-from export.training.datasets import BatchSpec, SliceBank
+from export.training.datasets import BatchSpec
 from export.training.loop import lr_at, periodic_path, train
 from export.training.losses import (
     LossConfig,
@@ -78,8 +79,8 @@ EASY_PHANTOM = {
 
 def test_tiny_run_learns_to_find_a_phantom_lesion(tmp_path: Path) -> None:
     from export.sources.slices import phantom_volume
-    from export.training.datasets import bank_from_volume
-    from export.training.validation import predict_masks
+    from export.training.bank import bank_from_volume
+    from export.training.prediction import predict_masks
 
     volumes = [phantom_volume(seed, EASY_PHANTOM) for seed in (1, 2, 3)]
     bank = SliceBank.concatenate(
@@ -323,7 +324,8 @@ def test_precision_sets_the_forward_pass_dtype_and_weights_stay_float32(
     precision: str, dtype: torch.dtype
 ) -> None:
     from export.training.datasets import BalancedSampler, training_batch
-    from export.training.loop import new_state, step_rng, train_step
+    from export.training.loop import step_rng, train_step
+    from export.training.state import new_state
 
     config = _tiny_config(4, precision=precision)
     bank = _disc_bank(8, seed=5)

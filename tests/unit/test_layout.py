@@ -1,0 +1,180 @@
+"""The shape of the packages: no import circle, no arrow from a lower package up to a higher one.
+
+Every import counts, wherever it is written (module top, inside a function, under
+``TYPE_CHECKING``, ``importlib.import_module("...")`` with a literal name): a lazy import
+is still a dependency, and a circle through one still ties the modules together.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# export/: a package imports only packages of a lower rank (or of its own).
+EXPORT_LAYERS = {
+    "model": 0,
+    "phantoms": 0,
+    "sources": 1,
+    "evaluation": 2,
+    "training": 3,
+    "packaging": 4,
+    "bench": 5,
+}
+
+# Circles another change is removing; each entry goes once that change is merged.
+KNOWN_CIRCLES: set[frozenset[str]] = {
+    frozenset({"export.phantoms.dicom_writer", "export.phantoms.seg"}),
+}
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imported_names(
+    tree: ast.AST, module: str, is_package: bool, modules: set[str]
+) -> set[str]:
+    """Every dotted name ``module`` imports: for ``from package import name``, the submodule
+    ``package.name`` when there is one, else ``package``."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                names.add(submodule if submodule in modules else base)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names.add(node.args[0].value)
+    return names
+
+
+def import_graph(root: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports (itself excluded)."""
+    paths = {_module_name(p, root): p for p in sorted((root / package).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        imported = _imported_names(tree, module, path.name == "__init__.py", set(paths))
+        graph[module] = {name for name in imported if name in paths and name != module}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected sets of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _subpackage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def upward_arrows(graph: dict[str, set[str]], layers: dict[str, int]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a package imports one of a higher rank."""
+    arrows = []
+    for module, targets in sorted(graph.items()):
+        source = _subpackage(module)
+        for target in sorted(targets):
+            imported = _subpackage(target)
+            if source in layers and imported in layers and layers[imported] > layers[source]:
+                arrows.append((module, target))
+    return arrows
+
+
+@pytest.fixture(scope="module")
+def export_graph() -> dict[str, set[str]]:
+    return import_graph(ROOT, "export")
+
+
+def test_export_has_no_import_circle(export_graph: dict[str, set[str]]) -> None:
+    found = [sorted(circle) for circle in circles(export_graph) if circle not in KNOWN_CIRCLES]
+    assert found == []
+
+
+def test_export_packages_import_only_downwards(export_graph: dict[str, set[str]]) -> None:
+    assert upward_arrows(export_graph, EXPORT_LAYERS) == []
+
+
+def test_every_export_package_has_a_rank() -> None:
+    packages = {p.parent.name for p in (ROOT / "export").glob("*/__init__.py")}
+    assert packages == set(EXPORT_LAYERS)
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def test_the_checks_find_circles_and_upward_arrows(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/low/__init__.py": "",
+            "pkg/low/a.py": "def f():\n    from pkg.high import b\n",  # lazy, still an arrow
+            "pkg/low/c.py": "from . import d\n",
+            "pkg/low/d.py": "import importlib\nimportlib.import_module('pkg.low.c')\n",
+            "pkg/high/__init__.py": "",
+            "pkg/high/b.py": "from pkg.low import a\nfrom typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    from pkg.low.c import x\n",
+        },
+    )
+    graph = import_graph(tmp_path, "pkg")
+    assert graph["pkg.high.b"] == {"pkg.low.a", "pkg.low.c"}
+    assert sorted(map(sorted, circles(graph))) == [
+        ["pkg.high.b", "pkg.low.a"],
+        ["pkg.low.c", "pkg.low.d"],
+    ]
+    assert upward_arrows(graph, {"low": 0, "high": 1}) == [("pkg.low.a", "pkg.high.b")]
