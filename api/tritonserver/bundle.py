@@ -26,7 +26,8 @@ __all__ = [
     "server_environment",
 ]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The folder that holds the ``api`` package: the served model.py imports it from there.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class TritonStartError(RuntimeError):
