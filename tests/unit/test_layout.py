@@ -1,4 +1,5 @@
-"""The shape of the packages: no import circle, no arrow from a lower package up to a higher one.
+"""The shape of the packages: no import circle, no arrow from a lower package up to a higher
+one, and modules and functions of a size a reader takes in at once.
 
 Every import counts, wherever it is written (module top, inside a function, under
 ``TYPE_CHECKING``, ``importlib.import_module("...")`` with a literal name): a lazy import
@@ -25,10 +26,25 @@ EXPORT_LAYERS = {
     "bench": 5,
 }
 
-# Circles another change is removing; each entry goes once that change is merged.
-KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"export.phantoms.dicom_writer", "export.phantoms.seg"}),
+# api/: what each room may import besides itself (docs/architecture.md draws it). Arrows go
+# HTTP -> study flow -> {dicom, inference, lesions}; dicom and inference know nothing of each
+# other; the commands sit on top.
+API_ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "schemas": {"errors"},
+    "dicom": {"errors"},
+    "inference": {"errors"},
+    "lesions": {"dicom", "inference"},  # slice geometry; the window formula for pictures
+    "config": {"dicom", "inference"},  # body-part codes; the model's name and windows
+    "tritonserver": {"inference"},  # the tensor contract
+    "study": {"config", "dicom", "errors", "inference", "lesions", "schemas"},
+    "http": {"config", "errors", "inference", "schemas", "study"},
+    "commands": {"config", "http", "tritonserver"},
+    "cli": set(),
 }
+
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 60
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -137,8 +153,7 @@ def export_graph() -> dict[str, set[str]]:
 
 
 def test_export_has_no_import_circle(export_graph: dict[str, set[str]]) -> None:
-    found = [sorted(circle) for circle in circles(export_graph) if circle not in KNOWN_CIRCLES]
-    assert found == []
+    assert [sorted(circle) for circle in circles(export_graph)] == []
 
 
 def test_export_packages_import_only_downwards(export_graph: dict[str, set[str]]) -> None:
@@ -148,6 +163,60 @@ def test_export_packages_import_only_downwards(export_graph: dict[str, set[str]]
 def test_every_export_package_has_a_rank() -> None:
     packages = {p.parent.name for p in (ROOT / "export").glob("*/__init__.py")}
     assert packages == set(EXPORT_LAYERS)
+
+
+def _room(module: str) -> str:
+    """``api.study.pipeline`` -> ``study``; a top-level module is its own room."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def forbidden_arrows(
+    graph: dict[str, set[str]], allowed: dict[str, set[str]]
+) -> list[tuple[str, str]]:
+    """(importer, imported) pairs across rooms that ``allowed`` does not list."""
+    return [
+        (module, target)
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if _room(module) != _room(target)
+        and _room(target) not in allowed.get(_room(module), set())
+        and _room(module) != "api"  # the package's own __init__
+    ]
+
+
+def test_api_has_no_import_circle() -> None:
+    assert [sorted(circle) for circle in circles(import_graph(ROOT, "api"))] == []
+
+
+def test_api_rooms_import_only_what_they_may() -> None:
+    assert forbidden_arrows(import_graph(ROOT, "api"), API_ALLOWED) == []
+
+
+def test_every_api_room_is_placed() -> None:
+    rooms = {_room(_module_name(p, ROOT)) for p in (ROOT / "api").rglob("*.py")}
+    assert rooms - {"api"} == set(API_ALLOWED)
+
+
+def oversized(package: str) -> list[str]:
+    """Modules over MAX_MODULE_LINES and functions over MAX_FUNCTION_LINES in ``package``."""
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(ROOT)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            found.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    return found
+
+
+@pytest.mark.parametrize("package", ["api", "export"])
+def test_modules_and_functions_stay_small(package: str) -> None:
+    assert oversized(package) == []
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -178,3 +247,6 @@ def test_the_checks_find_circles_and_upward_arrows(tmp_path: Path) -> None:
         ["pkg.low.c", "pkg.low.d"],
     ]
     assert upward_arrows(graph, {"low": 0, "high": 1}) == [("pkg.low.a", "pkg.high.b")]
+    assert forbidden_arrows(graph, {"low": set(), "high": {"low"}}) == [
+        ("pkg.low.a", "pkg.high.b")
+    ]
