@@ -16,7 +16,7 @@ from export.evaluation.metrics import SliceComponents, SliceMetricsAccumulator
 from export.evaluation.mimics import MARGIN_PX, Mimic, MimicTally, mimics_markdown
 from export.evaluation.report import write_report
 from export.evaluation.run import evaluate
-from tests.unit.test_evaluate import FakeModel, _key, _model_plane
+from tests.unit.export.evaluation.test_evaluate import FakeModel, _key, _model_plane
 
 # Seed 5, lumbar, 24 slices of 192 px: channels in L3 and L4 and a haemangioma in L3.
 SPEC = {"slices": 24, "size": 192, "pixel_spacing_mm": 1.0, "slice_thickness_mm": 2.0,

@@ -159,7 +159,7 @@ def test_null_model_is_installed_with_the_contract_and_the_gateway_parameters(
     assert '{ name: "PROBABILITY" data_type: TYPE_UINT8 dims: [ 128, 128 ] }' in config
     windows = config.split('key: "windows" value: { string_value: "')[1].split('"')[0]
     assert parse_windows(windows)[0].level == 400.0
-    template = Path(__file__).resolve().parents[2] / "export/bench/null_triton_model.py"
+    template = Path(__file__).resolve().parents[4] / "export/bench/null_triton_model.py"
     assert (model_dir / "1" / "model.py").read_text() == template.read_text()
 
 

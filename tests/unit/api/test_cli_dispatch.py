@@ -13,7 +13,7 @@ import pytest
 import api.cli
 from api.cli import COMMAND_GROUP, HELP_ORDER, build_parser, installed_commands
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _declared_commands() -> list[str]:

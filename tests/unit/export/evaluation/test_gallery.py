@@ -15,7 +15,13 @@ from export.evaluation.metrics import SliceMetricsAccumulator
 from export.evaluation.report import write_report
 from export.evaluation.run import evaluate
 from export.evaluation.tiles import REFERENCE_RGB, crop_box, fit_text
-from tests.unit.test_evaluate import FakeModel, empty, oracle, synthetic_studies, with_false_blob
+from tests.unit.export.evaluation.test_evaluate import (
+    FakeModel,
+    empty,
+    oracle,
+    synthetic_studies,
+    with_false_blob,
+)
 
 
 def _largest_slice_of_each_lesion() -> list[tuple[str, int, int]]:

@@ -16,7 +16,7 @@ from api.study.results import half_open, inclusive
 from api.study.runner import JobRunner, job_error
 from api.study.storage import StudyStore
 
-API = Path(__file__).resolve().parents[2] / "api"
+API = Path(__file__).resolve().parents[4] / "api"
 
 
 def test_api_boxes_are_inclusive_and_convert_back_exactly() -> None:

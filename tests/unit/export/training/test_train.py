@@ -28,7 +28,7 @@ from export.training.losses import (
 )
 
 TINY_MODEL = ModelConfig(depth=18, width=0.125)
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 def _disc_bank(n: int, seed: int, size: int = 96) -> SliceBank:

@@ -18,7 +18,7 @@ from export.packaging.reinstall import recorded_install, reinstall
 from export.packaging.repository import PYTHON_MODEL_ENTRY, install_model
 
 WINDOWS = (BONE_WINDOW, Window(40, 400))
-COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
+COMMITTED = Path(__file__).resolve().parents[4] / "model_repository"
 
 
 def _parse(path: Path) -> model_config_pb2.ModelConfig:
@@ -134,10 +134,12 @@ def test_rejects_inconsistent_arguments(tmp_path: Path) -> None:
 
 
 def _files(repository: Path) -> dict[str, bytes]:
+    """The repository's files, less the bytecode Python (or Triton's stub) leaves beside
+    model.py when it imports it: git ignores that, and install_model never writes it."""
     return {
         str(path.relative_to(repository)): path.read_bytes()
         for path in sorted(repository.rglob("*"))
-        if path.is_file()
+        if path.is_file() and "__pycache__" not in path.parts
     }
 
 
@@ -188,5 +190,5 @@ def test_served_model_py_is_the_api_class(monkeypatch: pytest.MonkeyPatch) -> No
     namespace = runpy.run_path(str(COMMITTED / MODEL_NAME / "1" / "model.py"))
     served = sys.modules["api.inference.triton_python_model"]
     assert namespace["TritonPythonModel"] is served.TritonPythonModel
-    assert served.__file__ == str(Path(__file__).resolve().parents[2] / "api" / "inference" /
+    assert served.__file__ == str(Path(__file__).resolve().parents[4] / "api" / "inference" /
                                   "triton_python_model.py")
