@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.errors import NotDicom
-from api.schemas.result import StudyResult
+from api.schemas.result import StudyResult, example
+
+PROGRESS: dict[str, Any] = {"slices_done": 48, "slices_total": 120}
 
 
 class Progress(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"example": {"slices_done": 48, "slices_total": 120}}
-    )
+    model_config = example(PROGRESS)
 
     slices_done: int
     slices_total: int = Field(description="slices of the chosen series, known from the upload")
@@ -42,19 +42,10 @@ class Problem(BaseModel):
 
 
 class StudyJob(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10",
-                "state": "running",
-                "progress": {"slices_done": 48, "slices_total": 120},
-                "created_at": 1796394000.0,
-                "updated_at": 1796394012.5,
-                "error": None,
-                "result": None,
-            }
-        }
-    )
+    model_config = example({
+        "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10", "state": "running", "progress": PROGRESS,
+        "created_at": 1796394000.0, "updated_at": 1796394012.5, "error": None, "result": None,
+    })
 
     id: str
     state: Literal["queued", "running", "succeeded", "failed"]

@@ -6,17 +6,54 @@ code's boxes are half-open, and :mod:`api.study.results` is the one place that c
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
+
+
+def example(value: dict[str, Any]) -> ConfigDict:
+    """A model's config whose OpenAPI example is ``value``."""
+    return ConfigDict(json_schema_extra={"example": value})
+
+
+# The examples, each written once and nested where the models nest.
+BOX = {"row_min": 305, "col_min": 244, "row_max": 318, "col_max": 260}
+SLICE_BOX = {**BOX, "lesion_id": 1, "pixels": 181, "probability_max": 0.97}
+BOX_3D = {"row_min": 301, "col_min": 240, "row_max": 322, "col_max": 266,
+          "slice_min": 41, "slice_max": 47}
+LESION_BOX = {"slice": 41, **BOX}
+LESION = {
+    "id": 1, "slice_range": [41, 47], "bbox": BOX_3D, "boxes": [LESION_BOX],
+    "centre_mm": [-3.1, 42.7, -512.5], "volume_ml": 1.84, "longest_axial_diameter_mm": 17.2,
+    "probability_max": 0.97, "probability_mean": 0.81, "voxels": 2310,
+}
+_URL = "/v1/studies/5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10/slices/41"
+SLICE = {
+    "index": 41, "sop_instance_uid": "1.2.826.0.1.3680043.8.498.1", "z_mm": -112.5,
+    "rows": 512, "columns": 512, "boxes": [SLICE_BOX],
+    "mask_url": f"{_URL}/mask.png", "overlay_url": f"{_URL}/overlay.png",
+}
+WINDOW = {"level": 400.0, "width": 1800.0}
+MODEL = {
+    "name": "bonemets", "version": "demo-6", "platform": "python", "input_size": 512,
+    "windows": [{"level": 400, "width": 1800}, {"level": 150, "width": 500}],
+    "threshold": 0.187, "max_batch_size": 32, "ready": True,
+}
+TIMINGS = {"total_s": 6.2, "read_s": 0.3, "decode_s": 0.9, "inference_s": 5.1,
+           "inference_wall_s": 2.4, "postprocess_s": 0.2}
+RESULT = {
+    "study_instance_uid": "1.2.826.0.1.3680043.8.498.10",
+    "series_instance_uid": "1.2.826.0.1.3680043.8.498.11",
+    "model": MODEL, "threshold": 0.187, "slice_count": 120, "slice_spacing_mm": 2.5,
+    "warnings": ["slices 17 and 18 are 5.0 mm apart, twice the series spacing"],
+    "timings": TIMINGS, "lesions": [], "slices": [],
+}
 
 
 class Box2D(BaseModel):
     """A box in one slice's own pixels: rows and columns, first and last inclusive."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {"row_min": 305, "col_min": 244, "row_max": 318, "col_max": 260}
-        }
-    )
+    model_config = example(BOX)
 
     row_min: int
     col_min: int
@@ -25,19 +62,7 @@ class Box2D(BaseModel):
 
 
 class SliceBox(Box2D):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "row_min": 305,
-                "col_min": 244,
-                "row_max": 318,
-                "col_max": 260,
-                "lesion_id": 1,
-                "pixels": 181,
-                "probability_max": 0.97,
-            }
-        }
-    )
+    model_config = example(SLICE_BOX)
 
     lesion_id: int | None = Field(description="the 3D lesion this box belongs to")
     pixels: int
@@ -45,59 +70,20 @@ class SliceBox(Box2D):
 
 
 class Box3D(Box2D):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "row_min": 301,
-                "col_min": 240,
-                "row_max": 322,
-                "col_max": 266,
-                "slice_min": 41,
-                "slice_max": 47,
-            }
-        }
-    )
+    model_config = example(BOX_3D)
 
     slice_min: int
     slice_max: int
 
 
 class LesionBox(Box2D):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {"slice": 41, "row_min": 305, "col_min": 244, "row_max": 318, "col_max": 260}
-        }
-    )
+    model_config = example(LESION_BOX)
 
     slice: int
 
 
 class Lesion(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "id": 1,
-                "slice_range": [41, 47],
-                "bbox": {
-                    "row_min": 301,
-                    "col_min": 240,
-                    "row_max": 322,
-                    "col_max": 266,
-                    "slice_min": 41,
-                    "slice_max": 47,
-                },
-                "boxes": [
-                    {"slice": 41, "row_min": 305, "col_min": 244, "row_max": 318, "col_max": 260}
-                ],
-                "centre_mm": [-3.1, 42.7, -512.5],
-                "volume_ml": 1.84,
-                "longest_axial_diameter_mm": 17.2,
-                "probability_max": 0.97,
-                "probability_mean": 0.81,
-                "voxels": 2310,
-            }
-        }
-    )
+    model_config = example(LESION)
 
     id: int
     slice_range: tuple[int, int] = Field(description="first and last slice index, inclusive")
@@ -112,30 +98,7 @@ class Lesion(BaseModel):
 
 
 class SliceResult(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "index": 41,
-                "sop_instance_uid": "1.2.826.0.1.3680043.8.498.1",
-                "z_mm": -112.5,
-                "rows": 512,
-                "columns": 512,
-                "boxes": [
-                    {
-                        "row_min": 305,
-                        "col_min": 244,
-                        "row_max": 318,
-                        "col_max": 260,
-                        "lesion_id": 1,
-                        "pixels": 181,
-                        "probability_max": 0.97,
-                    }
-                ],
-                "mask_url": "/v1/studies/5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10/slices/41/mask.png",
-                "overlay_url": "/v1/studies/5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10/slices/41/overlay.png",
-            }
-        }
-    )
+    model_config = example(SLICE)
 
     index: int = Field(description="position in the series, sorted along the slice normal")
     sop_instance_uid: str
@@ -148,27 +111,14 @@ class SliceResult(BaseModel):
 
 
 class WindowOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"level": 400.0, "width": 1800.0}})
+    model_config = example(WINDOW)
 
     level: float
     width: float
 
 
 class ModelOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "name": "bonemets",
-                "version": "demo-6",
-                "platform": "python",
-                "input_size": 512,
-                "windows": [{"level": 400, "width": 1800}, {"level": 150, "width": 500}],
-                "threshold": 0.187,
-                "max_batch_size": 32,
-                "ready": True,
-            }
-        }
-    )
+    model_config = example(MODEL)
 
     name: str
     version: str
@@ -181,18 +131,7 @@ class ModelOut(BaseModel):
 
 
 class Timings(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "total_s": 6.2,
-                "read_s": 0.3,
-                "decode_s": 0.9,
-                "inference_s": 5.1,
-                "inference_wall_s": 2.4,
-                "postprocess_s": 0.2,
-            }
-        }
-    )
+    model_config = example(TIMINGS)
 
     total_s: float = Field(description="wall clock from the header pass to the stored result")
     read_s: float = Field(description="header pass and series choice")
@@ -210,38 +149,7 @@ class Timings(BaseModel):
 
 
 class StudyResult(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "study_instance_uid": "1.2.826.0.1.3680043.8.498.10",
-                "series_instance_uid": "1.2.826.0.1.3680043.8.498.11",
-                "model": {
-                    "name": "bonemets",
-                    "version": "demo-6",
-                    "platform": "python",
-                    "input_size": 512,
-                    "windows": [{"level": 400, "width": 1800}, {"level": 150, "width": 500}],
-                    "threshold": 0.187,
-                    "max_batch_size": 32,
-                    "ready": True,
-                },
-                "threshold": 0.187,
-                "slice_count": 120,
-                "slice_spacing_mm": 2.5,
-                "warnings": ["slices 17 and 18 are 5.0 mm apart, twice the series spacing"],
-                "timings": {
-                    "total_s": 6.2,
-                    "read_s": 0.3,
-                    "decode_s": 0.9,
-                    "inference_s": 5.1,
-                    "inference_wall_s": 2.4,
-                    "postprocess_s": 0.2,
-                },
-                "lesions": [],
-                "slices": [],
-            }
-        }
-    )
+    model_config = example(RESULT)
 
     study_instance_uid: str
     series_instance_uid: str
