@@ -9,6 +9,7 @@ is still a dependency, and a circle through one still ties the modules together.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,24 @@ def test_the_checks_find_circles_and_upward_arrows(tmp_path: Path) -> None:
     assert forbidden_arrows(graph, {"low": set(), "high": {"low"}}) == [
         ("pkg.low.a", "pkg.high.b")
     ]
+
+
+def test_the_architecture_rooms_match_the_tree() -> None:
+    """docs/architecture.md's room table names every package, and nothing that is gone."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text[text.index("## Rooms"):text.index("## Decisions")]
+    paths = set(re.findall(r"`((?:api|export|model_repository|tests)/[^`…{]*)`", table))
+    assert paths, "no paths in the room table"
+    assert sorted(p for p in paths if not (ROOT / p).exists()) == []
+    # Within a package's row, the modules it names (`name.py` or `name`) exist there.
+    for row in table.splitlines():
+        package = re.match(r"\| `((?:api|export)/\w+)/`", row)
+        if package:
+            folder = ROOT / package.group(1)
+            named = re.findall(r"`([a-z_][a-z0-9_]*)(?:\.py)?`", row.split("|")[2])
+            missing = [n for n in named if not (folder / f"{n}.py").exists()
+                       and not (folder / n).is_dir()]
+            assert missing == [], f"{package.group(1)} names {missing}"
+    packages = {f"{p.parent.relative_to(ROOT)}/" for p in ROOT.glob("*/*/__init__.py")
+                if p.parts[-3] in ("api", "export")}
+    assert sorted(packages - paths) == []
