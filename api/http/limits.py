@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import UploadTooLarge
+from api.http.problems import error_response
 
 
 class BodySizeLimit:
@@ -22,7 +21,7 @@ class BodySizeLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, send, f"the body declares {declared} bytes")
+            await self._refuse(scope, receive, send, f"the body declares {declared} bytes")
             return
         received = 0
         started = False
@@ -49,21 +48,14 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except UploadTooLarge:
             if not started:
-                await self._refuse(scope, send, f"the body passed {self.max_bytes} bytes")
+                await self._refuse(scope, receive, send, f"the body passed {self.max_bytes} bytes")
 
-    async def _refuse(self, scope: Scope, send: Send, why: str) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, why: str) -> None:
         error = UploadTooLarge(f"{why}; the limit is {self.max_bytes} bytes")
-        body = json.dumps(
-            {"type": error.type_uri, "title": error.title, "status": error.status,
-             "detail": error.detail, "instance": scope.get("path", "")}
-        ).encode()
-        await send({
-            "type": "http.response.start", "status": error.status,
-            "headers": [(b"content-type", b"application/problem+json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })
-        await send({"type": "http.response.body", "body": body})
+        response = error_response(error, scope.get("path") or None)
+        # The rest of the body is never read: the client must not send it on this connection.
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:
