@@ -31,7 +31,7 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     ├── InferenceUnavailable           503  inference-unavailable (Retry-After)
     │   └── InferenceTimeout           504  inference-timeout
     ├── ModelError                     502  model-error
-    ├── DecoderCrashed                 503  decoder-crashed (Retry-After)
+    ├── DecoderCrashed                 503  decoder-crashed
     └── StorageError                   500  storage-error
 """
 
@@ -167,7 +167,6 @@ class DecoderCrashed(BoneMetsError):
     memory): the study fails with this reason; the service goes on with a fresh pool."""
 
     status, slug, title = 503, "decoder-crashed", "The image decoder stopped on this study"
-    retry_after_s: ClassVar[int] = 10
 
 
 class StorageError(BoneMetsError):
