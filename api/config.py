@@ -74,6 +74,40 @@ class Settings(BaseSettings):
     inference_retries: int = Field(default=2, ge=0, description="retries of a failed request")
     job_retention_h: float = Field(default=168.0, gt=0, description="hours results are kept")
     public_url: str = Field(default="", description="base URL put in mask links; empty: relative")
+    # Access control (docs/security.md).
+    auth: Literal["on", "off"] = Field(
+        default="on", description="off: no credentials asked (loopback binds only; warned)"
+    )
+    auth_open_paths: str = Field(
+        default="/healthz,/readyz,/docs,/redoc,/openapi.json",
+        description="paths (comma-separated; a trailing / opens a prefix) open without"
+        " credentials; every other route refuses an anonymous request",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="OIDC issuer URL; its discovery document names the JWKS"
+    )
+    oidc_audience: str | None = Field(default=None, description="the aud a token must carry")
+    oidc_client_claim: str = Field(default="azp", description="claim naming the client")
+    oidc_scopes_claim: str = Field(default="scope", description="claim holding the scopes")
+    link_keys: str | None = Field(
+        default=None, description="secrets for signed result links, comma-separated: the first"
+        " signs, all verify (rotation); unset: one generated in the data directory",
+    )
+    link_ttl_s: int = Field(default=3600, gt=0, description="how long a signed link is valid")
+    audit_log: Path | None = Field(
+        default=None, description="JSON lines, one per access; unset: <data_dir>/audit.log"
+    )
+    client_max_inflight: int = Field(
+        default=4, ge=1, description="a client's studies queued or running at once (429 above)"
+    )
+    client_uploads_per_minute: int = Field(
+        default=30, ge=1, description="a client's uploads per minute (429 above)"
+    )
+    max_image_pixels: int = Field(
+        default=2**30, gt=0,
+        description="most pixels one DICOM file may declare (Rows x Columns x frames), 413"
+        " above, before any pixel buffer is allocated",
+    )
 
     @field_validator("window")
     @classmethod

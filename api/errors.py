@@ -11,6 +11,10 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     ├── RouteNotFound                  404  not-found (no such path)
     ├── MethodNotAllowed               405  method-not-allowed
     ├── HTTPProblem                    4xx  http-error (any other refusal of the HTTP layer)
+    ├── Unauthenticated                401  unauthenticated (WWW-Authenticate: Bearer)
+    ├── Forbidden                      403  forbidden (a valid caller without the scope)
+    ├── InvalidLink                    403  invalid-link (a signed link tampered with or expired)
+    ├── RateLimited                    429  rate-limited (Retry-After)
     ├── InvalidUpload                  400  invalid-upload
     │   ├── NotDicom                   415  not-dicom
     │   ├── MalformedDicom             422  malformed-dicom
@@ -23,6 +27,7 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     │   ├── CorruptPixelData           422  corrupt-pixel-data
     │   ├── UnsupportedBodyPart        422  unsupported-body-part
     │   ├── UploadTooLarge             413  upload-too-large
+    │   ├── ImageTooLarge              413  image-too-large (declared pixels past the bound)
     │   └── TooManySlices              413  too-many-slices
     ├── JobNotFound                    404  job-not-found
     ├── SliceNotFound                  404  slice-not-found
@@ -77,6 +82,35 @@ class HTTPProblem(BoneMetsError):
     status, slug, title = 400, "http-error", "HTTP error"
 
 
+class Unauthenticated(BoneMetsError):
+    """No credentials, or credentials that prove nothing: a missing, unknown, revoked or
+    expired key or token. Answered with ``WWW-Authenticate: Bearer``."""
+
+    status, slug, title = 401, "unauthenticated", "Authentication required"
+
+
+class Forbidden(BoneMetsError):
+    """A caller we know, without the scope the route needs."""
+
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+class InvalidLink(BoneMetsError):
+    """A signed result link whose signature does not match, or whose time is up."""
+
+    status, slug, title = 403, "invalid-link", "Invalid or expired link"
+
+
+class RateLimited(BoneMetsError):
+    """A client past its studies in flight or uploads per minute."""
+
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 class InvalidUpload(BoneMetsError):
     status, slug, title = 400, "invalid-upload", "Invalid upload"
 
@@ -125,6 +159,13 @@ class UnsupportedBodyPart(InvalidUpload):
 
 class UploadTooLarge(InvalidUpload):
     status, slug, title = 413, "upload-too-large", "Upload too large"
+
+
+class ImageTooLarge(InvalidUpload):
+    """An image whose declared Rows x Columns x frames (or a compressed frame's decoded size)
+    passes the bound: refused before any pixel buffer is allocated."""
+
+    status, slug, title = 413, "image-too-large", "Image too large"
 
 
 class TooManySlices(InvalidUpload):

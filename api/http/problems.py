@@ -17,7 +17,9 @@ from api.errors import (
     InferenceUnavailable,
     InvalidRequest,
     MethodNotAllowed,
+    RateLimited,
     RouteNotFound,
+    Unauthenticated,
     UploadTooLarge,
 )
 from api.schemas import Problem
@@ -50,8 +52,11 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 def error_response(exc: BoneMetsError, instance: str | None) -> JSONResponse:
     headers = None
-    if isinstance(exc, InferenceUnavailable):
+    if isinstance(exc, InferenceUnavailable | RateLimited):
         headers = {"Retry-After": str(exc.retry_after_s)}
+    elif isinstance(exc, Unauthenticated):
+        # RFC 6750: the scheme the client should use, and why this request failed.
+        headers = {"WWW-Authenticate": 'Bearer realm="bonemets"'}
     problem = Problem(type=exc.type_uri, title=exc.title, status=exc.status, detail=exc.detail,
                       instance=instance or None)
     return problem_response(problem, headers)

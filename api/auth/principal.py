@@ -1,0 +1,39 @@
+"""The caller of a request, once authenticated, and the scopes a route can ask for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    """What a caller may do. ``admin`` includes every other scope and every client's studies."""
+
+    WRITE = "studies:write"  # submit a study
+    READ = "studies:read"  # its own results, masks, overlays
+    DELETE = "studies:delete"  # delete its own studies
+    ADMIN = "admin"  # every client's studies; keys
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated client: its id (the owner of the studies it submits) and scopes."""
+
+    client: str
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    method: str = "api-key"  # api-key | oidc | signed-link | anonymous (auth off)
+
+    @property
+    def is_admin(self) -> bool:
+        return Scope.ADMIN in self.scopes
+
+    def allows(self, scope: Scope) -> bool:
+        return self.is_admin or scope in self.scopes
+
+    def may_see(self, owner: str | None) -> bool:
+        """Whether a study owned by ``owner`` exists for this caller (else it answers 404)."""
+        return self.is_admin or owner == self.client
+
+
+# With BONEMETS_AUTH=off (loopback only): one local caller that may do everything.
+LOCAL_OPERATOR = Principal("local", frozenset(Scope), method="anonymous")
