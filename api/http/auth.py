@@ -22,11 +22,13 @@ async def authenticate(request: Request) -> Principal:
     return LOCAL_OPERATOR
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def require(scope: Scope) -> Callable[[Request, Principal], Awaitable[Principal]]:
     """A dependency: the authenticated caller, who must hold ``scope``."""
 
-    async def caller_with_scope(request: Request) -> Principal:
-        principal = await authenticate(request)
+    async def caller_with_scope(request: Request, principal: Caller) -> Principal:
         if not principal.allows(scope):
             raise Forbidden(f"this needs the scope {scope.value!r}")
         request.state.principal = principal
