@@ -33,14 +33,15 @@ EXPORT_LAYERS = {
 API_ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "schemas": {"errors"},
+    "auth": {"errors"},  # who is calling: keys, tokens, signed links; no HTTP
     "dicom": {"errors"},
     "inference": {"errors"},
     "lesions": {"dicom", "inference"},  # slice geometry; the window formula for pictures
     "config": {"dicom", "inference"},  # body-part codes; the model's name and windows
     "tritonserver": {"inference"},  # the tensor contract
-    "study": {"config", "dicom", "errors", "inference", "lesions", "schemas"},
-    "http": {"config", "errors", "inference", "schemas", "study"},
-    "commands": {"config", "http", "tritonserver"},
+    "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "schemas"},
+    "http": {"auth", "config", "errors", "inference", "schemas", "study"},
+    "commands": {"auth", "config", "http", "tritonserver"},
     "cli": set(),
 }
 
