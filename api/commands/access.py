@@ -91,8 +91,10 @@ def first_start_key(settings: Settings, out: TextIO | None = None) -> Callable[[
         return lambda: None
     path = key_store_path(settings.data_dir)
     store = KeyStore(path)
-    keys = store.list()
-    store.close()
+    try:
+        keys = store.list()
+    finally:
+        store.close()
     if keys:
         active = sum(key.active for key in keys)
         return lambda: log.info(

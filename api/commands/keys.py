@@ -133,8 +133,9 @@ def key_table(records: list[ApiKey]) -> list[str]:
               "-" if record.revoked_at is None else _utc(record.revoked_at))
              for record in records]
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    return [" ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-            + " " + row[4] for row in rows]
+    # The last column is not padded: no trailing spaces.
+    return [" ".join([*(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)),
+                      row[4]]) for row in rows]
 
 
 def revoke_key(args: argparse.Namespace) -> int:
