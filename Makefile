@@ -6,9 +6,10 @@ PYTEST_ARGS ?=
 
 .PHONY: serve test install install-dev model-repository lint typecheck bench demo-model clean
 
-# The gateway binds BONEMETS_HOST:BONEMETS_PORT (default 127.0.0.1:8000: it has no
-# authentication yet), e.g. `make serve BONEMETS_PORT=9000`; a .env file works too.
-serve: install model-repository  ## set up and start Triton + the gateway on 127.0.0.1:8000
+# The gateway binds BONEMETS_HOST:BONEMETS_PORT (default 127.0.0.1:8000), e.g.
+# `make serve BONEMETS_PORT=9000`; a .env file works too. Its first start prints a
+# development API key, once (more with `.venv/bin/bonemets keys create --client NAME`).
+serve: install model-repository  ## set up and start Triton + the gateway on 127.0.0.1:8000 (first start: prints an API key)
 	$(BIN)/bonemets serve
 
 test: install-dev  ## set up and run every test (unit, API, integration)

@@ -23,7 +23,7 @@ COMMAND_GROUP = "bonemets.commands"
 # The order --help lists them in: a user's path from a server to the tooling. Installers
 # write entry points sorted by name, so the order cannot live in pyproject.toml; commands
 # not named here follow, by name.
-HELP_ORDER = ("serve", "triton", "phantom", "export", "train", "evaluate", "bench")
+HELP_ORDER = ("serve", "keys", "triton", "phantom", "export", "train", "evaluate", "bench")
 
 AddParser = Callable[[Any], None]
 
@@ -40,6 +40,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 EPILOG = """examples:
   bonemets phantom --out data/phantoms --studies 4 --seed 1
   bonemets serve                      # gateway on 127.0.0.1:8000 plus a local Triton
+  bonemets keys create --client pacs  # an API key for a machine client, printed once
   bonemets triton --http-port 8001    # Triton alone
   bonemets export onnx checkpoints/demo.pt --repository model_repository/
   bonemets <command> --help           # each command's own options and examples

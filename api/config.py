@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         description="most pixels one DICOM file may declare (Rows x Columns x frames), 413"
         " above, before any pixel buffer is allocated",
     )
+    ssl_certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain): `bonemets serve` speaks HTTPS"
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="PEM private key of ssl_certfile (unless that file holds it)"
+    )
 
     @field_validator("window")
     @classmethod

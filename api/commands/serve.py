@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Any
 
+from api.commands.access import check_auth_mode, check_tls, first_start_key
 from api.commands.stopping import SignalStop, StopRequested
 from api.config import Settings
 
@@ -19,10 +22,13 @@ EPILOG = """examples:
   bonemets serve --port 9000 --data-dir /srv/bonemets
   BONEMETS_HOST=0.0.0.0 BONEMETS_PORT=9000 bonemets serve
   BONEMETS_TRITON_URL=triton:8001 bonemets serve  # use an external Triton (gRPC)
+  bonemets serve --host 0.0.0.0 --ssl-certfile cert.pem --ssl-keyfile key.pem   # HTTPS
+  BONEMETS_AUTH=off bonemets serve                # no credentials: loopback only, warned
 
 settings come from BONEMETS_* environment variables (see the README's table);
-the options below override them. The service has no authentication yet: bind an address
-other than 127.0.0.1 only behind something that has.
+the options below override them. Every route but /healthz, /readyz and the API docs asks
+for credentials: the first start with no API key prints a development key, once (more with
+'bonemets keys create'). docs/security.md says how to serve other machines safely.
 """
 
 
@@ -39,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--data-dir", help="results, masks and the job database")
     parser.add_argument("--repository", help="model repository for the local Triton")
     parser.add_argument("--triton-url", help="external Triton gRPC host:port")
+    parser.add_argument("--ssl-certfile", help="PEM certificate: serve HTTPS"
+                                               " (default BONEMETS_SSL_CERTFILE)")
+    parser.add_argument("--ssl-keyfile", help="its PEM private key (default BONEMETS_SSL_KEYFILE)")
     parser.set_defaults(func=run)
 
 
@@ -47,22 +56,26 @@ def settings_from(args: argparse.Namespace) -> Settings:
     options = {
         "host": args.host, "port": args.port, "data_dir": args.data_dir,
         "model_repository": args.repository, "triton_url": args.triton_url,
+        "ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile,
     }
     return Settings(**{key: value for key, value in options.items() if value is not None})
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    check_auth_mode(settings)
+    check_tls(settings)
+    on_started = first_start_key(settings)
     stop = SignalStop()
     try:
         with stop:
-            return _serve(settings, stop)
+            return _serve(settings, stop, on_started)
     except StopRequested as signal_name:
         log.info("%s received before the gateway started; stopped", signal_name)
         return 0
 
 
-def _serve(settings: Settings, stop: SignalStop) -> int:
+def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None]) -> int:
     import uvicorn
 
     from api.http.app import create_app
@@ -79,9 +92,10 @@ def _serve(settings: Settings, stop: SignalStop) -> int:
             # Runs before Triton's stop: a second signal must not cut the clean-up short.
             stack.callback(stop.shield)
             log.info("local Triton ready on gRPC :%d", settings.triton_grpc_port)
-        server = uvicorn.Server(uvicorn.Config(
+        server = _announcing_server(uvicorn.Config(
             create_app(settings), host=settings.host, port=settings.port, log_level="info",
-        ))
+            ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
+        ), on_started)
         # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
         # handler it found: ours, which must not kill the process before Triton is stopped.
         stop.forward_to(lambda: setattr(server, "should_exit", True))
@@ -91,3 +105,17 @@ def _serve(settings: Settings, stop: SignalStop) -> int:
     elif not server.started:
         return STARTUP_FAILURE
     return 0
+
+
+def _announcing_server(config: Any, on_started: Callable[[], None]) -> Any:
+    """A uvicorn server that calls ``on_started`` once it listens (after its own "running
+    on" line, so that what it prints is the last thing a user sees)."""
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                on_started()
+
+    return AnnouncingServer(config)
