@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         default="on", description="off: no credentials asked (loopback binds only; warned)"
     )
     auth_open_paths: str = Field(
-        default="/healthz,/readyz,/docs,/redoc,/openapi.json",
+        default="/healthz,/readyz,/docs,/docs/,/redoc,/openapi.json",
         description="paths (comma-separated; a trailing / opens a prefix) open without"
         " credentials; every other route refuses an anonymous request",
     )
