@@ -34,13 +34,13 @@ class JwksUnavailable(Exception):
 class JwksCache:
     """The signing keys of one issuer, fetched lazily over ``http``, refreshed on a new kid."""
 
-    def __init__(self, issuer: str, http: httpx.AsyncClient, *, min_refresh_s: float = 30.0,
+    def __init__(self, issuer: str, http: httpx.AsyncClient, *, min_refresh_s: float = 10.0,
                  max_age_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.issuer = issuer
         self._http = http
-        self._min_refresh_s = min_refresh_s
-        self._max_age_s = max_age_s
-        self._clock = clock
+        self.min_refresh_s = min_refresh_s
+        self.max_age_s = max_age_s
+        self.clock = clock
         self._keys: dict[str, PyJWK] = {}
         self._jwks_uri: str | None = None
         self._fetched_at: float | None = None  # last successful fetch
@@ -58,15 +58,15 @@ class JwksCache:
             return self._keys.get(kid)
 
     def _stale(self) -> bool:
-        return self._fetched_at is None or self._clock() - self._fetched_at > self._max_age_s
+        return self._fetched_at is None or self.clock() - self._fetched_at > self.max_age_s
 
     def _may_refresh(self) -> bool:
-        return self._tried_at is None or self._clock() - self._tried_at >= self._min_refresh_s
+        return self._tried_at is None or self.clock() - self._tried_at >= self.min_refresh_s
 
     async def _refresh(self) -> None:
         if not self._may_refresh():
             return
-        self._tried_at = self._clock()
+        self._tried_at = self.clock()
         try:
             if self._jwks_uri is None:
                 self._jwks_uri = await self._discover()
@@ -75,7 +75,7 @@ class JwksCache:
         except JwksUnavailable as exc:
             log.warning("the identity provider's keys could not be fetched: %s", exc)
             return
-        self._fetched_at = self._clock()
+        self._fetched_at = self.clock()
         log.info("identity provider keys loaded: kids %s", sorted(self._keys))
 
     async def _discover(self) -> str:

@@ -37,7 +37,7 @@ class OidcVerifier:
 
     def __init__(self, issuer: str, audience: str | None, *, client_claim: str = "azp",
                  scopes_claim: str = "scope", http: httpx.AsyncClient | None = None,
-                 min_refresh_s: float = 30.0) -> None:
+                 min_refresh_s: float = 10.0) -> None:
         if not audience:
             # Without an audience, a token the provider issued for any other application
             # would be accepted here.
