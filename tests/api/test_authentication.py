@@ -4,7 +4,7 @@ a scope, in the wrong header; open paths; routes and mounts added later; BONEMET
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
 from api.auth.keys import KeyStore
+from api.auth.principal import Principal
 from api.config import Settings
+from api.errors import InvalidLink
 from api.http.app import create_app
 from api.http.auth import Caller, Reader, flat_routes, is_open, original
 from tests.api.contract import CheckedClient, example_path, new_key
@@ -215,3 +217,28 @@ def test_the_document_names_the_schemes_and_protects_all_but_the_open_operations
             assert "401" in operation["responses"]
     assert "403" in spec["paths"]["/v1/needs-read"]["get"]["responses"]
     assert "403" not in spec["paths"]["/v1/whoami"]["get"]["responses"]
+
+
+class FakeLinks:
+    """A signed-link checker: ``?sig=good`` grants a reader, ``?sig=`` anything else is bad."""
+
+    def verify_link(self, path: str, query: Mapping[str, str]) -> Principal | None:
+        if "sig" not in query:
+            return None
+        if query["sig"] != "good":
+            raise InvalidLink("the link's signature does not match")
+        return Principal("viewer-of-" + path.rsplit("/", 1)[-1], frozenset({"studies:read"}),
+                         method="signed-link")
+
+
+def test_a_request_without_headers_may_carry_a_signed_link(settings: Settings) -> None:
+    with TestClient(make_app(settings)) as client:
+        client.app_state["services"].links = FakeLinks()
+        answer = client.get("/v1/needs-read", params={"sig": "good"})
+        assert answer.json() == {"client": "viewer-of-needs-read"}
+        assert client.get("/v1/needs-read", params={"sig": "forged"}).status_code == 403
+        assert_unauthenticated(client.get("/v1/needs-read"))
+        key = new_key(client, "pacs", [])  # a header wins over the link: here, no scope
+        forbidden = client.get("/v1/needs-read", params={"sig": "good"},
+                               headers={"Authorization": f"Bearer {key}"})
+        assert forbidden.status_code == 403
