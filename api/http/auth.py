@@ -58,14 +58,17 @@ def route_path(request: Request) -> str:
 
 
 async def authenticate(request: Request) -> Principal:
-    """The caller of ``request``: checked credentials, or 401 (open paths excepted)."""
+    """The caller of ``request`` (also left in ``request.state.principal``): checked
+    credentials, or 401; on an open path, :data:`ANONYMOUS`; with auth off, the local operator.
+    """
     services = get_services(request)
     settings = services.settings
     if settings.auth == "off":
-        return LOCAL_OPERATOR
-    if is_open(route_path(request), settings.auth_open_paths):
-        return ANONYMOUS
-    principal = await _verify(request, services)
+        principal = LOCAL_OPERATOR
+    elif is_open(route_path(request), settings.auth_open_paths):
+        principal = ANONYMOUS
+    else:
+        principal = await _verify(request, services)
     request.state.principal = principal
     return principal
 
