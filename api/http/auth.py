@@ -103,7 +103,7 @@ async def _api_key(key: str, services: Services) -> Principal:
     # A primary-key lookup, but SQLite may wait on a writer (`bonemets keys create`).
     principal = await asyncio.to_thread(services.keys.verify, key)
     if principal is None:
-        match = KEY_PATTERN.match(key)
+        match = KEY_PATTERN.fullmatch(key)
         # The key id is not secret (it is listed by `bonemets keys list`); the key is.
         log.info("API key refused (id %s)", match.group(1) if match else "malformed")
         raise Unauthenticated("the API key is malformed, unknown or revoked")
