@@ -121,7 +121,7 @@ class _Guarded:
             request = Request(scope)
             services = get_services(request)
             if services.settings.auth != "off":
-                await _verify(request, services)
+                request.state.principal = await _verify(request, services)
         await self.app(scope, receive, send)
 
 
