@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         default="on", description="off: no credentials asked (loopback binds only; warned)"
     )
     auth_open_paths: str = Field(
-        default="/healthz,/readyz,/docs,/redoc,/openapi.json",
+        default="/healthz,/readyz,/docs,/docs/,/redoc,/openapi.json",
         description="paths (comma-separated; a trailing / opens a prefix) open without"
         " credentials; every other route refuses an anonymous request",
     )
@@ -87,8 +87,14 @@ class Settings(BaseSettings):
         default=None, description="OIDC issuer URL; its discovery document names the JWKS"
     )
     oidc_audience: str | None = Field(default=None, description="the aud a token must carry")
-    oidc_client_claim: str = Field(default="azp", description="claim naming the client")
-    oidc_scopes_claim: str = Field(default="scope", description="claim holding the scopes")
+    oidc_client_claim: str = Field(
+        default="azp", description="claim naming the client; a token without it: client_id,"
+        " then sub",
+    )
+    oidc_scopes_claim: str = Field(
+        default="scope", description="claim holding the scopes: a space-separated string"
+        " (scope) or a list (scp)",
+    )
     link_keys: str | None = Field(
         default=None, description="secrets for signed result links, comma-separated: the first"
         " signs, all verify (rotation); unset: one generated in the data directory",

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from api.auth.principal import Principal, Scope
 
-KEY_PATTERN = re.compile(r"^bm_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+KEY_PATTERN = re.compile(r"bm_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")  # used with fullmatch
+PEPPER_BYTES = 32
 CLIENT_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 SCHEMA = """
@@ -111,7 +112,7 @@ class KeyStore:
 
     def verify(self, key: str) -> Principal | None:
         """The client a presented key belongs to; None for a malformed, unknown or revoked key."""
-        match = KEY_PATTERN.match(key)
+        match = KEY_PATTERN.fullmatch(key)
         if match is None:
             return None
         with self._lock:
@@ -134,15 +135,23 @@ def _record(row: tuple[str, str, str, float, float | None]) -> ApiKey:
 
 
 def _pepper(path: Path) -> bytes:
-    """The server secret under which keys are hashed, made on first use (mode 0600)."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_bytes(32))
-    return path.read_bytes()
+    """The server secret under which keys are hashed, made on first use (mode 0600).
+
+    Written whole to a temporary file and then linked into place, so that a process starting
+    at the same moment (``serve`` and ``keys create``) never reads a half-written pepper.
+    """
+    if not path.exists():
+        scratch = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(PEPPER_BYTES))
+        try:
+            os.link(scratch, path)
+        except FileExistsError:  # another process made it first: theirs is the one
+            pass
+        finally:
+            scratch.unlink()
+    pepper = path.read_bytes()
+    if len(pepper) != PEPPER_BYTES:
+        raise ValueError(f"{path} is not a {PEPPER_BYTES}-byte key pepper")
+    return pepper

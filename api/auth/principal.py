@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 
 class Scope(StrEnum):
@@ -37,3 +39,17 @@ class Principal:
 
 # With BONEMETS_AUTH=off (loopback only): one local caller that may do everything.
 LOCAL_OPERATOR = Principal("local", frozenset(Scope), method="anonymous")
+# On the open paths (health, the API's documentation): whoever calls, with no scope.
+ANONYMOUS = Principal("anonymous", frozenset(), method="anonymous")
+
+
+class LinkVerifier(Protocol):
+    """Checks a signed result link, for requests that carry no credentials in headers."""
+
+    def verify_link(self, path: str, query: Mapping[str, str]) -> Principal | None:
+        """The principal a valid link grants; None when ``query`` holds no link signature.
+
+        Raises :class:`api.errors.InvalidLink` for a signature that does not match, or an
+        expired link.
+        """
+        ...

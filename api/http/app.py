@@ -7,11 +7,15 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from api.auth.keys import KeyStore
+from api.auth.oidc import OidcVerifier
 from api.config import Settings, get_settings
+from api.http.auth import authenticate, guard_plain_routes
 from api.http.docs_page import install_docs
 from api.http.limits import BodySizeLimit
+from api.http.openapi_security import install_security_docs
 from api.http.problems import install_problem_handlers, problem_responses
 from api.http.routes import health, models, studies
 from api.inference.protocol import SegmentationModel
@@ -52,6 +56,15 @@ def triton_model(settings: Settings) -> SegmentationModel:
     )
 
 
+def oidc_verifier(settings: Settings) -> OidcVerifier | None:
+    """The identity provider's token checker, when one is configured."""
+    if not settings.oidc_issuer:
+        return None
+    return OidcVerifier(settings.oidc_issuer, settings.oidc_audience,
+                        client_claim=settings.oidc_client_claim,
+                        scopes_claim=settings.oidc_scopes_claim)
+
+
 def create_app(
     settings: Settings | None = None, model_factory: ModelFactory | None = None
 ) -> FastAPI:
@@ -62,6 +75,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        guard_plain_routes(app.routes, settings.auth_open_paths)
+        oidc = oidc_verifier(settings)
+        keys = KeyStore(settings.data_dir / "keys.sqlite")
         jobs = JobStore(settings.data_dir / "jobs.sqlite")
         store = StudyStore(settings.data_dir)
         model = make_model(settings)
@@ -73,20 +89,27 @@ def create_app(
         runner.resume_unfinished(store)
         sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
         try:
-            yield {"services": Services(settings, jobs, store, model, runner)}
+            yield {"services": Services(settings, jobs, store, model, runner, keys, oidc)}
         finally:
             sweeper.cancel()
             await runner.stop()
             decoder.shutdown(wait=True, cancel_futures=True)
             await model.close()
             jobs.close()
+            keys.close()
+            if oidc is not None:
+                await oidc.close()
 
     app = FastAPI(
         title="bonemets", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
         docs_url=None, redoc_url=None,  # install_docs: the same pages, without a CDN
         responses=problem_responses(500),  # any route, on an unexpected error
+        # Every route checks credentials unless its path is open (api/http/auth.py).
+        dependencies=[Depends(authenticate)],
     )
     install_problem_handlers(app)
+    if settings.auth == "on":
+        install_security_docs(app, settings.auth_open_paths)
     install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.include_router(health.router)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.auth.keys import KeyStore
+from api.auth.oidc import OidcVerifier
+from api.auth.principal import LinkVerifier
 from api.config import Settings
 from api.inference.protocol import SegmentationModel
 from api.study.jobs import JobStore
@@ -13,10 +16,14 @@ from api.study.storage import StudyStore
 
 @dataclass
 class Services:
-    """Everything a request reaches: settings, job rows, stored files, the model, the runner."""
+    """Everything a request reaches: settings, job rows, stored files, the model, the runner,
+    and what checks credentials: API keys, the identity provider's tokens, signed links."""
 
     settings: Settings
     jobs: JobStore
     store: StudyStore
     model: SegmentationModel
     runner: JobRunner
+    keys: KeyStore
+    oidc: OidcVerifier | None = None  # when BONEMETS_OIDC_ISSUER is set
+    links: LinkVerifier | None = None  # signed result links, for requests without a header

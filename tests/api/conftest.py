@@ -1,4 +1,9 @@
-"""API-tier fixtures: the app with a fake model, and small CT series built here."""
+"""API-tier fixtures: the app with a fake model, and small CT series built here.
+
+Every route but the open ones needs credentials: ``client`` (a :class:`CheckedClient`)
+sends an API key it makes in the app's key store at start, for the client ``tests`` with
+studies:write, studies:read and studies:delete; ``client.api_key`` is that key.
+"""
 
 from __future__ import annotations
 

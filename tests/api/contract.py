@@ -5,24 +5,33 @@ its path and method in ``app.openapi()``, requires the status to be documented t
 media type to be one documented for that status, and the body to validate against its
 schema (``$ref``s resolved; objects closed, so an undocumented field fails too). Answers
 outside any operation (an unknown path, a method a path lacks) must be problem+json.
+
+Once started (``with CheckedClient(app) as client``), it sends an API key of its own, made in
+the app's key store with the scopes it is given (``scopes=None``: anonymous).
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Self
 
 import jsonschema
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from api.auth.principal import Scope
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pages outside the API that the app serves itself (the OpenAPI document and its viewers).
 OUTSIDE_THE_API = re.compile(r"^/(openapi\.json|docs|redoc)(/.*)?$")
 
 Pair = tuple[str, str, str]  # path template, method, status
+# What an ordinary client holds: everything but admin (every client's studies).
+CLIENT_SCOPES = (Scope.WRITE, Scope.READ, Scope.DELETE)
 
 
 class Contract:
@@ -86,6 +95,11 @@ def _pattern(template: str) -> re.Pattern[str]:
     return re.compile("^" + "[^/]+".join(re.escape(part) for part in literal) + "$")
 
 
+def example_path(template: str) -> str:
+    """A URL for a path template, each ``{parameter}`` filled with ``1``."""
+    return re.sub(r"\{[^/}]+\}", "1", template)
+
+
 def _media(response: Response) -> str:
     return response.headers.get("content-type", "").split(";")[0].strip()
 
@@ -100,13 +114,38 @@ def _closed(components: dict[str, Any]) -> dict[str, Any]:
 
 
 class CheckedClient(TestClient):
-    """A TestClient whose every answer must match the app's published OpenAPI document."""
+    """A TestClient whose every answer must match the app's published OpenAPI document, and
+    that sends an API key for ``client_name`` with ``scopes`` (None: no credentials)."""
 
     def __init__(self, app: FastAPI, *args: Any, seen: set[Pair] | None = None,
+                 scopes: Iterable[str] | None = CLIENT_SCOPES, client_name: str = "tests",
                  **kwargs: Any) -> None:
         super().__init__(app, *args, **kwargs)
         self.contract = Contract(app.openapi())
         self.seen: set[Pair] = set() if seen is None else seen
+        self.scopes = None if scopes is None else frozenset(scopes)
+        self.client_name = client_name
+        self.api_key: str | None = None
+
+    def __enter__(self) -> Self:
+        super().__enter__()
+        if self.scopes is not None:
+            self.api_key = new_key(self, self.client_name, self.scopes)
+            self.headers["Authorization"] = f"Bearer {self.api_key}"
+        return self
+
+    @contextmanager
+    def sending(self, authorization: str | None) -> Iterator[None]:
+        """Requests in the block carry this Authorization header (None: none at all)."""
+        saved = self.headers.pop("Authorization", None)
+        if authorization is not None:
+            self.headers["Authorization"] = authorization
+        try:
+            yield
+        finally:
+            self.headers.pop("Authorization", None)
+            if saved is not None:
+                self.headers["Authorization"] = saved
 
     def request(self, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
         response = super().request(*args, **kwargs)
@@ -114,3 +153,9 @@ class CheckedClient(TestClient):
         if pair is not None:
             self.seen.add(pair)
         return response
+
+
+def new_key(client: TestClient, name: str, scopes: Iterable[str]) -> str:
+    """A fresh API key in the running app's key store (the client must be started)."""
+    _, key = client.app_state["services"].keys.create(name, scopes)
+    return str(key)

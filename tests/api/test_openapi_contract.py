@@ -23,7 +23,7 @@ from api.http.app import create_app
 from api.inference.protocol import ModelInfo, Segmentation
 from api.schemas import Problem
 from tests.api.conftest import as_files, build_series, wait_finished
-from tests.api.contract import CheckedClient, Contract, Pair
+from tests.api.contract import CheckedClient, Contract, Pair, example_path, new_key
 from tests.api.fakes import BrightBoneModel
 
 JOB = "/v1/studies/{job_id}"
@@ -120,6 +120,18 @@ def _tour_job(client: TestClient, model: SwitchableModel, small: list[Path], job
     assert client.delete(f"/v1/studies/{job_id}").status_code == 404
 
 
+def _tour_credentials(client: CheckedClient) -> None:
+    """Each protected operation refuses no credentials (401) and a key without scopes (403)."""
+    scopeless = new_key(client, "nobody", [])
+    for template, method, status in sorted(client.contract.pairs()):
+        if status not in ("401", "403"):
+            continue
+        sent = None if status == "401" else f"Bearer {scopeless}"
+        with client.sending(sent):
+            response = client.request(method, example_path(template))
+        assert response.status_code == int(status), (template, method, response.text)
+
+
 def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d", decode_workers=1, batch_size=2,
                         inference_retries=0, max_slices=4)
@@ -132,6 +144,7 @@ def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Pat
         _tour_models_and_health(client, model)
         job_id = _tour_submissions(client, model, small, large)
         _tour_job(client, model, small, job_id, settings.data_dir)
+        _tour_credentials(client)
         declared = client.contract.pairs()
     # Any route can fail unexpectedly, so each documents a 500; the tour makes it happen where
     # a fault can be set up from outside (a failed job, a stored result that is not one).

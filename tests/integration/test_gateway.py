@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from api.auth.keys import KeyStore
 from api.dicom.geometry import resize_to_model
 from api.dicom.series import load_slice_hounsfield, select_ct_series
 from api.inference.onnx_local import OnnxSegmenter
@@ -28,9 +30,37 @@ from tests.integration.conftest import TritonEndpoint, free_ports, wait_http_ok
 pytestmark = pytest.mark.integration
 
 
+CLIENT_SCOPES = ("studies:write", "studies:read", "studies:delete")
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A live gateway's URL and an API key it accepts."""
+
+    base: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def client(self, timeout: float) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=timeout, headers=self.headers)
+
+
+def new_key(data_dir: Path, scopes: tuple[str, ...] = CLIENT_SCOPES) -> str:
+    """A key in the gateway's store, made as ``bonemets keys create`` makes it."""
+    store = KeyStore(data_dir / "keys.sqlite")
+    try:
+        return store.create("integration", scopes)[1]
+    finally:
+        store.close()
+
+
 def start_gateway(
     triton_url: str, data_dir: Path, **env: str
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[subprocess.Popen[bytes], Gateway]:
+    key = new_key(data_dir)
     (port,) = free_ports(1)
     environment = {**os.environ, "BONEMETS_DECODE_WORKERS": "1", **env}
     process = subprocess.Popen(
@@ -44,7 +74,7 @@ def start_gateway(
     except RuntimeError:
         process.kill()
         raise
-    return process, base
+    return process, Gateway(base, key)
 
 
 def stop_gateway(process: subprocess.Popen[bytes]) -> None:
@@ -57,9 +87,9 @@ def stop_gateway(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def gateway(triton_server: TritonEndpoint, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[str]:
-    process, base = start_gateway(triton_server.grpc_url, tmp_path_factory.mktemp("gateway"))
-    yield base
+            ) -> Iterator[Gateway]:
+    process, live = start_gateway(triton_server.grpc_url, tmp_path_factory.mktemp("gateway"))
+    yield live
     stop_gateway(process)
 
 
@@ -92,10 +122,10 @@ def _expected_masks(paths: list[Path], triton_server: TritonEndpoint) -> list[np
 
 @pytest.mark.parametrize("packing", ["files", "zip"])
 def test_masks_equal_onnx_runtime_and_boxes_match_components(
-    gateway: str, triton_server: TritonEndpoint, phantom_study: list[Path], packing: str
+    gateway: Gateway, triton_server: TritonEndpoint, phantom_study: list[Path], packing: str
 ) -> None:
     parts = as_files(phantom_study) if packing == "files" else as_zip(phantom_study)
-    with httpx.Client(base_url=gateway, timeout=300) as client:
+    with gateway.client(timeout=300) as client:
         response = client.post("/v1/studies", params={"wait": 240}, files=parts)
         assert response.status_code == 200, response.text
         result = response.json()["result"]
@@ -114,9 +144,9 @@ def test_masks_equal_onnx_runtime_and_boxes_match_components(
                 assert (box["col_min"], box["col_max"] + 1) == (found[1].start, found[1].stop)
 
 
-def test_real_series_with_blank_uids_is_accepted(gateway: str, ct_corpus: Path) -> None:
+def test_real_series_with_blank_uids_is_accepted(gateway: Gateway, ct_corpus: Path) -> None:
     paths = corpus_series_files(ct_corpus, "S01_")
-    with httpx.Client(base_url=gateway, timeout=300) as client:
+    with gateway.client(timeout=300) as client:
         response = client.post("/v1/studies", params={"wait": 240}, files=as_files(paths))
         assert response.status_code == 200, response.text
         result = response.json()["result"]
@@ -124,8 +154,8 @@ def test_real_series_with_blank_uids_is_accepted(gateway: str, ct_corpus: Path) 
         assert any("UID" in w or "uid" in w for w in result["warnings"])
 
 
-def test_bad_inputs_get_their_4xx(gateway: str, ct_corpus: Path) -> None:
-    with httpx.Client(base_url=gateway, timeout=60) as client:
+def test_bad_inputs_get_their_4xx(gateway: Gateway, ct_corpus: Path) -> None:
+    with gateway.client(timeout=60) as client:
         not_dicom = client.post("/v1/studies", files=[("files", ("x.txt", b"hello", "text/plain"))])
         assert not_dicom.status_code == 415
         assert not_dicom.headers["content-type"] == "application/problem+json"
@@ -133,6 +163,20 @@ def test_bad_inputs_get_their_4xx(gateway: str, ct_corpus: Path) -> None:
                                                           "wrong_modality_MR_small.dcm"]))
         assert mr.status_code == 422
         assert client.get("/readyz").status_code == 200
+
+
+def test_the_live_gateway_asks_for_credentials(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.base, timeout=30) as anonymous:
+        assert anonymous.get("/healthz").status_code == 200
+        refused = anonymous.get("/v1/models")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert anonymous.get("/v1/models", headers={"X-API-Key": gateway.key}).status_code == 200
+        last = "A" if gateway.key[-1] != "A" else "B"
+        wrong = {"Authorization": f"Bearer {gateway.key[:-1]}{last}"}
+        assert anonymous.get("/v1/models", headers=wrong).status_code == 401
+    with gateway.client(timeout=30) as client:
+        assert client.get("/v1/models").status_code == 200
 
 
 def test_killing_triton_mid_study_fails_the_job_never_leaves_it_running(
@@ -144,13 +188,13 @@ def test_killing_triton_mid_study_fails_the_job_never_leaves_it_running(
     triton.start()
     triton.wait_ready(timeout_s=120)
     series = build_series(tmp_path / "series", slices=48, size=512)
-    process, base = start_gateway(
+    process, live = start_gateway(
         triton.grpc_url, tmp_path / "data", BONEMETS_BATCH_SIZE="1",
         BONEMETS_INFLIGHT_BATCHES="1", BONEMETS_INFERENCE_RETRIES="1",
         BONEMETS_INFERENCE_TIMEOUT_S="10",
     )
     try:
-        with httpx.Client(base_url=base, timeout=60) as client:
+        with live.client(timeout=60) as client:
             job_id = client.post("/v1/studies", files=as_files(series.paths)).json()["id"]
             deadline = time.monotonic() + 120
             while client.get(f"/v1/studies/{job_id}").json()["progress"]["slices_done"] < 2:
@@ -175,11 +219,11 @@ def test_killing_triton_mid_study_fails_the_job_never_leaves_it_running(
 
 
 def test_a_local_triton_gets_tensors_through_shared_memory(
-    gateway: str, triton_server: TritonEndpoint, phantom_study: list[Path]
+    gateway: Gateway, triton_server: TritonEndpoint, phantom_study: list[Path]
 ) -> None:
     import tritonclient.grpc as grpcclient
 
-    with httpx.Client(base_url=gateway, timeout=300) as client:
+    with gateway.client(timeout=300) as client:
         response = client.post("/v1/studies", params={"wait": 240},
                                files=as_files(phantom_study[:4]))
         assert response.status_code == 200, response.text

@@ -25,7 +25,7 @@ from api.cli import main as bonemets
 from api.inference.contract import MODEL_NAME
 from api.tritonserver.launcher import LocalTriton, TritonDistribution, TritonStartError, free_ports
 from tests.conftest import REPO_ROOT
-from tests.integration.test_gateway import start_gateway, stop_gateway
+from tests.integration.test_gateway import Gateway, start_gateway, stop_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ def _match(shown: Any, actual: Any, where: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def shipped_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def shipped_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The gateway in front of a local Triton serving the committed model repository."""
     try:
         TritonDistribution.find()
@@ -78,14 +78,16 @@ def shipped_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with LocalTriton(REPO_ROOT / "model_repository", grpc_port=grpc_port, http_port=http_port,
                      metrics_port=metrics_port, models=[MODEL_NAME]) as triton:
         triton.wait_ready(timeout_s=180)
-        process, base = start_gateway(triton.grpc_url, tmp_path_factory.mktemp("readme"))
+        process, live = start_gateway(triton.grpc_url, tmp_path_factory.mktemp("readme"))
         try:
-            yield base
+            yield live
         finally:
             stop_gateway(process)
 
 
-def test_the_readme_answer_is_what_its_commands_give(shipped_gateway: str, tmp_path: Path) -> None:
+def test_the_readme_answer_is_what_its_commands_give(
+    shipped_gateway: Gateway, tmp_path: Path
+) -> None:
     phantom_args, shown = _readme_blocks()
     out = phantom_args[phantom_args.index("--out") + 1]
     phantom_args[phantom_args.index("--out") + 1] = str(tmp_path / "phantoms")
@@ -96,7 +98,9 @@ def test_the_readme_answer_is_what_its_commands_give(shipped_gateway: str, tmp_p
     with zipfile.ZipFile(body, "w") as archive:
         for path in sorted(study.glob("*.dcm")):
             archive.write(path, path.name)
-    answer = httpx.post(f"{shipped_gateway}/v1/studies", params={"wait": 300}, timeout=320,
+    # The README's curl sends its key as `Authorization: Bearer`; so does this request.
+    answer = httpx.post(f"{shipped_gateway.base}/v1/studies", params={"wait": 300},
+                        timeout=320, headers=shipped_gateway.headers,
                         files={"files": ("study.zip", body.getvalue(), "application/zip")})
     assert answer.status_code == 200, answer.text
     actual = answer.json()
