@@ -39,7 +39,7 @@ def test_create_prints_only_the_key_and_stores_only_its_hash(
 ) -> None:
     out = _create(capsys, tmp_path / "data", "--client", "pacs-router")
     key = out.strip()
-    assert out == key + "\n" and KEY_PATTERN.match(key)
+    assert out == key + "\n" and KEY_PATTERN.fullmatch(key)
     store = KeyStore(tmp_path / "data" / "keys.sqlite")
     principal = store.verify(key)
     assert principal is not None and principal.client == "pacs-router"
@@ -90,7 +90,7 @@ def test_list_shows_keys_never_secrets(
 ) -> None:
     first = _create(capsys, tmp_path, "--client", "pacs").strip()
     second = _create(capsys, tmp_path, "--client", "ops", "--scopes", "admin").strip()
-    first_id = KEY_PATTERN.match(first).group(1)  # type: ignore[union-attr]
+    first_id = KEY_PATTERN.fullmatch(first).group(1)  # type: ignore[union-attr]
     assert _keys(capsys, "revoke", "--data-dir", str(tmp_path), first_id)[0] == 0
     code, out, _ = _keys(capsys, "list", "--data-dir", str(tmp_path))
     assert code == 0
@@ -100,7 +100,7 @@ def test_list_shows_keys_never_secrets(
     timestamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
     assert [row[:3] for row in rows] == [
         [first_id, "pacs", "studies:delete,studies:read,studies:write"],
-        [KEY_PATTERN.match(second).group(1), "ops", "admin"],  # type: ignore[union-attr]
+        [KEY_PATTERN.fullmatch(second).group(1), "ops", "admin"],  # type: ignore[union-attr]
     ]
     assert timestamp.match(rows[0][4]) and rows[1][4] == "-"
     assert all(timestamp.match(row[3]) for row in rows)
@@ -112,7 +112,7 @@ def test_revoke_refuses_the_key_at_once(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     key = _create(capsys, tmp_path, "--client", "pacs").strip()
-    key_id = KEY_PATTERN.match(key).group(1)  # type: ignore[union-attr]
+    key_id = KEY_PATTERN.fullmatch(key).group(1)  # type: ignore[union-attr]
     store = KeyStore(tmp_path / "keys.sqlite")  # as the running gateway holds it
     assert store.verify(key) is not None
     code, out, err = _keys(capsys, "revoke", "--data-dir", str(tmp_path), key_id)

@@ -95,7 +95,7 @@ def test_first_start_makes_a_key_once_and_prints_it_only_to_the_terminal(
         store = KeyStore(tmp_path / "data" / "keys.sqlite")
         assert store.list() == []  # made only once the gateway listens
         on_started()
-    (key,) = [word for word in terminal.getvalue().split() if KEY_PATTERN.match(word)]
+    (key,) = [word for word in terminal.getvalue().split() if KEY_PATTERN.fullmatch(word)]
     principal = store.verify(key)
     assert principal is not None and principal.client == "local-dev"
     assert principal.scopes == {"studies:write", "studies:read", "studies:delete"}
