@@ -17,9 +17,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
+from api.auth.principal import Principal, Scope
 from api.config import Settings
 from api.errors import InferenceTimeout, InferenceUnavailable, ModelError
 from api.http.app import create_app
+from api.http.auth import authenticate
 from api.inference.protocol import ModelInfo, Segmentation
 from api.schemas import Problem
 from tests.api.conftest import as_files, build_series, wait_finished
@@ -120,6 +122,19 @@ def _tour_job(client: TestClient, model: SwitchableModel, small: list[Path], job
     assert client.delete(f"/v1/studies/{job_id}").status_code == 404
 
 
+def _tour_listing_and_links(client: TestClient, app: FastAPI, job_id: str) -> None:
+    assert client.get("/v1/studies").status_code == 200
+    assert client.get("/v1/studies?limit=0").status_code == 422
+    for png in ("mask.png", "overlay.png"):
+        forged = f"/v1/studies/{job_id}/slices/1/{png}?client=x&expires=9999999999&signature=x"
+        assert client.get(forged).status_code == 403
+    app.dependency_overrides[authenticate] = lambda: Principal("a", frozenset({Scope.READ}))
+    try:
+        assert client.get("/v1/studies?client=b").status_code == 403
+    finally:
+        del app.dependency_overrides[authenticate]
+
+
 def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d", decode_workers=1, batch_size=2,
                         inference_retries=0, max_slices=4)
@@ -131,6 +146,7 @@ def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Pat
     with CheckedClient(app, raise_server_exceptions=False, seen=seen) as client:
         _tour_models_and_health(client, model)
         job_id = _tour_submissions(client, model, small, large)
+        _tour_listing_and_links(client, app, job_id)
         _tour_job(client, model, small, job_id, settings.data_dir)
         declared = client.contract.pairs()
     # Any route can fail unexpectedly, so each documents a 500; the tour makes it happen where
