@@ -131,6 +131,11 @@ def _tour_listing_and_links(client: TestClient, app: FastAPI, job_id: str) -> No
     app.dependency_overrides[authenticate] = lambda: Principal("a", frozenset({Scope.READ}))
     try:
         assert client.get("/v1/studies?client=b").status_code == 403
+        app.dependency_overrides[authenticate] = lambda: Principal("a", frozenset())
+        pdf = [("files", ("report.pdf", b"%PDF-1.4 x", "application/pdf"))]
+        assert client.post("/v1/studies", files=pdf).status_code == 403
+        assert client.get(f"/v1/studies/{job_id}").status_code == 403
+        assert client.delete(f"/v1/studies/{job_id}").status_code == 403
     finally:
         del app.dependency_overrides[authenticate]
 

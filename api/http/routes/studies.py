@@ -39,7 +39,7 @@ SUBMITTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Queued or running: the job, with `Location` to poll"},
     200: {"model": StudyJob, "description": "Done within `wait`: the job with its result"},
     # 4xx: the upload refused at once; 5xx: the job failed within `wait`, with its problem.
-    **problem_responses(400, 413, 415, 422, 502, 503, 504),
+    **problem_responses(400, 403, 413, 415, 422, 502, 503, 504),
 }
 SLICE_PNG = {**PNG, **problem_responses(403, 404, 409, 422)}
 State = Literal["queued", "running", "succeeded", "failed"]
@@ -96,7 +96,7 @@ async def list_studies(
     return page.model_copy(update={"next": f"/v1/studies?{urlencode(query, doseq=True)}"})
 
 
-@router.get("/{job_id}", response_model=StudyJob, responses=problem_responses(404, 422))
+@router.get("/{job_id}", response_model=StudyJob, responses=problem_responses(403, 404, 422))
 async def get_study(job_id: str, services: ServicesDep, principal: Reader,
                     links: LinksDep) -> StudyJob:
     """The job's state, progress, error or result; the result's links signed for a while."""
@@ -120,7 +120,7 @@ async def get_overlay(job_id: str, index: int, services: ServicesDep,
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.delete("/{job_id}", status_code=204, responses=problem_responses(404, 422))
+@router.delete("/{job_id}", status_code=204, responses=problem_responses(403, 404, 422))
 async def delete_study(job_id: str, services: ServicesDep, principal: Deleter) -> Response:
     """Remove the job and everything stored for it."""
     await views.delete_job(job_id, services, viewer_of(principal))
