@@ -228,3 +228,14 @@ def test_a_link_does_not_open_the_job_document(api: TestClient, small: BuiltSeri
     # The study's document needs credentials, link or no link.
     response = TestClient.request(api, "GET", f"/v1/studies/{job['id']}?{query}")
     assert response.status_code == 401
+
+
+def test_a_link_verifies_under_a_root_path(tmp_path: Path, small: BuiltSeries) -> None:
+    """Served with ``--root-path /bonemets``: the signature covers the path the app routes."""
+    app = _app(tmp_path / "d", public_url="https://pacs.example.org/bonemets")
+    with CheckedClient(app) as api:
+        link = _result(api, "alice", small)["result"]["slices"][1]["mask_url"]
+    with TestClient(app, root_path="/bonemets") as prefixed:
+        response = prefixed.get(link.removeprefix("https://pacs.example.org"))
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "image/png"

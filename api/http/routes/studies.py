@@ -64,7 +64,7 @@ async def submit_study(
     job_id = await intake.receive_study(write_parts, services, owner=principal.client)
     if wait > 0:
         await services.runner.wait(job_id, wait)
-    job = views.job_view(job_id, services, viewer_of(principal), links)
+    job = views.job_view(job_id, services, principal.client, links)  # the owner: its submitter
     location = {"Location": str(request.url_for("get_study", job_id=job_id).path)}
     status = views.submit_status(job)
     if job.error is not None and status >= 400:

@@ -6,8 +6,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from api.auth.links import LinkClaim, LinkSigner, link_keys
+from api.config import Settings
 from api.errors import InvalidLink
 
 PATH = "/v1/studies/0123456789abcdef0123456789abcdef/slices/4/mask.png"
@@ -79,3 +81,9 @@ def test_without_configured_keys_one_is_generated_once_with_mode_0600(tmp_path: 
     assert len(first) >= 32
     assert link_keys("", tmp_path / "data") == [first]
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["link.key"]
+
+
+def test_settings_refuse_a_short_link_key_at_start() -> None:
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings(link_keys=f"{'k' * 32},short")
+    assert Settings(link_keys=f"{'k' * 32}, {'j' * 32}").link_keys
