@@ -98,4 +98,7 @@ def _generated_key(path: Path) -> bytes:
             pass
         finally:
             partial.unlink()
-    return path.read_bytes().strip()
+    key = path.read_bytes().strip()
+    if len(key) < MIN_KEY_CHARS:  # an emptied or hand-edited file must not sign with ""
+        raise ValueError(f"{path} holds no usable link key; remove it to have one made")
+    return key

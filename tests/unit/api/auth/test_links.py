@@ -87,3 +87,9 @@ def test_settings_refuse_a_short_link_key_at_start() -> None:
     with pytest.raises(ValidationError, match="at least 32"):
         Settings(link_keys=f"{'k' * 32},short")
     assert Settings(link_keys=f"{'k' * 32}, {'j' * 32}").link_keys
+
+
+def test_a_generated_key_file_emptied_by_hand_is_refused_not_used(tmp_path: Path) -> None:
+    (tmp_path / "link.key").write_text("\n")
+    with pytest.raises(ValueError, match="no usable link key"):
+        link_keys(None, tmp_path)
