@@ -82,7 +82,8 @@ class Job:
 
 @dataclass(frozen=True)
 class Page:
-    """Which jobs one page of a listing holds: owner and states (None: any), position, size."""
+    """Which jobs one page of a listing holds: owner (None: any), states (none: any), where
+    it starts and how many."""
 
     owner: str | None = None
     states: tuple[JobState, ...] = ()
