@@ -73,7 +73,10 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(default=60.0, gt=0, description="per Triton request")
     inference_retries: int = Field(default=2, ge=0, description="retries of a failed request")
     job_retention_h: float = Field(default=168.0, gt=0, description="hours results are kept")
-    public_url: str = Field(default="", description="base URL put in mask links; empty: relative")
+    public_url: str = Field(
+        default="", description="base URL of the signed result links (mask, overlay) as clients"
+        " reach the service, e.g. behind a proxy; empty: links are paths",
+    )
     # Access control (docs/security.md).
     auth: Literal["on", "off"] = Field(
         default="on", description="off: no credentials asked (loopback binds only; warned)"
@@ -126,6 +129,15 @@ class Settings(BaseSettings):
     def _window_parses(cls, value: str | None) -> str | None:
         if value is not None:
             parse_windows(value)
+        return value
+
+    @field_validator("link_keys")
+    @classmethod
+    def _link_keys_long(cls, value: str | None) -> str | None:
+        # api.auth.links refuses them too; here the service stops at start, not at a request.
+        keys = [key.strip() for key in (value or "").split(",") if key.strip()]
+        if any(len(key) < 32 for key in keys):
+            raise ValueError("every link key must be at least 32 characters")
         return value
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api.auth.keys import KeyStore
+from api.auth.links import LinkSigner, SignedLinks, link_keys
 from api.auth.oidc import OidcVerifier
 from api.config import Settings, get_settings
 from api.http.auth import authenticate, guard_plain_routes
@@ -78,6 +79,8 @@ def create_app(
         guard_plain_routes(app.routes, settings.auth_open_paths)
         oidc = oidc_verifier(settings)
         keys = KeyStore(settings.data_dir / "keys.sqlite")
+        links = SignedLinks(LinkSigner(link_keys(settings.link_keys, settings.data_dir)),
+                            settings.link_ttl_s)
         jobs = JobStore(settings.data_dir / "jobs.sqlite")
         store = StudyStore(settings.data_dir)
         model = make_model(settings)
@@ -89,7 +92,7 @@ def create_app(
         runner.resume_unfinished(store)
         sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
         try:
-            yield {"services": Services(settings, jobs, store, model, runner, keys, oidc)}
+            yield {"services": Services(settings, jobs, store, model, runner, keys, oidc, links)}
         finally:
             sweeper.cancel()
             await runner.stop()

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from api.auth.keys import KEY_PATTERN
+from api.auth.links import SIGNED_LINK
 from api.auth.principal import ANONYMOUS, LOCAL_OPERATOR, Principal, Scope
 from api.errors import Forbidden, Unauthenticated
 from api.http.deps import get_services
@@ -57,6 +58,12 @@ def route_path(request: Request) -> str:
     return str(getattr(route, "path", request.url.path))
 
 
+def app_path(request: Request) -> str:
+    """The path the app routes, behind any proxy prefix (what a signed link names)."""
+    path, root = request.url.path, str(request.scope.get("root_path", ""))
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 async def authenticate(request: Request) -> Principal:
     """The caller of ``request`` (also left in ``request.state.principal``): checked
     credentials, or 401; on an open path, :data:`ANONYMOUS`; with auth off, the local operator.
@@ -81,7 +88,7 @@ async def _verify(request: Request, services: Services) -> Principal:
     if api_key is not None:
         return await _api_key(api_key.strip(), services)
     if services.links is not None:
-        principal = services.links.verify_link(request.url.path, request.query_params)
+        principal = services.links.verify_link(app_path(request), request.query_params)
         if principal is not None:
             return principal
     raise Unauthenticated("send an API key or access token: Authorization: Bearer <token>")
@@ -168,6 +175,8 @@ def require(scope: Scope) -> Callable[[Request, Principal], Awaitable[Principal]
     """A dependency: the authenticated caller, who must hold ``scope``."""
 
     async def caller_with_scope(request: Request, principal: Caller) -> Principal:
+        if principal.method == SIGNED_LINK:
+            raise Forbidden("a signed link opens only the mask or overlay it was made for")
         if not principal.allows(scope):
             raise Forbidden(f"this needs the scope {scope.value!r}")
         request.state.principal = principal

@@ -4,7 +4,7 @@
 document, problems and health around it.
 """
 
-from api.schemas.envelopes import Health, Problem, Progress, StudyJob
+from api.schemas.envelopes import Health, Problem, Progress, StudyJob, StudyList, StudySummary
 from api.schemas.result import (
     Box2D,
     Box3D,
@@ -20,5 +20,6 @@ from api.schemas.result import (
 
 __all__ = [
     "Box2D", "Box3D", "Health", "Lesion", "LesionBox", "ModelOut", "Problem", "Progress",
-    "SliceBox", "SliceResult", "StudyJob", "StudyResult", "Timings", "WindowOut",
+    "SliceBox", "SliceResult", "StudyJob", "StudyList", "StudyResult", "StudySummary", "Timings",
+    "WindowOut",
 ]

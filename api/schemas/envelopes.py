@@ -58,6 +58,41 @@ class StudyJob(BaseModel):
     result: StudyResult | None = Field(default=None, description="present once it succeeded")
 
 
+_JOB_ID = "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10"
+_CURSOR = "MTc5NjM5NDAwMC4wLzViMGMzZjhlMmE5ZDRjNmZiMWUwN2EzZDljMmU0ZjEw"
+STUDY_SUMMARY: dict[str, Any] = {
+    "id": _JOB_ID, "state": "succeeded", "progress": {"slices_done": 120, "slices_total": 120},
+    "created_at": 1796394000.0, "updated_at": 1796394031.2,
+}
+
+
+class StudySummary(BaseModel):
+    """One study in a listing: its state, without the result."""
+
+    model_config = example(STUDY_SUMMARY)
+
+    id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: Progress
+    created_at: float
+    updated_at: float
+
+
+class StudyList(BaseModel):
+    """One page of the caller's studies, newest first."""
+
+    model_config = example({
+        "items": [STUDY_SUMMARY], "next_cursor": _CURSOR,
+        "next": f"/v1/studies?limit=1&cursor={_CURSOR}",
+    })
+
+    items: list[StudySummary]
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the next page; null on the last page")
+    next: str | None = Field(
+        default=None, description="the next page's path and query; null on the last page")
+
+
 class Health(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"status": "ok", "detail": None}})
 

@@ -28,10 +28,12 @@ LESION = {
     "probability_max": 0.97, "probability_mean": 0.81, "voxels": 2310,
 }
 _URL = "/v1/studies/5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10/slices/41"
+_SIGNED = "?client=ris-router&expires=1796397600&signature="
 SLICE = {
     "index": 41, "sop_instance_uid": "1.2.826.0.1.3680043.8.498.1", "z_mm": -112.5,
     "rows": 512, "columns": 512, "boxes": [SLICE_BOX],
-    "mask_url": f"{_URL}/mask.png", "overlay_url": f"{_URL}/overlay.png",
+    "mask_url": f"{_URL}/mask.png{_SIGNED}Xq3k0n0H5GdM2Zb8yCwN1fJm7rT4uLhA9sEoVpKiWcQ",
+    "overlay_url": f"{_URL}/overlay.png{_SIGNED}b7Ue2LwR9mQc4tYhN0aZ1xKjF5sPvG8dHiO3lSnTqEA",
 }
 WINDOW = {"level": 400.0, "width": 1800.0}
 MODEL = {
@@ -106,8 +108,9 @@ class SliceResult(BaseModel):
     rows: int
     columns: int
     boxes: list[SliceBox]
-    mask_url: str
-    overlay_url: str
+    mask_url: str = Field(description="the mask PNG: a signed link that opens without"
+                          " credentials until `expires` (docs/api.md, Signed links)")
+    overlay_url: str = Field(description="the overlay PNG: a signed link, like `mask_url`")
 
 
 class WindowOut(BaseModel):

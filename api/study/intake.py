@@ -35,8 +35,9 @@ def select_series(files: Sequence[Path], settings: Settings) -> CTSeries:
     )
 
 
-async def receive_study(write_parts: PartWriter, services: Services) -> str:
-    """Write the parts to disk, check that they hold a CT series, queue a job; return its id."""
+async def receive_study(write_parts: PartWriter, services: Services, owner: str) -> str:
+    """Write the parts to disk, check that they hold a CT series, queue a job of ``owner``;
+    return its id."""
     job_id = uuid.uuid4().hex
     upload = services.store.create(job_id)
     try:
@@ -50,7 +51,7 @@ async def receive_study(write_parts: PartWriter, services: Services) -> str:
         # Nothing half-received is kept.
         await asyncio.to_thread(services.store.delete, job_id)
         raise
-    services.jobs.create(job_id, slices_total=len(series.slices))
+    services.jobs.create(job_id, slices_total=len(series.slices), owner=owner)
     services.runner.submit(job_id)
     log.info("job %s queued: %d slices from %d files", job_id, len(series.slices), len(files))
     return job_id

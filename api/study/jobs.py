@@ -4,6 +4,9 @@ A job moves ``queued -> running -> succeeded | failed``. On start-up, jobs left 
 or ``running`` by a previous process are queued again (their upload is still on disk)
 until they have been tried ``max_attempts`` times, then failed with a reason
 (:func:`api.study.runner.resume_unfinished`).
+
+Each job has an ``owner``: the client that submitted it. Jobs stored before owners existed
+have none (the column is added when such a database is opened) and only an admin sees them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -29,9 +33,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_type TEXT,
     error_title TEXT,
     error_status INTEGER,
-    error_detail TEXT
+    error_detail TEXT,
+    owner TEXT
 )
 """
+# Listing pages walk (created_at, id) newest first, per owner or across all of them.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at, id)",
+)
+COLUMNS = ("id, state, created_at, updated_at, slices_total, slices_done, attempts,"
+           " error_type, error_title, error_status, error_detail, owner")
 
 
 class JobState(enum.StrEnum):
@@ -65,6 +77,18 @@ class Job:
     slices_done: int
     attempts: int
     error: JobError | None
+    owner: str | None = None  # the submitting client; None: stored before owners existed
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which jobs one page of a listing holds: owner (None: any), states (none: any), where
+    it starts and how many."""
+
+    owner: str | None = None
+    states: tuple[JobState, ...] = ()
+    after: tuple[float, str] | None = None  # the (created_at, id) the last page ended on
+    limit: int = 50
 
 
 class JobStore:
@@ -77,6 +101,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
+        _add_owner_column(self._db)
+        for index in INDEXES:
+            self._db.execute(index)
 
     def close(self) -> None:
         with self._lock:
@@ -87,14 +114,14 @@ class JobStore:
         with self._lock:
             yield self._db.cursor()
 
-    def create(self, job_id: str, slices_total: int = 0) -> Job:
-        """A queued job; ``slices_total`` is known from the header pass before any decoding."""
+    def create(self, job_id: str, slices_total: int = 0, owner: str | None = None) -> Job:
+        """A queued job of ``owner``; ``slices_total`` is known from the header pass."""
         now = time.time()
         with self._cursor() as cur:
             cur.execute(
-                "INSERT INTO jobs (id, state, created_at, updated_at, slices_total)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (job_id, JobState.QUEUED.value, now, now, slices_total),
+                "INSERT INTO jobs (id, state, created_at, updated_at, slices_total, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, JobState.QUEUED.value, now, now, slices_total, owner),
             )
         job = self.get(job_id)
         assert job is not None
@@ -102,15 +129,28 @@ class JobStore:
 
     def get(self, job_id: str) -> Job | None:
         with self._cursor() as cur:
+            row = cur.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _job(row)
+
+    def page(self, page: Page) -> list[Job]:
+        """Up to ``page.limit`` jobs, newest first, after ``page.after`` when given."""
+        where, values = _page_filter(page)
+        with self._cursor() as cur:
+            rows = cur.execute(
+                f"SELECT {COLUMNS} FROM jobs {where}"
+                " ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*values, page.limit),
+            ).fetchall()
+        return [_job(row) for row in rows]
+
+    def count_unfinished(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are queued or running."""
+        with self._cursor() as cur:
             row = cur.execute(
-                "SELECT id, state, created_at, updated_at, slices_total, slices_done, attempts,"
-                " error_type, error_title, error_status, error_detail FROM jobs WHERE id = ?",
-                (job_id,),
+                "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN (?, ?)",
+                (owner, JobState.QUEUED.value, JobState.RUNNING.value),
             ).fetchone()
-        if row is None:
-            return None
-        error = JobError(row[7], row[8], row[9], row[10]) if row[7] else None
-        return Job(row[0], JobState(row[1]), row[2], row[3], row[4], row[5], row[6], error)
+        return int(row[0])
 
     def start(self, job_id: str, slices_total: int) -> None:
         self._update(
@@ -169,3 +209,39 @@ class JobStore:
                 f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
                 (*values, time.time(), job_id),
             )
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    error = JobError(*row[7:11]) if row[7] else None
+    return Job(id=row[0], state=JobState(row[1]), created_at=row[2], updated_at=row[3],
+               slices_total=row[4], slices_done=row[5], attempts=row[6], error=error,
+               owner=row[11])
+
+
+def _page_filter(page: Page) -> tuple[str, tuple[object, ...]]:
+    """The WHERE clause of one page and its values."""
+    clauses: list[str] = []
+    values: list[object] = []
+    if page.owner is not None:
+        clauses.append("owner = ?")
+        values.append(page.owner)
+    if page.states:
+        clauses.append(f"state IN ({', '.join('?' * len(page.states))})")
+        values.extend(state.value for state in page.states)
+    if page.after is not None:
+        created_at, job_id = page.after
+        clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        values.extend((created_at, created_at, job_id))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(values)
+
+
+def _add_owner_column(db: sqlite3.Connection) -> None:
+    """Give a database made before owners its ``owner`` column; its rows keep theirs NULL."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "owner" in columns:
+        return
+    try:
+        db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # another process added it first
+            raise

@@ -53,7 +53,7 @@ class StudyPipeline:
         read_s = time.perf_counter() - started
         self.jobs.start(job_id, len(series.slices))
         info = await self.model.info()
-        study = StudyAccumulator(job_id, series, info, self.store, self.settings.public_url)
+        study = StudyAccumulator(job_id, series, info, self.store)
         at_model = BusyClock()
         async for batch, segmentation in self._segmented(series, info, at_model):
             await asyncio.to_thread(study.add_batch, batch, segmentation)

@@ -41,13 +41,14 @@ class FoundBox:
 class StudyAccumulator:
     """Takes batches in slice order; holds per-slice boxes and the tracker's open lesions only."""
 
-    def __init__(self, job_id: str, series: CTSeries, info: ModelInfo, store: StudyStore,
-                 public_url: str = "") -> None:
+    def __init__(self, job_id: str, series: CTSeries, info: ModelInfo,
+                 store: StudyStore) -> None:
         self.job_id = job_id
         self.series = series
         self.info = info
         self.store = store
-        self.base_url = f"{public_url.rstrip('/')}/v1/studies/{job_id}/slices"
+        # Plain paths: the routes sign them (and add BONEMETS_PUBLIC_URL) each time they answer.
+        self.base_url = f"/v1/studies/{job_id}/slices"
         spacing = series.slice_spacing_mm or series.slice_thickness or 1.0
         self.tracker = LesionTracker(slice_spacing_mm=spacing)
         self.boxes: dict[int, list[FoundBox]] = {}

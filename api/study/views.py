@@ -1,26 +1,48 @@
-"""What the study routes answer: job documents, mask and overlay PNGs, deletion."""
+"""What the study routes answer: job documents, mask and overlay PNGs, deletion.
+
+Every function takes the ``viewer``: the client whose studies the caller may see, or None for
+an admin, who sees every client's. A study of anyone else answers exactly like one that does
+not exist, so that ids are never confirmed to strangers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from api.errors import JobNotFinished, JobNotFound, SliceNotFound
 from api.schemas import Problem, Progress, SliceResult, StudyJob, StudyResult
 from api.study.jobs import Job, JobState
 from api.study.services import Services
 
+# A stored link's path, and the study's owner, to the link a caller is given.
+LinkMaker = Callable[[str, str | None], str]
 
-def _job(job_id: str, services: Services) -> Job:
+
+def visible(owner: str | None, viewer: str | None) -> bool:
+    """Whether a study of ``owner`` exists for ``viewer`` (None: an admin, who sees all).
+
+    A study stored before owners has none; the links an admin is given for it name the
+    empty client, which no caller is.
+    """
+    return viewer is None or (owner or "") == viewer
+
+
+def _job(job_id: str, services: Services, viewer: str | None) -> Job:
     job = services.jobs.get(job_id) if services.store.exists(job_id) else None
-    if job is None:
-        raise JobNotFound(f"no study job {job_id!r}; it may have been deleted or expired")
+    if job is None or not visible(job.owner, viewer):
+        # The same words for a stranger's study as for none: the id is not confirmed.
+        raise JobNotFound("no such study job; it may have been deleted or expired")
     return job
 
 
-def job_view(job_id: str, services: Services) -> StudyJob:
-    """The job document of ``GET /v1/studies/{id}``."""
-    job = _job(job_id, services)
+def job_view(job_id: str, services: Services, viewer: str | None,
+             link: LinkMaker | None = None) -> StudyJob:
+    """The job document of ``GET /v1/studies/{id}``; ``link`` turns stored paths into links."""
+    job = _job(job_id, services, viewer)
     result = services.store.read_result(job_id) if job.state is JobState.SUCCEEDED else None
+    if result is not None and link is not None:
+        result = _linked(result, job.owner, link)
     error = None
     if job.error is not None:
         error = Problem(type=job.error.type, title=job.error.title, status=job.error.status,
@@ -41,8 +63,19 @@ def submit_status(job: StudyJob) -> int:
     return 202
 
 
-def _slice_entry(job_id: str, index: int, services: Services) -> tuple[StudyResult, SliceResult]:
-    job = _job(job_id, services)
+def _linked(result: StudyResult, owner: str | None, link: LinkMaker) -> StudyResult:
+    """The result with each slice's links made by ``link`` (stored, it keeps plain paths)."""
+    slices = [
+        entry.model_copy(update={"mask_url": link(entry.mask_url, owner),
+                                 "overlay_url": link(entry.overlay_url, owner)})
+        for entry in result.slices
+    ]
+    return result.model_copy(update={"slices": slices})
+
+
+def _slice_entry(job_id: str, index: int, services: Services,
+                 viewer: str | None) -> tuple[StudyResult, SliceResult]:
+    job = _job(job_id, services, viewer)
     if job.state is not JobState.SUCCEEDED:
         raise JobNotFinished(f"study job {job_id} is {job.state.value}; masks come with the result")
     result = services.store.read_result(job_id)
@@ -54,27 +87,28 @@ def _slice_entry(job_id: str, index: int, services: Services) -> tuple[StudyResu
     return result, slices[index]
 
 
-async def mask_png(job_id: str, index: int, services: Services) -> bytes:
+async def mask_png(job_id: str, index: int, services: Services, viewer: str | None) -> bytes:
     """The stored mask of one slice as a PNG at the slice's own size."""
     from api.lesions.render import mask_png as render_mask
 
-    _, entry = _slice_entry(job_id, index, services)
+    _, entry = _slice_entry(job_id, index, services, viewer)
     shape = (entry.rows, entry.columns)
     mask = await asyncio.to_thread(services.store.read_mask, job_id, index, shape)
     return await asyncio.to_thread(render_mask, mask)
 
 
-async def overlay_png(job_id: str, index: int, services: Services) -> bytes:
+async def overlay_png(job_id: str, index: int, services: Services,
+                      viewer: str | None) -> bytes:
     """The slice in the model's (first) window with lesion outlines and boxes."""
     from api.study.overlays import render_overlay
 
-    result, entry = _slice_entry(job_id, index, services)
+    result, entry = _slice_entry(job_id, index, services, viewer)
     return await asyncio.to_thread(render_overlay, services.store, job_id, result, entry)
 
 
-async def delete_job(job_id: str, services: Services) -> None:
+async def delete_job(job_id: str, services: Services, viewer: str | None) -> None:
     """Stop the job if it runs, then remove its row, upload, result and masks."""
-    _job(job_id, services)
+    _job(job_id, services, viewer)
     await services.runner.cancel(job_id)
     services.jobs.delete(job_id)
     await asyncio.to_thread(services.store.delete, job_id)

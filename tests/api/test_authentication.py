@@ -234,8 +234,13 @@ class FakeLinks:
 def test_a_request_without_headers_may_carry_a_signed_link(settings: Settings) -> None:
     with TestClient(make_app(settings)) as client:
         client.app_state["services"].links = FakeLinks()
-        answer = client.get("/v1/needs-read", params={"sig": "good"})
-        assert answer.json() == {"client": "viewer-of-needs-read"}
+        answer = client.get("/v1/whoami", params={"sig": "good"})
+        assert answer.json() == {"client": "viewer-of-whoami", "scopes": ["studies:read"],
+                                 "method": "signed-link"}
+        # A link is no key: a route asking for a scope refuses it (only the mask and overlay
+        # routes take a link's caller).
+        refused = client.get("/v1/needs-read", params={"sig": "good"})
+        assert refused.status_code == 403 and "signed link" in refused.json()["detail"]
         assert client.get("/v1/needs-read", params={"sig": "forged"}).status_code == 403
         assert_unauthenticated(client.get("/v1/needs-read"))
         key = new_key(client, "pacs", [])  # a header wins over the link: here, no scope

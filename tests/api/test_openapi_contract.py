@@ -17,9 +17,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
+from api.auth.principal import Principal, Scope
 from api.config import Settings
 from api.errors import InferenceTimeout, InferenceUnavailable, ModelError
 from api.http.app import create_app
+from api.http.auth import authenticate
 from api.inference.protocol import ModelInfo, Segmentation
 from api.schemas import Problem
 from tests.api.conftest import as_files, build_series, wait_finished
@@ -132,6 +134,25 @@ def _tour_credentials(client: CheckedClient) -> None:
         assert response.status_code == int(status), (template, method, response.text)
 
 
+def _tour_listing_and_links(client: TestClient, app: FastAPI, job_id: str) -> None:
+    assert client.get("/v1/studies").status_code == 200
+    assert client.get("/v1/studies?limit=0").status_code == 422
+    for png in ("mask.png", "overlay.png"):
+        forged = f"/v1/studies/{job_id}/slices/1/{png}?client=x&expires=9999999999&signature=x"
+        with client.sending(None):  # a link is what a browser follows, without a key
+            assert client.get(forged).status_code == 403
+    app.dependency_overrides[authenticate] = lambda: Principal("a", frozenset({Scope.READ}))
+    try:
+        assert client.get("/v1/studies?client=b").status_code == 403
+        app.dependency_overrides[authenticate] = lambda: Principal("a", frozenset())
+        pdf = [("files", ("report.pdf", b"%PDF-1.4 x", "application/pdf"))]
+        assert client.post("/v1/studies", files=pdf).status_code == 403
+        assert client.get(f"/v1/studies/{job_id}").status_code == 403
+        assert client.delete(f"/v1/studies/{job_id}").status_code == 403
+    finally:
+        del app.dependency_overrides[authenticate]
+
+
 def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d", decode_workers=1, batch_size=2,
                         inference_retries=0, max_slices=4)
@@ -143,6 +164,7 @@ def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Pat
     with CheckedClient(app, raise_server_exceptions=False, seen=seen) as client:
         _tour_models_and_health(client, model)
         job_id = _tour_submissions(client, model, small, large)
+        _tour_listing_and_links(client, app, job_id)
         _tour_job(client, model, small, job_id, settings.data_dir)
         _tour_credentials(client)
         declared = client.contract.pairs()

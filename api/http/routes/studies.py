@@ -1,17 +1,21 @@
-"""Studies: upload, follow, fetch masks and overlays, delete."""
+"""Studies: upload, list, follow, fetch masks and overlays, delete: each caller its own."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
+from api.errors import Forbidden
+from api.http.auth import Deleter, Reader, Submitter
 from api.http.deps import ServicesDep
+from api.http.links import LinkOrReader, LinksDep, viewer_of
 from api.http.multipart import stream_parts
 from api.http.problems import problem_response, problem_responses
-from api.schemas import StudyJob
-from api.study import intake, views
+from api.schemas import StudyJob, StudyList
+from api.study import intake, listing, views
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
@@ -35,9 +39,10 @@ SUBMITTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Queued or running: the job, with `Location` to poll"},
     200: {"model": StudyJob, "description": "Done within `wait`: the job with its result"},
     # 4xx: the upload refused at once; 5xx: the job failed within `wait`, with its problem.
-    **problem_responses(400, 413, 415, 422, 502, 503, 504),
+    **problem_responses(400, 403, 413, 415, 422, 502, 503, 504),
 }
-SLICE_PNG = {**PNG, **problem_responses(404, 409, 422)}
+SLICE_PNG = {**PNG, **problem_responses(403, 404, 409, 422)}
+State = Literal["queued", "running", "succeeded", "failed"]
 
 
 @router.post("", status_code=202, response_model=StudyJob, openapi_extra=UPLOAD_BODY,
@@ -46,6 +51,8 @@ async def submit_study(
     request: Request,
     response: Response,
     services: ServicesDep,
+    principal: Submitter,
+    links: LinksDep,
     wait: Annotated[float, Query(ge=0, le=600, description="seconds to wait for the result")] = 0,
 ) -> Response | StudyJob:
     """Upload one CT study; 202 with the job, or 200 with the result when done within `wait`."""
@@ -54,10 +61,10 @@ async def submit_study(
     async def write_parts(folder: Path) -> int:
         return await stream_parts(content_type, request.stream(), folder)
 
-    job_id = await intake.receive_study(write_parts, services)
+    job_id = await intake.receive_study(write_parts, services, owner=principal.client)
     if wait > 0:
         await services.runner.wait(job_id, wait)
-    job = views.job_view(job_id, services)
+    job = views.job_view(job_id, services, principal.client, links)  # the owner: its submitter
     location = {"Location": str(request.url_for("get_study", job_id=job_id).path)}
     status = views.submit_status(job)
     if job.error is not None and status >= 400:
@@ -67,29 +74,54 @@ async def submit_study(
     return job
 
 
-@router.get("/{job_id}", response_model=StudyJob, responses=problem_responses(404, 422))
-async def get_study(job_id: str, services: ServicesDep) -> StudyJob:
-    """The job's state, progress, error or result."""
-    return views.job_view(job_id, services)
+@router.get("", response_model=StudyList, responses=problem_responses(403, 422))
+async def list_studies(
+    principal: Reader,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="studies per page")] = 50,
+    cursor: Annotated[str | None, Query(description="the `next_cursor` of the last page")] = None,
+    state: Annotated[list[State] | None, Query(description="only these states")] = None,
+    client: Annotated[str | None, Query(description="admin: only this client's")] = None,
+) -> StudyList:
+    """The caller's studies (an admin's: everyone's), newest first, without results."""
+    viewer = viewer_of(principal)
+    if viewer is not None and client not in (None, viewer):
+        raise Forbidden("only an admin lists another client's studies")
+    page = listing.list_jobs(services, client if viewer is None else viewer, state or [],
+                             limit, cursor)
+    if page.next_cursor is None:
+        return page
+    query = {"limit": limit, "cursor": page.next_cursor, "state": state or [],
+             "client": client or []}
+    return page.model_copy(update={"next": f"/v1/studies?{urlencode(query, doseq=True)}"})
+
+
+@router.get("/{job_id}", response_model=StudyJob, responses=problem_responses(403, 404, 422))
+async def get_study(job_id: str, services: ServicesDep, principal: Reader,
+                    links: LinksDep) -> StudyJob:
+    """The job's state, progress, error or result; the result's links signed for a while."""
+    return views.job_view(job_id, services, viewer_of(principal), links)
 
 
 @router.get("/{job_id}/slices/{index}/mask.png", response_class=Response, responses=SLICE_PNG)
-async def get_mask(job_id: str, index: int, services: ServicesDep) -> Response:
-    """The slice's binary mask (0 or 255) at the slice's own size."""
-    png = await views.mask_png(job_id, index, services)
+async def get_mask(job_id: str, index: int, services: ServicesDep,
+                   principal: LinkOrReader) -> Response:
+    """The slice's binary mask (0 or 255) at the slice's own size; a signed link or a key."""
+    png = await views.mask_png(job_id, index, services, viewer_of(principal))
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/{job_id}/slices/{index}/overlay.png", response_class=Response,
             responses=SLICE_PNG)
-async def get_overlay(job_id: str, index: int, services: ServicesDep) -> Response:
-    """The slice in the bone window with lesion outlines and boxes, for people to look at."""
-    png = await views.overlay_png(job_id, index, services)
+async def get_overlay(job_id: str, index: int, services: ServicesDep,
+                      principal: LinkOrReader) -> Response:
+    """The slice in the bone window with lesion outlines and boxes; a signed link or a key."""
+    png = await views.overlay_png(job_id, index, services, viewer_of(principal))
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.delete("/{job_id}", status_code=204, responses=problem_responses(404, 422))
-async def delete_study(job_id: str, services: ServicesDep) -> Response:
+@router.delete("/{job_id}", status_code=204, responses=problem_responses(403, 404, 422))
+async def delete_study(job_id: str, services: ServicesDep, principal: Deleter) -> Response:
     """Remove the job and everything stored for it."""
-    await views.delete_job(job_id, services)
+    await views.delete_job(job_id, services, viewer_of(principal))
     return Response(status_code=204)

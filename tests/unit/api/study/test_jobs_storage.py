@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from api.errors import StorageError
+from api.errors import InvalidRequest, StorageError
 from api.schemas import StudyResult
-from api.study.jobs import JobError, JobState, JobStore
+from api.study.jobs import JobError, JobState, JobStore, Page
+from api.study.listing import decode_cursor, encode_cursor
 from api.study.retention import sweep
 from api.study.storage import StudyStore
 
@@ -105,3 +107,80 @@ def test_a_job_knows_its_slice_total_from_creation(tmp_path: Path) -> None:
     jobs = JobStore(tmp_path / "jobs.sqlite")
     job = jobs.create(JOB, slices_total=120)
     assert (job.state, job.slices_done, job.slices_total) == (JobState.QUEUED, 0, 120)
+
+
+OLD_SCHEMA = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, slices_total INTEGER NOT NULL DEFAULT 0,
+    slices_done INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+    error_type TEXT, error_title TEXT, error_status INTEGER, error_detail TEXT
+)
+"""
+
+
+def test_a_database_from_before_owners_keeps_its_rows_without_an_owner(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_SCHEMA)
+        db.execute("INSERT INTO jobs (id, state, created_at, updated_at, slices_total)"
+                   " VALUES (?, 'succeeded', 1.0, 2.0, 40)", (JOB,))
+    jobs = JobStore(path)
+    old = jobs.get(JOB)
+    assert old is not None
+    assert (old.owner, old.state, old.slices_total, old.created_at) == (
+        None, JobState.SUCCEEDED, 40, 1.0)
+    new = jobs.create("f" * 32, owner="alice")
+    assert new.owner == "alice"
+    jobs.close()
+    again = JobStore(path)  # a second opening finds the column and adds nothing
+    assert [job.owner for job in again.page(Page())] == ["alice", None]
+
+
+def test_count_unfinished_counts_one_owners_queued_and_running(tmp_path: Path) -> None:
+    jobs = JobStore(tmp_path / "jobs.sqlite")
+    states = {"a1": "queued", "a2": "running", "a3": "succeeded", "a4": "failed"}
+    for job_id in states:
+        jobs.create(job_id, owner="alice")
+    jobs.create("b1", owner="bob")
+    jobs.create("n1")
+    jobs.start("a2", 3)
+    jobs.succeed("a3")
+    jobs.fail("a4", JobError("urn:x", "X", 503, "down"))
+    assert jobs.count_unfinished("alice") == 2
+    assert jobs.count_unfinished("bob") == 1
+    assert jobs.count_unfinished("carol") == 0
+
+
+def test_pages_walk_newest_first_with_ties_broken_by_id(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    jobs = JobStore(path)
+    created = {"a": 1.0, "b": 2.0, "c": 2.0, "d": 3.0, "e": 2.0}
+    for job_id in created:
+        jobs.create(job_id, owner="bob" if job_id == "e" else "alice")
+    with sqlite3.connect(path) as db:
+        db.executemany("UPDATE jobs SET created_at = ? WHERE id = ?",
+                       [(at, job_id) for job_id, at in created.items()])
+    jobs.succeed("c")
+    walked, after = [], None
+    while True:
+        page = jobs.page(Page(owner="alice", after=after, limit=2))
+        if not page:
+            break
+        walked.append([job.id for job in page])
+        after = (page[-1].created_at, page[-1].id)
+    assert walked == [["d", "c"], ["b", "a"]]
+    assert [job.id for job in jobs.page(Page())] == ["d", "e", "c", "b", "a"]
+    queued = jobs.page(Page(owner="alice", states=(JobState.QUEUED,)))
+    assert [job.id for job in queued] == ["d", "b", "a"]
+
+
+@pytest.mark.parametrize("cursor", ["", "%%", "bm8tc2xhc2g=", "MS4wLw==", "eC9h"])
+def test_a_cursor_the_service_did_not_make_is_refused(cursor: str) -> None:
+    with pytest.raises(InvalidRequest, match="cursor"):
+        decode_cursor(cursor)
+
+
+def test_a_cursor_names_its_job_exactly(tmp_path: Path) -> None:
+    job = JobStore(tmp_path / "jobs.sqlite").create(JOB)
+    assert decode_cursor(encode_cursor(job)) == (job.created_at, JOB)
