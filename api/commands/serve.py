@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None]) -> int:
     import uvicorn
 
+    from api.http.access_log import hide_query_strings
     from api.http.app import create_app
 
     with ExitStack() as stack:
@@ -96,6 +97,7 @@ def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None])
             create_app(settings), host=settings.host, port=settings.port, log_level="info",
             ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
         ), on_started)
+        hide_query_strings()  # after uvicorn.Config, which configures its loggers
         # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
         # handler it found: ours, which must not kill the process before Triton is stopped.
         stop.forward_to(lambda: setattr(server, "should_exit", True))
