@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from api.dicom.bounds import DEFAULT_MAX_IMAGE_PIXELS, check_declared_size, check_first_frame
 from api.dicom.conformance import (
     check_file_meta,
     check_jpeg2000_codestream,
@@ -94,19 +95,19 @@ class ImageHeader(SeriesIdentity):
     native: NativeLayout | None = None  # set where the pixels can be read straight from disk
 
 
-def read_header(path: Path) -> ImageHeader:
+def read_header(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageHeader:
     """Read and screen one file without its pixels; raises the InvalidUpload rejecting it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return _read(path)
+            return _read(path, max_pixels)
         except (BoneMetsError, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - a parser meeting hostile input
             raise NotDicom(f"a damaged DICOM file ({short_reason(exc)})") from exc
 
 
-def _read(path: Path) -> ImageHeader:
+def _read(path: Path, max_pixels: int) -> ImageHeader:
     size = path.stat().st_size
     with path.open("rb") as fp:
         ds = _parse(fp)
@@ -117,6 +118,7 @@ def _read(path: Path) -> ImageHeader:
         check_file_meta(ds)
         check_no_undefined_un(header)
         check_modality(ds)
+        check_declared_size(ds, max_pixels)  # before anything is done per frame or pixel
         syntax = _syntax(ds)
         element = None
         if syntax == DEFLATED:
@@ -126,6 +128,7 @@ def _read(path: Path) -> ImageHeader:
     check_image_kind(ds)
     if element is not None and element.encapsulated:
         check_jpeg2000_codestream(syntax, element.first_fragment_head)
+        check_first_frame(ds, element.first_fragment_head)
     native = None
     if element is not None and not element.encapsulated:
         native = native_layout(ds, element.value_offset, syntax)
