@@ -49,8 +49,12 @@ def audit_path(settings: Settings) -> Path:
 
 
 def install_audit(app: FastAPI, settings: Settings) -> None:
-    """Audit every request to ``app`` (outermost, so refusals of other layers are seen too)."""
-    app.add_middleware(AuditTrail, path=audit_path(settings))
+    """Audit every request to ``app`` (outermost, so refusals of other layers are seen too).
+
+    Installing twice changes nothing: one line per request.
+    """
+    if not any(getattr(m, "cls", None) is AuditTrail for m in app.user_middleware):
+        app.add_middleware(AuditTrail, path=audit_path(settings))
 
 
 def audit_logger(path: Path) -> logging.Logger:
