@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import struct
 import warnings
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -31,6 +33,11 @@ from api.errors import ImageTooLarge
 DEFAULT_MAX_IMAGE_PIXELS = 1 << 32
 MAX_FRAME_PIXELS = 4096 * 4096
 MAX_FRAMES = 20_000  # ten times the default slice limit
+# A deflated file is inflated whole by pydicom: 256 frames of 512 x 512 at 16 bits.
+MAX_INFLATED_BYTES = 256 << 20
+DEFLATED_UID = b"1.2.840.10008.1.2.1.99"
+META_START = 132  # after the preamble and "DICM"
+INFLATE_CHUNK = 1 << 20
 J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
 JPEG_SOI = b"\xff\xd8"
@@ -62,6 +69,46 @@ def check_declared_size(ds: Dataset, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS)
             f"the file declares {frame_pixels * frames} pixels ({frames} frames of {rows} x "
             f"{columns}); the limit is {max_pixels} (BONEMETS_MAX_IMAGE_PIXELS)"
         )
+
+
+def check_inflated_size(fp: BinaryIO, max_bytes: int | None = None) -> None:
+    """ImageTooLarge when a Deflated Explicit VR file's body inflates past ``max_bytes``.
+
+    Inflated in a stream and counted, never held; ``fp`` is left where it was. Other files
+    (and files whose File Meta does not open with its group length) pass at once.
+    """
+    max_bytes = MAX_INFLATED_BYTES if max_bytes is None else max_bytes
+    start = fp.tell()
+    head = fp.read(4096)
+    body = _deflated_body(head)
+    if body is None:
+        fp.seek(start)
+        return
+    fp.seek(start + body)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = 0
+    try:
+        while (chunk := fp.read(INFLATE_CHUNK)) and not inflater.eof:
+            while chunk:
+                inflated += len(inflater.decompress(chunk, INFLATE_CHUNK))
+                chunk = inflater.unconsumed_tail
+                if inflated > max_bytes:
+                    raise ImageTooLarge(
+                        f"the deflated file inflates past {max_bytes} bytes, more than any"
+                        " deflated CT"
+                    )
+    except zlib.error:
+        pass  # a damaged stream: pydicom's reading names the fault
+    finally:
+        fp.seek(start)
+
+
+def _deflated_body(head: bytes) -> int | None:
+    """Where the deflated body starts (PS3.10 7.1: after the File Meta group), or None."""
+    if DEFLATED_UID not in head or head[META_START:META_START + 6] != b"\x02\x00\x00\x00UL":
+        return None
+    (length,) = struct.unpack("<I", head[META_START + 8:META_START + 12])
+    return META_START + 12 + int(length)
 
 
 def check_first_frame(ds: Dataset, head: bytes) -> None:

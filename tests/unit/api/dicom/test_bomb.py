@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom.filereader
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000Lossless
 
+import api.dicom.bounds
 import api.dicom.pixels
 from api.dicom.bounds import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -21,6 +26,7 @@ from api.dicom.bounds import (
     check_codestream,
     check_compressed_frame,
     check_declared_size,
+    check_inflated_size,
     codestream_size,
 )
 from api.dicom.headers import read_header
@@ -182,3 +188,43 @@ def test_real_jpeg_and_jpeg_ls_frames_pass_their_own_headers() -> None:
     # JPEG baseline, extended, lossless, JPEG-LS and JPEG 2000 were all read.
     assert {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
             "1.2.840.10008.1.2.4.90"} <= checked
+
+
+def deflated_file(path: Path, body: bytes) -> Path:
+    """A Deflated Explicit VR Little Endian file whose body inflates to ``body``."""
+    ds = small_slice(transfer_syntax=ExplicitVRLittleEndian)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    buffer.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(buffer, ds.file_meta, enforce_standard=True)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    buffer.write(deflater.compress(body) + deflater.flush())
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def test_a_deflated_file_inflating_past_the_bound_is_refused_without_holding_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api.dicom.bounds, "MAX_INFLATED_BYTES", 8 << 20)
+    bomb = deflated_file(tmp_path / "bomb.dcm", bytes(32 << 20))
+    assert bomb.stat().st_size < 64 << 10
+    inflated: list[int] = []
+    real = pydicom.filereader.zlib.decompress  # what pydicom inflates a whole body with
+    monkeypatch.setattr(pydicom.filereader.zlib, "decompress",
+                        lambda *a, **k: inflated.append(1) or real(*a, **k))
+    with pytest.raises(ImageTooLarge, match="inflates past 8388608 bytes"):
+        read_header(bomb)
+    assert inflated == []
+    with bomb.open("rb") as fp:
+        fp.seek(7)
+        check_inflated_size(fp, max_bytes=64 << 20)  # under the bound: passes
+        assert fp.tell() == 7  # and leaves the file where it was
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the CT corpus is not here")
+def test_a_real_deflated_file_passes() -> None:
+    (path,) = (CORPUS / "singles").glob("*Deflated*.dcm")
+    with path.open("rb") as fp:
+        check_inflated_size(fp)
+    assert read_header(path).transfer_syntax_uid == DeflatedExplicitVRLittleEndian
