@@ -18,11 +18,13 @@ import json
 import logging
 import logging.handlers
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.config import Settings
@@ -32,6 +34,7 @@ AUDIT_FILE = "audit.log"
 # Probes every few seconds and static pages: no study is reached through them.
 UNAUDITED = ("/healthz", "/readyz", "/docs", "/redoc", "/openapi.json")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+KEYS_PREFIX = "/v1/keys"  # API key management, wherever it is served
 # (method, route template) -> action; other routes are audited as "access".
 ACTIONS = {
     ("POST", "/v1/studies"): "submit",
@@ -54,7 +57,7 @@ def install_audit(app: FastAPI, settings: Settings) -> None:
     Installing twice changes nothing: one line per request.
     """
     if not any(getattr(m, "cls", None) is AuditTrail for m in app.user_middleware):
-        app.add_middleware(AuditTrail, path=audit_path(settings))
+        app.add_middleware(AuditTrail, path=audit_path(settings), routes=app.router.routes)
 
 
 def audit_logger(path: Path) -> logging.Logger:
@@ -72,9 +75,10 @@ def audit_logger(path: Path) -> logging.Logger:
 class AuditTrail:
     """ASGI middleware writing one audit line per HTTP request once it is answered."""
 
-    def __init__(self, app: ASGIApp, path: Path) -> None:
+    def __init__(self, app: ASGIApp, path: Path, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.path = path
+        self.routes = routes  # to name the route of a request refused before routing
         self._logger: logging.Logger | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,6 +99,8 @@ class AuditTrail:
         try:
             await self.app(scope, receive, noting_send)
         finally:
+            if "route" not in scope:
+                scope = {**scope, **_routed(scope, self.routes)}
             self.write(audit_record(scope, answer["status"], answer["location"]))
 
     def write(self, record: dict[str, Any]) -> None:
@@ -139,9 +145,25 @@ def audit_record(scope: Scope, status: int, location: str | None) -> dict[str, A
     }
 
 
+def _routed(scope: Scope, routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The route and path parameters the router would have found (for an early refusal)."""
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is not Match.FULL:
+            continue
+        # FastAPI wraps an included router: its own routes name the template.
+        included = getattr(getattr(route, "original_router", None), "routes", None)
+        if included is not None:
+            return _routed(scope, included)
+        return {"route": route, **child}
+    return {}
+
+
 def _action(method: str, template: str | None, status: int) -> str:
     if status == 401:
         return "auth-failure"
+    if template is not None and template.startswith(KEYS_PREFIX):
+        return "key-use"
     return ACTIONS.get((method, template or ""), "access")
 
 
@@ -157,6 +179,17 @@ def _request_id(scope: Scope) -> str | None:
     client, whose header could carry anything."""
     value = (scope.get("state") or {}).get("request_id")
     return value if isinstance(value, str) else None
+
+
+class WithoutQueryStrings(logging.Filter):
+    """For uvicorn's access log (``uvicorn.access``): the path of each line without its
+    query string, which for a signed result link is the signature itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
 
 
 def _unaudited(path: str) -> bool:

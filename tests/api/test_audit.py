@@ -17,7 +17,7 @@ from api.auth.principal import Principal, Scope
 from api.config import Settings
 from api.errors import Unauthenticated
 from api.http.app import create_app
-from api.http.audit import audit_path, install_audit
+from api.http.audit import WithoutQueryStrings, audit_path, install_audit
 from api.http.auth import Reader, authenticate
 from api.http.quotas import install_quotas
 from tests.api.conftest import BuiltSeries, as_files, wait_finished
@@ -168,3 +168,50 @@ def test_the_file_is_appended_to_and_reopened_when_rotated(
     rotated = (tmp_path / "logs" / "trail.log.1").read_text().splitlines()
     assert rotated[0] == '{"earlier": true}' and len(rotated) == 2
     assert [line["job_id"] for line in audit_lines(settings)] == ["02" * 16]
+
+
+def test_a_body_refused_by_the_size_limit_is_audited(
+    tmp_path: Path, audit_settings: Settings
+) -> None:
+    settings = audit_settings.model_copy(update={"max_upload_mb": 1})
+    with TestClient(audited_app(settings), raise_server_exceptions=False) as client:
+        big = [("files", ("a.dcm", bytes(2 << 20), "application/dicom"))]
+        assert client.post("/v1/studies", files=big).status_code == 413
+    (line,) = audit_lines(settings)
+    assert (line["action"], line["outcome"], line["job_id"]) == ("submit", 413, None)
+
+
+def test_key_management_routes_are_key_use(audit_settings: Settings) -> None:
+    app = audited_app(audit_settings)
+
+    @app.get("/v1/keys")
+    async def keys() -> list[str]:
+        return []
+
+    with TestClient(app) as client:
+        assert client.get("/v1/keys").status_code == 200
+    (line,) = audit_lines(audit_settings)
+    assert (line["action"], line["path"]) == ("key-use", "/v1/keys")
+
+
+def test_uvicorns_access_log_loses_its_query_strings() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/v1/studies/ab/slices/1/mask.png?sig=SECRET&exp=9", "1.1",
+         200), None)
+    assert WithoutQueryStrings().filter(record)
+    assert record.getMessage() == (
+        '127.0.0.1:5000 - "GET /v1/studies/ab/slices/1/mask.png HTTP/1.1" 200')
+
+
+def test_an_unexpected_error_is_audited_as_500(audit_settings: Settings) -> None:
+    app = audited_app(audit_settings)
+
+    @app.get("/v1/studies/{job_id}/broken")
+    async def broken(job_id: str) -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get(f"/v1/studies/{'ab' * 16}/broken").status_code == 500
+    (line,) = audit_lines(audit_settings)
+    assert (line["outcome"], line["job_id"]) == (500, "ab" * 16)
