@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -33,12 +33,16 @@ Clock = Callable[[], float]
 
 
 class UploadWindow:
-    """Each client's upload times in the last minute (sliding window), in this process."""
+    """Each client's upload times in the last minute (sliding window), and its uploads
+    being received now, in this process."""
 
     def __init__(self, per_minute: int, clock: Clock = time.monotonic) -> None:
         self.per_minute = per_minute
         self.clock = clock
         self._times: defaultdict[str, deque[float]] = defaultdict(deque)
+        # Not yet jobs in the store: without them, parallel uploads would pass the
+        # in-flight limit together.
+        self.receiving: Counter[str] = Counter()
 
     def admit(self, client: str) -> None:
         """Count one upload of ``client``; RateLimited when it would pass the limit."""
@@ -99,19 +103,30 @@ async def check_upload_quota(
     principal: Submitter,
     services: ServicesDep,
     inflight: Annotated[int, Depends(client_inflight)],
-) -> None:
-    """429 before the body is read when the caller is past either of its limits."""
-    limit = services.settings.client_max_inflight
-    if inflight >= limit:
-        raise RateLimited(
-            f"this client has {inflight} studies queued or running; the limit is {limit}",
-            retry_after_s=INFLIGHT_RETRY_AFTER_S,
-        )
+) -> AsyncIterator[None]:
+    """429 before the body is read when the caller is past either of its limits; the
+    upload counts as in flight while it is received."""
     window: UploadWindow | None = getattr(request.state, "upload_window", None)
     if window is None:
         # Loud, so that a route wired without install_quotas is caught by its first test.
         raise RuntimeError("UploadQuota needs install_quotas(app, settings)")
-    window.admit(principal.client)
+    client = principal.client
+    limit = services.settings.client_max_inflight
+    studies = inflight + window.receiving[client]
+    if studies >= limit:
+        raise RateLimited(
+            f"this client has {studies} studies being received, queued or running; the limit"
+            f" is {limit}",
+            retry_after_s=INFLIGHT_RETRY_AFTER_S,
+        )
+    window.admit(client)
+    window.receiving[client] += 1
+    try:
+        yield
+    finally:
+        window.receiving[client] -= 1
+        if window.receiving[client] <= 0:
+            del window.receiving[client]
 
 
 UploadQuota = Annotated[None, Depends(check_upload_quota)]

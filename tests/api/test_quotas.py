@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI, Request
@@ -166,7 +169,7 @@ def test_studies_in_flight_past_the_limit_are_429(quota_settings: Settings,
         refused = upload(client, "alpha")
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "30"
-        assert "2 studies queued or running" in refused.json()["detail"]
+        assert "2 studies being received, queued or running" in refused.json()["detail"]
         assert reads == []  # not a byte of its body was read
         assert upload(client, "beta").status_code == 202
         inflight["alpha"] = 1  # one of its studies finished
@@ -208,3 +211,26 @@ def test_the_window_slides() -> None:
     assert refused.value.retry_after_s == 1  # type: ignore[attr-defined]
     clock.now += 0.5  # the first upload is now 60 s old
     window.admit("a")
+
+
+def test_uploads_still_being_received_count_as_in_flight(
+    quota_settings: Settings, clock: FakeClock
+) -> None:
+    settings = quota_settings.model_copy(update={"client_max_inflight": 1})
+    app, _ = quota_app(settings, clock)
+    app.dependency_overrides[client_inflight] = lambda: 0
+    gate, entered = threading.Event(), threading.Event()
+
+    @app.post("/slow-probe", status_code=202)
+    async def slow(_: UploadQuota) -> None:
+        entered.set()
+        await anyio.to_thread.run_sync(gate.wait)
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.post, "/slow-probe")
+            assert entered.wait(10)
+            assert upload(client).status_code == 429  # the first is still coming in
+            gate.set()
+            assert first.result(10).status_code == 202
+        assert upload(client).status_code == 202
