@@ -229,8 +229,11 @@ def test_uploads_still_being_received_count_as_in_flight(
     with TestClient(app, raise_server_exceptions=False) as client:
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(client.post, "/slow-probe")
-            assert entered.wait(10)
-            assert upload(client).status_code == 429  # the first is still coming in
-            gate.set()
+            try:
+                assert entered.wait(10)
+                second = upload(client).status_code
+            finally:
+                gate.set()  # a failing test must not leave the first upload hanging
+            assert second == 429  # the first is still coming in
             assert first.result(10).status_code == 202
         assert upload(client).status_code == 202
