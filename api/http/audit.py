@@ -83,7 +83,8 @@ class AuditTrail:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
+            await self.app(scope, self._opening_on_startup(receive),
+                           self._closing_on_shutdown(send))
             return
         if scope["type"] != "http" or _unaudited(scope.get("path", "")):
             await self.app(scope, receive, send)
@@ -114,6 +115,18 @@ class AuditTrail:
                 handler.close()
                 self._logger.removeHandler(handler)
             self._logger = None
+
+    def _opening_on_startup(self, receive: Receive) -> Receive:
+        """Open the file as the app starts: a trail that cannot be written stops the start
+        (the lifespan fails), rather than every request after it."""
+
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and self._logger is None:
+                self._logger = audit_logger(self.path)
+            return message
+
+        return wrapped
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def wrapped(message: Message) -> None:

@@ -215,3 +215,18 @@ def test_an_unexpected_error_is_audited_as_500(audit_settings: Settings) -> None
         assert client.get(f"/v1/studies/{'ab' * 16}/broken").status_code == 500
     (line,) = audit_lines(audit_settings)
     assert (line["outcome"], line["job_id"]) == (500, "ab" * 16)
+
+
+def test_a_trail_that_cannot_be_written_stops_the_start(
+    tmp_path: Path, audit_settings: Settings
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    settings = audit_settings.model_copy(update={"audit_log": blocker / "audit.log"})
+    with pytest.raises(OSError), TestClient(audited_app(settings)):
+        pass
+
+
+def test_the_file_is_opened_at_start(audit_settings: Settings) -> None:
+    with TestClient(audited_app(audit_settings)):
+        assert audit_path(audit_settings).exists()
