@@ -75,10 +75,13 @@ class QuotaState:
 
 
 def install_quotas(app: FastAPI, settings: Settings, clock: Clock = time.monotonic) -> None:
-    """Give ``app`` its per-process upload window (``UploadQuota`` reads it); once."""
-    if not any(getattr(m, "cls", None) is QuotaState for m in app.user_middleware):
-        window = UploadWindow(settings.client_uploads_per_minute, clock)
-        app.add_middleware(QuotaState, window=window)
+    """Give ``app`` its per-process upload window (``UploadQuota`` reads it). Installing
+    again replaces the window (a test's clock), never adds a second one."""
+    app.user_middleware[:] = [
+        m for m in app.user_middleware if getattr(m, "cls", None) is not QuotaState
+    ]
+    window = UploadWindow(settings.client_uploads_per_minute, clock)
+    app.add_middleware(QuotaState, window=window)
 
 
 def inflight_studies(jobs: JobStore, client: str) -> int:

@@ -12,6 +12,7 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
@@ -24,11 +25,15 @@ from api.http.multipart import stream_parts
 from api.http.quotas import (
     UploadQuota,
     UploadWindow,
+    check_upload_quota,
     client_inflight,
     inflight_studies,
     install_quotas,
 )
+from api.http.routes import studies
 from api.study.jobs import JobStore
+from tests.api.conftest import as_files, build_series
+from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 
 PROBE = "/quota-probe"
@@ -124,9 +129,9 @@ def test_clients_are_counted_apart(probe_client: TestClient) -> None:
 class ReceiveSpy:
     """ASGI middleware counting each request's calls for its body (``receive``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, calls: list[int] | None = None) -> None:
         self.app = app
-        self.calls: list[int] = []
+        self.calls: list[int] = [] if calls is None else calls
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -237,3 +242,34 @@ def test_uploads_still_being_received_count_as_in_flight(
             assert second == 429  # the first is still coming in
             assert first.result(10).status_code == 202
         assert upload(client).status_code == 202
+
+
+def upload_route_is_limited() -> bool:
+    """Whether the upload route takes UploadQuota (wired at the merge of issue 19)."""
+    for route in studies.router.routes:
+        if isinstance(route, APIRoute) and route.path == "/v1/studies" and "POST" in route.methods:
+            return any(dep.call is check_upload_quota for dep in route.dependant.dependencies)
+    return False
+
+
+def test_the_upload_route_refuses_before_reading_its_body(
+    quota_settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    app = create_app(quota_settings, model_factory=lambda _: BrightBoneModel())
+    if not upload_route_is_limited():
+        pytest.skip("the upload route does not take UploadQuota yet")
+    install_quotas(app, quota_settings, clock=clock)
+    app.dependency_overrides[authenticate] = as_client
+    app.dependency_overrides[client_inflight] = lambda: 0  # the minute's limit first
+    calls: list[int] = []
+    app.add_middleware(ReceiveSpy, calls=calls)
+    series = build_series(tmp_path / "series", slices=2, size=64).paths
+    with CheckedClient(app, raise_server_exceptions=False) as client:
+        statuses = [client.post("/v1/studies", files=as_files(series)).status_code
+                    for _ in range(4)]
+        assert statuses == [202, 202, 202, 429]
+        assert calls[3] == 0
+        app.dependency_overrides[client_inflight] = lambda: 2
+        clock.now += 60
+        assert client.post("/v1/studies", files=as_files(series)).status_code == 429
+        assert calls[4] == 0
