@@ -28,6 +28,19 @@ JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
 J2K_SOC = b"\xff\x4f"
 
 
+# The groups a DICOM or ACR-NEMA file without a preamble starts with: file meta, identifying.
+FIRST_GROUPS = frozenset({0x0002, 0x0008})
+
+
+def starts_with_an_element(head: bytes) -> bool:
+    """Whether ``head`` opens with a tag of a first group, in either byte order."""
+    if len(head) < 4:
+        return False
+    little = int.from_bytes(head[:2], "little")
+    big = int.from_bytes(head[:2], "big")
+    return little in FIRST_GROUPS or big in FIRST_GROUPS
+
+
 def check_part10_prefix(head: bytes) -> None:
     """PS3.10 7.1: a 128-byte preamble, then ``DICM``, then the File Meta Information.
 

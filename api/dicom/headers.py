@@ -17,11 +17,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from api.dicom import bounds
 from api.dicom.conformance import (
     check_file_meta,
     check_jpeg2000_codestream,
     check_no_undefined_un,
     check_part10_prefix,
+    starts_with_an_element,
 )
 from api.dicom.frames import (
     PIXEL_MEASURES,
@@ -94,21 +96,22 @@ class ImageHeader(SeriesIdentity):
     native: NativeLayout | None = None  # set where the pixels can be read straight from disk
 
 
-def read_header(path: Path) -> ImageHeader:
+def read_header(path: Path, max_pixels: int = bounds.DEFAULT_MAX_IMAGE_PIXELS) -> ImageHeader:
     """Read and screen one file without its pixels; raises the InvalidUpload rejecting it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return _read(path)
+            return _read(path, max_pixels)
         except (BoneMetsError, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - a parser meeting hostile input
             raise NotDicom(f"a damaged DICOM file ({short_reason(exc)})") from exc
 
 
-def _read(path: Path) -> ImageHeader:
+def _read(path: Path, max_pixels: int) -> ImageHeader:
     size = path.stat().st_size
     with path.open("rb") as fp:
+        bounds.check_inflated_size(fp)  # pydicom inflates a deflated body whole, in memory
         ds = _parse(fp)
         header_end = fp.tell()
         fp.seek(0)
@@ -117,6 +120,7 @@ def _read(path: Path) -> ImageHeader:
         check_file_meta(ds)
         check_no_undefined_un(header)
         check_modality(ds)
+        bounds.check_declared_size(ds, max_pixels)  # before anything is done per frame or pixel
         syntax = _syntax(ds)
         element = None
         if syntax == DEFLATED:
@@ -126,6 +130,7 @@ def _read(path: Path) -> ImageHeader:
     check_image_kind(ds)
     if element is not None and element.encapsulated:
         check_jpeg2000_codestream(syntax, element.first_fragment_head)
+        bounds.check_first_frame(ds, element.first_fragment_head)
     native = None
     if element is not None and not element.encapsulated:
         native = native_layout(ds, element.value_offset, syntax)
@@ -166,7 +171,7 @@ def _parse(fp: BinaryIO) -> Dataset:
     except InvalidDicomError as no_preamble:
         # Old ACR-NEMA style files start straight with elements; most other data fails here.
         fp.seek(0)
-        if not _starts_with_an_element(fp.read(4)):
+        if not starts_with_an_element(fp.read(4)):
             # A forced read of arbitrary bytes (a megabyte of zeros reads as ~130,000 empty
             # elements) costs a third of a CPU second per MiB: refuse at the first bytes.
             raise NotDicom(
@@ -180,19 +185,6 @@ def _parse(fp: BinaryIO) -> Dataset:
     if not (text(ds, "SOPClassUID") or text(ds, "Modality")):
         raise NotDicom("not a DICOM file (no SOP class and no modality)")
     return ds
-
-
-# The groups a DICOM or ACR-NEMA file without a preamble starts with: file meta, identifying.
-_FIRST_GROUPS = frozenset({0x0002, 0x0008})
-
-
-def _starts_with_an_element(head: bytes) -> bool:
-    """Whether ``head`` opens with a tag of a first group, in either byte order."""
-    if len(head) < 4:
-        return False
-    little = int.from_bytes(head[:2], "little")
-    big = int.from_bytes(head[:2], "big")
-    return little in _FIRST_GROUPS or big in _FIRST_GROUPS
 
 
 def _check_pixel_element(

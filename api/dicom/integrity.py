@@ -28,6 +28,8 @@ SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
 UNDEFINED_LENGTH = 0xFFFFFFFF
 EXPLICIT_PIXEL_VRS = (b"OB", b"OW", b"UN", b"OD", b"OF", b"OV", b"OL")
 MAX_ITEMS = 1_000_000
+# The first frame's head kept for checks: a JPEG 2000 SIZ, a JPEG's SOF after its tables.
+FIRST_FRAME_HEAD = 4096
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def _walk_items(fp: BinaryIO, file_size: int) -> tuple[int, int, bytes]:
         if fp.tell() + length > file_size:
             raise CorruptPixelData("the file ends inside its compressed pixel data")
         if items == 1:
-            first_head = fp.read(min(length, 16))
+            first_head = fp.read(min(length, FIRST_FRAME_HEAD))
             fp.seek(length - len(first_head), 1)
         else:
             fp.seek(length, 1)

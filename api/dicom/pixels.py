@@ -31,6 +31,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
+from api.dicom.bounds import check_compressed_frame
 from api.dicom.frames import PIXEL_VALUE_TRANSFORMATION, frame_count, frame_value
 from api.dicom.geometry import AIR_HU
 from api.errors import BoneMetsError, CorruptPixelData, UnsupportedCompression
@@ -122,6 +123,9 @@ def decode_hounsfield(path: Path, frame: int | None = None) -> NDArray[np.int16]
 
 def decode_stored(path: Path, frame: int | None = None) -> NDArray[Any]:
     """Stored values of one frame (2-D), decoded by pydicom's pixel plugins."""
+    # A codestream declaring more than the header (a bomb) is refused before the decoder
+    # allocates for it.
+    check_compressed_frame(path, frame)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if frame is not None:

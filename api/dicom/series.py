@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from api.dicom.bounds import DEFAULT_MAX_IMAGE_PIXELS
 from api.dicom.duplicates import Entry, drop_duplicates
 from api.dicom.geometry import Vector
 from api.dicom.grouping import SeriesGroup, blank_uids, group_headers, synthetic_uid
@@ -60,6 +61,7 @@ def select_ct_series(
     paths: Sequence[Path],
     max_slices: int | None = None,
     refused_body_parts: frozenset[str] = frozenset(),
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> CTSeries:
     """Screen every file and choose the axial CT series with the most slices.
 
@@ -69,6 +71,7 @@ def select_ct_series(
     A series whose BodyPartExamined is in ``refused_body_parts`` (codes as
     :func:`body_part_code` writes them) is left out as UnsupportedBodyPart: a head CT
     sent to a spine model gets a clear refusal, not a skull full of false findings.
+    A file declaring more than ``max_image_pixels`` is ImageTooLarge (:mod:`api.dicom.bounds`).
     """
     if not paths:
         raise InvalidUpload("the upload holds no files")
@@ -77,7 +80,7 @@ def select_ct_series(
     failures: list[tuple[str, InvalidUpload]] = []
     for path in paths:
         try:
-            headers.append(read_header(path))
+            headers.append(read_header(path, max_image_pixels))
         except InvalidUpload as exc:
             failures.append((names[path], exc))
     file_rejections = gather_file_rejections(failures)
