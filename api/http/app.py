@@ -13,11 +13,13 @@ from api.auth.keys import KeyStore
 from api.auth.links import LinkSigner, SignedLinks, link_keys
 from api.auth.oidc import OidcVerifier
 from api.config import Settings, get_settings
+from api.http.audit import install_audit
 from api.http.auth import authenticate, guard_plain_routes
 from api.http.docs_page import install_docs
 from api.http.limits import BodySizeLimit
 from api.http.openapi_security import install_security_docs
 from api.http.problems import install_problem_handlers, problem_responses
+from api.http.quotas import install_quotas
 from api.http.routes import health, models, studies
 from api.inference.protocol import SegmentationModel
 from api.study.decoder_pool import DecoderPool
@@ -115,6 +117,8 @@ def create_app(
         install_security_docs(app, settings.auth_open_paths)
     install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    install_quotas(app, settings)
+    install_audit(app, settings)  # last: outermost, so it sees every refusal
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(studies.router)

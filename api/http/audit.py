@@ -194,17 +194,6 @@ def _request_id(scope: Scope) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class WithoutQueryStrings(logging.Filter):
-    """For uvicorn's access log (``uvicorn.access``): the path of each line without its
-    query string, which for a signed result link is the signature itself."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
-        return True
-
-
 def _unaudited(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in UNAUDITED)
 

@@ -24,7 +24,6 @@ from api.config import Settings
 from api.errors import RateLimited
 from api.http.auth import Submitter
 from api.http.deps import ServicesDep
-from api.study.jobs import JobStore
 
 WINDOW_S = 60.0
 # A study takes seconds to minutes: a client at its in-flight limit may try again in this.
@@ -84,21 +83,9 @@ def install_quotas(app: FastAPI, settings: Settings, clock: Clock = time.monoton
     app.add_middleware(QuotaState, window=window)
 
 
-def inflight_studies(jobs: JobStore, client: str) -> int:
-    """Studies of ``client`` queued or running.
-
-    Until the job store records owners (``count_unfinished``), every unfinished job counts
-    against each client: the limit then holds for the service as a whole.
-    """
-    count_unfinished = getattr(jobs, "count_unfinished", None)
-    if count_unfinished is not None:
-        return int(count_unfinished(client))
-    return len(jobs.unfinished())
-
-
 def client_inflight(principal: Submitter, services: ServicesDep) -> int:
     """The calling client's studies in flight (a dependency, so tests can set it)."""
-    return inflight_studies(services.jobs, principal.client)
+    return services.jobs.count_unfinished(principal.client)
 
 
 async def check_upload_quota(

@@ -32,6 +32,7 @@ def select_series(files: Sequence[Path], settings: Settings) -> CTSeries:
     return select_ct_series(
         files, max_slices=settings.max_slices,
         refused_body_parts=settings.refused_body_part_codes,
+        max_image_pixels=settings.max_image_pixels,
     )
 
 

@@ -22,6 +22,7 @@ from api.config import Settings
 from api.errors import InferenceTimeout, InferenceUnavailable, ModelError
 from api.http.app import create_app
 from api.http.auth import authenticate
+from api.http.quotas import client_inflight
 from api.inference.protocol import ModelInfo, Segmentation
 from api.schemas import Problem
 from tests.api.conftest import as_files, build_series, wait_finished
@@ -98,6 +99,11 @@ def _tour_submissions(client: TestClient, model: SwitchableModel, small: list[Pa
     assert _submit_failing(client, model, small, ModelError("x")) == 502
     assert _submit_failing(client, model, small, InferenceUnavailable("x")) == 503
     assert _submit_failing(client, model, small, InferenceTimeout("x")) == 504
+    client.app.dependency_overrides[client_inflight] = lambda: 10**6
+    try:
+        assert client.post("/v1/studies", files=as_files(small)).status_code == 429
+    finally:
+        del client.app.dependency_overrides[client_inflight]
     return str(done.json()["id"])
 
 

@@ -27,11 +27,9 @@ from api.http.quotas import (
     UploadWindow,
     check_upload_quota,
     client_inflight,
-    inflight_studies,
     install_quotas,
 )
 from api.http.routes import studies
-from api.study.jobs import JobStore
 from tests.api.conftest import as_files, build_series
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
@@ -179,29 +177,6 @@ def test_studies_in_flight_past_the_limit_are_429(quota_settings: Settings,
         assert upload(client, "beta").status_code == 202
         inflight["alpha"] = 1  # one of its studies finished
         assert upload(client, "alpha").status_code == 202
-
-
-def test_inflight_counts_the_clients_own_jobs_once_the_store_knows_owners(
-    tmp_path: Path,
-) -> None:
-    class OwnedJobs(JobStore):
-        def count_unfinished(self, owner: str) -> int:
-            return {"alpha": 3}.get(owner, 0)
-
-    jobs = OwnedJobs(tmp_path / "jobs.sqlite")
-    assert inflight_studies(jobs, "alpha") == 3
-    assert inflight_studies(jobs, "beta") == 0
-    jobs.close()
-
-
-def test_inflight_without_owners_counts_every_unfinished_job(tmp_path: Path) -> None:
-    jobs = JobStore(tmp_path / "jobs.sqlite")
-    jobs.create("a" * 32)
-    jobs.create("b" * 32)
-    jobs.create("c" * 32)
-    jobs.succeed("c" * 32)
-    assert inflight_studies(jobs, "anyone") == 2
-    jobs.close()
 
 
 def test_the_window_slides() -> None:

@@ -14,6 +14,7 @@ from api.http.deps import ServicesDep
 from api.http.links import LinkOrReader, LinksDep, viewer_of
 from api.http.multipart import stream_parts
 from api.http.problems import problem_response, problem_responses
+from api.http.quotas import UploadQuota
 from api.schemas import StudyJob, StudyList
 from api.study import intake, listing, views
 
@@ -39,7 +40,7 @@ SUBMITTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Queued or running: the job, with `Location` to poll"},
     200: {"model": StudyJob, "description": "Done within `wait`: the job with its result"},
     # 4xx: the upload refused at once; 5xx: the job failed within `wait`, with its problem.
-    **problem_responses(400, 403, 413, 415, 422, 502, 503, 504),
+    **problem_responses(400, 403, 413, 415, 422, 429, 502, 503, 504),
 }
 SLICE_PNG = {**PNG, **problem_responses(403, 404, 409, 422)}
 State = Literal["queued", "running", "succeeded", "failed"]
@@ -52,6 +53,7 @@ async def submit_study(
     response: Response,
     services: ServicesDep,
     principal: Submitter,
+    _: UploadQuota,
     links: LinksDep,
     wait: Annotated[float, Query(ge=0, le=600, description="seconds to wait for the result")] = 0,
 ) -> Response | StudyJob:
