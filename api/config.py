@@ -131,7 +131,9 @@ class Settings(BaseSettings):
         description="port of the DICOM (DIMSE) listener, on `host`; unset: no listener",
     )
     ae_title: str = Field(
-        default="BONEMETS", min_length=1, max_length=16, pattern=r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$",
+        # PS3.5 6.2: up to 16 printable characters but the backslash, not only spaces.
+        default="BONEMETS", min_length=1, max_length=16,
+        pattern=r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$",
         description="the listener's own AE title (called AE title a PACS sends to)",
     )
     dicom_calling_aes: str = Field(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
+from pydicom.uid import RLELossless
 from pynetdicom import AE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
@@ -114,3 +115,39 @@ def test_an_mr_instance_gets_a_failure_status(listening: tuple[TestClient, int],
     assert "CT" in answer.ErrorComment
     time.sleep(1.0)
     assert client.get("/v1/studies").json()["items"] == []
+
+
+def test_a_compressed_study_is_read_as_the_uncompressed_one(
+    listening: tuple[TestClient, int], series: BuiltSeries
+) -> None:
+    client, port = listening
+    sender = AE(ae_title=PACS)
+    sender.add_requested_context(CTImageStorage, [RLELossless])
+    assoc = sender.associate("127.0.0.1", port, ae_title="BONEMETS")
+    statuses = []
+    for path in series.paths:
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        statuses.append(assoc.send_c_store(ds).Status)
+    assoc.release()
+    assert statuses == [0x0000] * len(series.paths)
+    [job] = wait_for_jobs(client, 1)
+    stored = wait_finished(client, job["id"])
+    uploaded = client.post("/v1/studies?wait=60", files=as_files(series.paths)).json()
+    assert stored["result"]["lesions"] == uploaded["result"]["lesions"] != []
+
+
+def test_a_study_refused_as_a_whole_becomes_a_failed_job_with_the_reason(
+    listening: tuple[TestClient, int], series: BuiltSeries
+) -> None:
+    client, port = listening
+    instances = [pydicom.dcmread(path) for path in series.paths]
+    for ds in instances:
+        ds.BodyPartExamined = "HEAD"  # each instance readable; the series refused as a whole
+    assoc = associate(port)
+    assert {assoc.send_c_store(ds).Status for ds in instances} == {0x0000}
+    assoc.release()
+    [job] = wait_for_jobs(client, 1)
+    failed = client.get(f"/v1/studies/{job['id']}").json()
+    assert failed["state"] == "failed"
+    assert failed["error"]["type"] == "urn:bonemets:problem:unsupported-body-part"
