@@ -70,6 +70,10 @@ class DicomListener:
         ae.require_called_aet = True  # an association meant for another AE is refused
         allowed = sorted(self.settings.dicom_calling_ae_titles)
         ae.require_calling_aet = allowed  # empty: any caller
+        if not allowed and self.settings.host not in ("127.0.0.1", "::1", "localhost"):
+            # An AE title is a name, not a credential; still, the list keeps strays out.
+            log.warning("the DICOM listener takes studies from any calling AE title; "
+                        "list the PACS's in BONEMETS_DICOM_CALLING_AES")
         syntaxes = decodable_transfer_syntaxes()
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(str(context.abstract_syntax), syntaxes)

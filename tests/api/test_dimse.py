@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -151,3 +152,22 @@ def test_a_study_refused_as_a_whole_becomes_a_failed_job_with_the_reason(
     failed = client.get(f"/v1/studies/{job['id']}").json()
     assert failed["state"] == "failed"
     assert failed["error"]["type"] == "urn:bonemets:problem:unsupported-body-part"
+
+
+def test_no_patient_data_reaches_any_log(listening: tuple[TestClient, int], series: BuiltSeries,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    client, port = listening
+    caplog.set_level(logging.DEBUG)
+    instances = [pydicom.dcmread(path) for path in series.paths]
+    for ds in instances:
+        ds.PatientName, ds.PatientID = "Quixote^Dulcinea", "MRN-7731-QX"
+    assoc = associate(port)
+    for ds in instances:
+        assoc.send_c_store(ds)
+    assoc.release()
+    wait_finished(client, wait_for_jobs(client, 1)[0]["id"])
+    assert "Quixote" not in caplog.text
+    assert "Dulcinea" not in caplog.text
+    assert "MRN-7731" not in caplog.text
+    # pynetdicom's own records, at DEBUG, were searched too.
+    assert any(record.name.startswith("pynetdicom") for record in caplog.records)
