@@ -8,8 +8,8 @@ from pathlib import Path
 import pydicom
 from fastapi.testclient import TestClient
 
-from api.dimse.instances import CANNOT_UNDERSTAND, SOP_CLASS_NOT_SUPPORTED
-from tests.api.conftest import BuiltSeries, as_files, wait_finished
+from api.dimse.instances import CANNOT_UNDERSTAND, PROCESSING_FAILURE, SOP_CLASS_NOT_SUPPORTED
+from tests.api.conftest import BuiltSeries, as_files, build_series, wait_finished
 
 STOW = "/v1/dicomweb/studies"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -117,3 +117,32 @@ def test_stow_needs_credentials(client: TestClient, series: BuiltSeries) -> None
         response = client.post(STOW, content=body, headers=headers)
     assert response.status_code == 401
     assert client.get("/v1/studies").json()["items"] == []
+
+
+def test_instances_of_a_series_not_chosen_fail_as_not_processed(
+    client: TestClient, series: BuiltSeries, tmp_path: Path
+) -> None:
+    other = build_series(tmp_path / "other", slices=3, seed=1, lesion_slices=(1, 1))
+    parts = [p.read_bytes() for p in [*series.paths, *other.paths]]
+    status, body, _ = post_instances(client, parts)
+    assert status == 202
+    left_out = {str(pydicom.dcmread(p).SOPInstanceUID) for p in other.paths}
+    failed = body["00081198"]["Value"]
+    assert {item["00081155"]["Value"][0] for item in failed} == left_out
+    assert {item["00081197"]["Value"][0] for item in failed} == {PROCESSING_FAILURE}
+
+
+def test_a_body_of_metadata_and_bulk_data_is_not_accepted(client: TestClient,
+                                                          series: BuiltSeries) -> None:
+    body, headers = related([series.paths[0].read_bytes()])
+    headers["Content-Type"] = headers["Content-Type"].replace(
+        'type="application/dicom"', 'type="application/dicom+json"')
+    response = client.post(STOW, content=body, headers=headers)
+    assert response.status_code == 400
+    assert 'type="application/dicom"' in response.json()["detail"]
+
+
+def test_the_published_document_declares_dicom_json_answers(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"][STOW]["post"]
+    for status in ("200", "202", "409"):
+        assert list(operation["responses"][status]["content"]) == ["application/dicom+json"]

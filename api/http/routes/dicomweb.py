@@ -18,6 +18,13 @@ from api.http.quotas import UploadQuota
 router = APIRouter(prefix="/v1/dicomweb", tags=["dicomweb"])
 
 DICOM_JSON = "application/dicom+json"
+
+
+class DicomJSONResponse(JSONResponse):
+    """DICOM JSON (PS3.18 F.2): what the document publishes for the route's answers."""
+
+    media_type = DICOM_JSON
+
 _STORE_RESPONSE = {DICOM_JSON: {"schema": {
     "type": "object", "description": "Store Instances Response module (PS3.18 10.5.3) in"
     " DICOM JSON: ReferencedSOPSequence (0008,1199), FailedSOPSequence (0008,1198) with"
@@ -40,10 +47,10 @@ STORED: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/studies", status_code=200, response_class=JSONResponse,
+@router.post("/studies", status_code=200, response_class=DicomJSONResponse,
              openapi_extra=STOW_BODY, responses=STORED)
 async def store_instances(request: Request, services: ServicesDep, principal: Submitter,
-                          _: UploadQuota) -> JSONResponse:
+                          _: UploadQuota) -> DicomJSONResponse:
     """STOW-RS: store a CT study's instances and queue it, as `POST /v1/studies` does."""
     content_type = request.headers.get("content-type", "")
 
@@ -60,5 +67,5 @@ async def store_instances(request: Request, services: ServicesDep, principal: Su
         # PS3.18 8.4.3's Warning header: why the study as a whole was refused.
         reason = receipt.refusal.detail.encode("ascii", "replace").decode().replace('"', "'")
         headers["Warning"] = f'299 bonemets "{reason[:500]}"'
-    return JSONResponse(store_response(receipt, job_url), status_code=receipt.status,
-                        media_type=DICOM_JSON, headers=headers)
+    return DicomJSONResponse(store_response(receipt, job_url), status_code=receipt.status,
+                             headers=headers)
