@@ -21,14 +21,24 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from api.commands.serve import with_dicom_listener
 from api.config import Settings
-from api.dimse.instances import SOP_CLASS_NOT_SUPPORTED
+from api.dicom.headers import read_header
+from api.dicom.pixels import decoder_problem
+from api.dimse.instances import SOP_CLASS_NOT_SUPPORTED, failure_code
+from api.errors import InvalidUpload
 from api.http.app import create_app
 from tests.api.conftest import BuiltSeries, as_files, wait_finished
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 from tests.api.test_dicomweb import as_mr
+from tests.conftest import _corpus_dir
 
 PACS = "PACS"
+
+
+def _corpus(*folders: str) -> list[Path]:
+    root = _corpus_dir()
+    return sorted(p for folder in folders if (root / folder).is_dir()
+                  for p in (root / folder).iterdir() if p.is_file())
 
 
 def free_port() -> int:
@@ -171,3 +181,27 @@ def test_no_patient_data_reaches_any_log(listening: tuple[TestClient, int], seri
     assert "MRN-7731" not in caplog.text
     # pynetdicom's own records, at DEBUG, were searched too.
     assert any(record.name.startswith("pynetdicom") for record in caplog.records)
+
+
+@pytest.mark.parametrize("path", _corpus("singles", "enhanced_multiframe"), ids=lambda p: p.name)
+def test_real_ct_in_its_own_transfer_syntax_is_answered_as_the_reader_reads_it(
+    listening: tuple[TestClient, int], path: Path
+) -> None:
+    """Stored when the upload's header pass takes the file, else its failure code; a transfer
+    syntax no plugin decodes is refused at association (its presentation context)."""
+    _, port = listening
+    ds = pydicom.dcmread(path)
+    sender = AE(ae_title=PACS)
+    sender.add_requested_context(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])
+    assoc = sender.associate("127.0.0.1", port, ae_title="BONEMETS")
+    if decoder_problem(ds.file_meta.TransferSyntaxUID) is not None:
+        assert not assoc.is_established
+        return
+    try:
+        read_header(path)
+        expected = 0x0000
+    except InvalidUpload as exc:
+        expected = failure_code(exc)
+    answer = assoc.send_c_store(ds)
+    assoc.release()
+    assert answer.Status == expected, answer
