@@ -89,8 +89,10 @@ class DicomListener:
     def stop(self) -> None:
         """Close the port and end open associations; gathered studies stay on disk."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.shutdown()  # closes the port
+            # A sender cut off here sends again; what it stored so far waits on disk.
+            for association in self._server.active_associations:
+                association.abort()
             self._server = None
         self.gatherer.stop()
         log.info("DICOM listener stopped")

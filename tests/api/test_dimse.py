@@ -205,3 +205,24 @@ def test_real_ct_in_its_own_transfer_syntax_is_answered_as_the_reader_reads_it(
     answer = assoc.send_c_store(ds)
     assoc.release()
     assert answer.Status == expected, answer
+
+
+def test_stopping_the_gateway_closes_the_port_and_aborts_open_associations(
+    tmp_path: Path, series: BuiltSeries
+) -> None:
+    port = free_port()
+    settings = Settings(data_dir=tmp_path / "data", decode_workers=1, dicom_port=port,
+                        dicom_quiet_s=60)
+    app = create_app(settings, model_factory=lambda _: BrightBoneModel())
+    with_dicom_listener(app)
+    with CheckedClient(app):
+        assoc = associate(port)
+        assert assoc.send_c_store(pydicom.dcmread(series.paths[0])).Status == 0x0000
+    deadline = time.monotonic() + 10
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert assoc.is_aborted
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    # The instance waits on disk for the next start, which queues it once quiet.
+    assert len(list((settings.data_dir / "dimse" / "incoming").rglob("*.dcm"))) == 1
