@@ -125,6 +125,30 @@ class Settings(BaseSettings):
     ssl_keyfile: Path | None = Field(
         default=None, description="PEM private key of ssl_certfile (unless that file holds it)"
     )
+    # DICOM in by DIMSE (api/dimse/, docs/integration.md).
+    dicom_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="port of the DICOM (DIMSE) listener, on `host`; unset: no listener",
+    )
+    ae_title: str = Field(
+        # PS3.5 6.2: up to 16 printable characters but the backslash, not only spaces.
+        default="BONEMETS", min_length=1, max_length=16,
+        pattern=r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$",
+        description="the listener's own AE title (called AE title a PACS sends to)",
+    )
+    dicom_calling_aes: str = Field(
+        default="", description="calling AE titles allowed to associate (comma-separated);"
+        " empty: any; another is rejected at association (calling AE title not recognised)",
+    )
+    dicom_quiet_s: float = Field(
+        default=10.0, gt=0, description="a study received by C-STORE is queued as one job when"
+        " no instance of it has arrived for this many seconds",
+    )
+    dicom_client: str = Field(
+        default="dimse", pattern=r"^([A-Za-z0-9._@-]|\{calling_ae\})+$",
+        description="client that owns the studies the listener receives; `{calling_ae}` is"
+        " replaced by the sender's AE title (characters outside A-Z a-z 0-9 . _ @ - as _)",
+    )
 
     @field_validator("window")
     @classmethod
@@ -148,6 +172,11 @@ class Settings(BaseSettings):
         if len(ports) != 3:
             raise ValueError("the local Triton's gRPC, HTTP and metrics ports must differ")
         return self
+
+    @property
+    def dicom_calling_ae_titles(self) -> frozenset[str]:
+        """``dicom_calling_aes`` as titles (empty: any caller)."""
+        return frozenset(ae.strip() for ae in self.dicom_calling_aes.split(",") if ae.strip())
 
     @property
     def max_upload_bytes(self) -> int:

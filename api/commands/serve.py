@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
-from contextlib import ExitStack
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import ExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from api.commands.access import check_auth_mode, check_tls, first_start_key
 from api.commands.stopping import SignalStop, StopRequested
 from api.config import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,7 @@ EPILOG = """examples:
   BONEMETS_TRITON_URL=triton:8001 bonemets serve  # use an external Triton (gRPC)
   bonemets serve --host 0.0.0.0 --ssl-certfile cert.pem --ssl-keyfile key.pem   # HTTPS
   BONEMETS_AUTH=off bonemets serve                # no credentials: loopback only, warned
+  bonemets serve --dicom-port 11112 --ae-title BONEMETS   # also a DICOM (C-STORE) listener
 
 settings come from BONEMETS_* environment variables (see the README's table);
 the options below override them. Every route but /healthz, /readyz and the API docs asks
@@ -48,6 +52,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--ssl-certfile", help="PEM certificate: serve HTTPS"
                                                " (default BONEMETS_SSL_CERTFILE)")
     parser.add_argument("--ssl-keyfile", help="its PEM private key (default BONEMETS_SSL_KEYFILE)")
+    parser.add_argument("--dicom-port", type=int,
+                        help="also listen for DICOM C-STORE and C-ECHO on this port"
+                             " (default BONEMETS_DICOM_PORT; unset: no listener)")
+    parser.add_argument("--ae-title", help="the listener's AE title (default BONEMETS_AE_TITLE,"
+                                           " BONEMETS)")
     parser.set_defaults(func=run)
 
 
@@ -57,6 +66,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "host": args.host, "port": args.port, "data_dir": args.data_dir,
         "model_repository": args.repository, "triton_url": args.triton_url,
         "ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile,
+        "dicom_port": getattr(args, "dicom_port", None),
+        "ae_title": getattr(args, "ae_title", None),
     }
     return Settings(**{key: value for key, value in options.items() if value is not None})
 
@@ -93,8 +104,10 @@ def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None])
             # Runs before Triton's stop: a second signal must not cut the clean-up short.
             stack.callback(stop.shield)
             log.info("local Triton ready on gRPC :%d", settings.triton_grpc_port)
+        app = create_app(settings)
+        with_dicom_listener(app)
         server = _announcing_server(uvicorn.Config(
-            create_app(settings), host=settings.host, port=settings.port, log_level="info",
+            app, host=settings.host, port=settings.port, log_level="info",
             ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
         ), on_started)
         hide_query_strings()  # after uvicorn.Config, which configures its loggers
@@ -107,6 +120,23 @@ def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None])
     elif not server.started:
         return STARTUP_FAILURE
     return 0
+
+
+def with_dicom_listener(app: FastAPI) -> None:
+    """Run the DICOM listener (when ``dicom_port`` is set) inside the app's lifespan: it
+    starts once the job runner is up and stops before it, with the gateway."""
+    from api.dimse.service import dicom_listener
+
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Mapping[str, Any]]:
+        async with inner(app) as state:
+            assert state is not None, "create_app's lifespan hands over its services"
+            async with dicom_listener(state["services"]):
+                yield state
+
+    app.router.lifespan_context = lifespan
 
 
 def _announcing_server(config: Any, on_started: Callable[[], None]) -> Any:

@@ -1,8 +1,9 @@
 """Multipart uploads streamed straight to the job's folder, one file per part.
 
 Starlette's form parser keeps every part under 1 MB in memory until the request ends: a
-1,000-slice study would sit whole in RAM. Here each ``files`` part goes to disk as its bytes
-arrive, under a name of our own (a client's file name never names a path).
+1,000-slice study would sit whole in RAM. Here each ``files`` part of a multipart/form-data
+upload, or each part of a STOW-RS multipart/related body, goes to disk as its bytes arrive,
+under a name of our own (a client's file name never names a path).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from api.errors import InvalidUpload
 
 FIELD = "files"
 MAX_PARTS = 100_000
+DICOM = b"application/dicom"
 
 
 class _PartWriter:
     """Callbacks of the multipart parser: headers of each part, then its bytes to a file."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, field: str | None = FIELD) -> None:
         self.folder = folder
+        self.field = field  # None: every part is a file (multipart/related)
         self.parts = 0
         self.ignored: set[str] = set()
         self._out: BinaryIO | None = None
@@ -61,7 +64,7 @@ class _PartWriter:
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        if name != FIELD:
+        if self.field is not None and name != self.field:
             self.ignored.add(name)
             return
         self.parts += 1
@@ -92,6 +95,32 @@ async def stream_parts(content_type: str, body: AsyncIterator[bytes], folder: Pa
             "send multipart/form-data with one or more 'files' parts (DICOM files or zips)"
         )
     writer = _PartWriter(folder)
+    await _parse(writer, boundary, body)
+    if writer.parts == 0:
+        extra = f" (found only: {', '.join(sorted(writer.ignored))})" if writer.ignored else ""
+        raise InvalidUpload(f"the upload holds no 'files' parts{extra}")
+    return writer.parts
+
+
+async def stream_related_parts(content_type: str, body: AsyncIterator[bytes],
+                               folder: Path) -> int:
+    """Write every part of a STOW-RS ``multipart/related; type="application/dicom"`` body
+    into ``folder`` (PS3.18 10.5.1.1); count them. Each part is taken for a DICOM instance:
+    what it really holds is for the header pass to say, instance by instance."""
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/related" or not boundary or options.get(b"type", DICOM).lower() != DICOM:
+        raise InvalidUpload(
+            'send multipart/related; type="application/dicom" with one DICOM instance a part'
+        )
+    writer = _PartWriter(folder, field=None)
+    await _parse(writer, boundary, body)
+    if writer.parts == 0:
+        raise InvalidUpload("the body holds no parts")
+    return writer.parts
+
+
+async def _parse(writer: _PartWriter, boundary: bytes, body: AsyncIterator[bytes]) -> None:
     parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]
     try:
         async for chunk in body:
@@ -108,7 +137,3 @@ async def stream_parts(content_type: str, body: AsyncIterator[bytes], folder: Pa
             "the multipart body ends before its closing boundary: the upload was cut short; "
             "send it again"
         )
-    if writer.parts == 0:
-        extra = f" (found only: {', '.join(sorted(writer.ignored))})" if writer.ignored else ""
-        raise InvalidUpload(f"the upload holds no 'files' parts{extra}")
-    return writer.parts

@@ -1,7 +1,8 @@
 """Taking a study in: parts saved to the job's folder, zips expanded, headers checked, job queued.
 
 The header pass runs here, before the 202, so that a client who sent no CT (a PDF, a scout,
-an MR) hears so at once with a 4xx, and nothing is queued for it.
+an MR) hears so at once with a 4xx, and nothing is queued for it. Every entrance (the upload
+route, STOW-RS, the DIMSE listener) ends in :func:`receive`, so all choose the series alike.
 """
 
 from __future__ import annotations
@@ -10,17 +11,29 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from api.config import Settings
 from api.dicom.series import CTSeries, select_ct_series
-from api.dicom.sources import expand_upload, zip_limits
+from api.dicom.sources import expand_upload, list_upload, zip_limits
 from api.study.services import Services
 
 log = logging.getLogger(__name__)
 
 # Writes the upload's parts into the folder it is given; raises InvalidUpload for a bad body.
 PartWriter = Callable[[Path], Awaitable[object]]
+# What a caller sees of the files and the chosen series before the job is queued.
+Inspector = Callable[[Sequence[Path], CTSeries | None, BaseException | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Received:
+    """A queued job, the files it was sent and the series chosen from them."""
+
+    job_id: str
+    files: tuple[Path, ...]
+    series: CTSeries
 
 
 def select_series(files: Sequence[Path], settings: Settings) -> CTSeries:
@@ -39,13 +52,31 @@ def select_series(files: Sequence[Path], settings: Settings) -> CTSeries:
 async def receive_study(write_parts: PartWriter, services: Services, owner: str) -> str:
     """Write the parts to disk, check that they hold a CT series, queue a job of ``owner``;
     return its id."""
+    return (await receive(write_parts, services, owner)).job_id
+
+
+async def receive(write_parts: PartWriter, services: Services, owner: str, *,
+                  expand_zips: bool = True, inspect: Inspector | None = None) -> Received:
+    """:func:`receive_study`, telling what was received: zips expanded unless told not to
+    (DICOMweb parts are DICOM instances), and ``inspect`` shown the files and the series
+    chosen (or the error refusing them) while the files are still on disk."""
     job_id = uuid.uuid4().hex
     upload = services.store.create(job_id)
     try:
         await write_parts(upload)
-        limits = zip_limits(services.settings.max_upload_bytes)
-        files = await asyncio.to_thread(expand_upload, upload, limits)
-        series = await asyncio.to_thread(select_series, files, services.settings)
+        if expand_zips:
+            limits = zip_limits(services.settings.max_upload_bytes)
+            files = await asyncio.to_thread(expand_upload, upload, limits)
+        else:
+            files = await asyncio.to_thread(list_upload, upload)
+        try:
+            series = await asyncio.to_thread(select_series, files, services.settings)
+        except Exception as exc:
+            if inspect is not None:
+                await inspect(files, None, exc)
+            raise
+        if inspect is not None:
+            await inspect(files, series, None)
         # The pipeline reads this back instead of a second header pass.
         await asyncio.to_thread(services.store.write_series, job_id, series)
     except BaseException:
@@ -55,4 +86,4 @@ async def receive_study(write_parts: PartWriter, services: Services, owner: str)
     services.jobs.create(job_id, slices_total=len(series.slices), owner=owner)
     services.runner.submit(job_id)
     log.info("job %s queued: %d slices from %d files", job_id, len(series.slices), len(files))
-    return job_id
+    return Received(job_id, tuple(files), series)

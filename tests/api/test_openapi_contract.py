@@ -28,6 +28,7 @@ from api.schemas import Problem
 from tests.api.conftest import as_files, build_series, wait_finished
 from tests.api.contract import CheckedClient, Contract, Pair, example_path, new_key
 from tests.api.fakes import BrightBoneModel
+from tests.api.test_dicomweb import STOW, related
 
 JOB = "/v1/studies/{job_id}"
 MASK = "/v1/studies/{job_id}/slices/{index}/mask.png"
@@ -107,6 +108,24 @@ def _tour_submissions(client: TestClient, model: SwitchableModel, small: list[Pa
     return str(done.json()["id"])
 
 
+def _tour_dicomweb(client: TestClient, small: list[Path]) -> None:
+    instances = [p.read_bytes() for p in small]
+    body, headers = related(instances)
+    assert client.post(STOW, content=body, headers=headers).status_code == 200
+    body, headers = related([*instances, b"not dicom"])
+    assert client.post(STOW, content=body, headers=headers).status_code == 202
+    body, headers = related([b"not dicom"])
+    assert client.post(STOW, content=body, headers=headers).status_code == 409
+    assert client.post(STOW, content=body[:-9], headers=headers).status_code == 400
+    too_large = {**headers, "Content-Length": str(10**13)}
+    assert client.post(STOW, content=body, headers=too_large).status_code == 413
+    client.app.dependency_overrides[client_inflight] = lambda: 10**6
+    try:
+        assert client.post(STOW, content=body, headers=headers).status_code == 429
+    finally:
+        del client.app.dependency_overrides[client_inflight]
+
+
 def _tour_job(client: TestClient, model: SwitchableModel, small: list[Path], job_id: str,
               data_dir: Path) -> None:
     unknown = "0123456789abcdef0123456789abcdef"
@@ -170,6 +189,7 @@ def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Pat
     with CheckedClient(app, raise_server_exceptions=False, seen=seen) as client:
         _tour_models_and_health(client, model)
         job_id = _tour_submissions(client, model, small, large)
+        _tour_dicomweb(client, small)
         _tour_listing_and_links(client, app, job_id)
         _tour_job(client, model, small, job_id, settings.data_dir)
         _tour_credentials(client)

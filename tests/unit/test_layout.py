@@ -40,8 +40,10 @@ API_ALLOWED: dict[str, set[str]] = {
     "config": {"dicom", "inference"},  # body-part codes; the model's name and windows
     "tritonserver": {"inference"},  # the tensor contract
     "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "schemas"},
-    "http": {"auth", "config", "errors", "inference", "schemas", "study"},
-    "commands": {"auth", "config", "http", "tritonserver"},
+    # DICOM in (STOW-RS's instances, the DIMSE listener): to the same intake as uploads.
+    "dimse": {"auth", "config", "dicom", "errors", "study"},
+    "http": {"auth", "config", "dimse", "errors", "inference", "schemas", "study"},
+    "commands": {"auth", "config", "dimse", "http", "tritonserver"},
     "cli": set(),
 }
 

@@ -1,0 +1,64 @@
+"""The listener run with the gateway: started in its lifespan, studies queued on its event
+loop through the same intake as uploads, stopped before the job runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from api.dimse.listener import DicomListener
+from api.errors import InvalidUpload
+from api.study import intake
+from api.study.runner import job_error
+from api.study.services import Services
+
+log = logging.getLogger(__name__)
+
+
+async def submit_gathered(folder: Path, owner: str, services: Services) -> str:
+    """Queue the instances in ``folder`` as one study of ``owner``; the job's id. A study
+    with no usable series becomes a failed job with the reason, not a silent loss."""
+
+    async def move_in(upload: Path) -> None:
+        for path in sorted(folder.iterdir()):
+            os.replace(path, upload / path.name)
+
+    try:
+        received = await intake.receive(move_in, services, owner, expand_zips=False)
+    except InvalidUpload as exc:
+        job_id = uuid.uuid4().hex
+        await asyncio.to_thread(services.store.create, job_id)  # a job is read with its folder
+        services.jobs.create(job_id, owner=owner)
+        services.jobs.fail(job_id, job_error(exc))
+        log.warning("study received by C-STORE refused as job %s: %s", job_id, exc.type_uri)
+        return job_id
+    finally:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+    log.info("study received by C-STORE queued as job %s", received.job_id)
+    return received.job_id
+
+
+@asynccontextmanager
+async def dicom_listener(services: Services) -> AsyncIterator[DicomListener | None]:
+    """The DICOM listener for the block, when ``dicom_port`` is set; None otherwise."""
+    if services.settings.dicom_port is None:
+        yield None
+        return
+    loop = asyncio.get_running_loop()
+
+    def submit(folder: Path, owner: str) -> None:
+        # From the gatherer's thread: the intake and the runner live on the event loop.
+        asyncio.run_coroutine_threadsafe(submit_gathered(folder, owner, services), loop).result()
+
+    listener = DicomListener(services.settings, submit)
+    await asyncio.to_thread(listener.start)
+    try:
+        yield listener
+    finally:
+        await asyncio.to_thread(listener.stop)
