@@ -39,7 +39,9 @@ API_ALLOWED: dict[str, set[str]] = {
     "lesions": {"dicom", "inference"},  # slice geometry; the window formula for pictures
     "config": {"dicom", "inference"},  # body-part codes; the model's name and windows
     "tritonserver": {"inference"},  # the tensor contract
-    "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "schemas"},
+    # DICOM SEG and SR from the typed result: source headers, lesion labels, no HTTP
+    "reports": {"dicom", "errors", "inference", "lesions", "schemas"},
+    "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "reports", "schemas"},
     "http": {"auth", "config", "errors", "inference", "schemas", "study"},
     "commands": {"auth", "config", "http", "tritonserver"},
     "cli": set(),
