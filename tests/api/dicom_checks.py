@@ -93,6 +93,10 @@ def check_seg(client: TestClient, job: dict, sources: dict[str, Dataset],
         expected = mask_png(client, job["id"], entry["index"])
         labels = painted.get(key, np.zeros_like(expected, dtype=np.uint16))
         np.testing.assert_array_equal(labels > 0, expected)
+    if (first.Rows, first.Columns) == (512, 512):  # the model's grid: the same voxels
+        counts = {n: sum(int((labels == n).sum()) for labels in painted.values())
+                  for n in segments}
+        assert counts == {lesion["id"]: lesion["voxels"] for lesion in result["lesions"]}
     for lesion in result["lesions"]:  # each lesion's pixels on each of its own slices
         for box in lesion["boxes"]:
             labels = painted[places[box["slice"]]]
@@ -116,8 +120,8 @@ def _named(items: list[Dataset], meaning: str) -> list[Dataset]:
     return [i for i in items if i.ConceptNameCodeSequence[0].CodeMeaning == meaning]
 
 
-def check_sr(job: dict, sources: dict[str, Dataset], data: bytes,
-             seg_uid: str | None) -> list[Dataset]:
+def check_sr(job: dict, sources: dict[str, Dataset], places: list[tuple[str, int]],
+             data: bytes, seg_uid: str | None) -> list[Dataset]:
     """The SR's groups against the JSON lesions; returns the groups."""
     result = job["result"]
     sr = pydicom.dcmread(io.BytesIO(data))
@@ -152,11 +156,20 @@ def check_sr(job: dict, sources: dict[str, Dataset], data: bytes,
         assert outline.GraphicType == "POLYLINE"
         points = np.asarray(outline.GraphicData, dtype=float).reshape(-1, 2)
         assert len(points) >= 5 and (points[0] == points[-1]).all()
-        image = outline.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-        assert image in sources
+        _check_outline(lesion, places, outline, points)
     return groups
 
 
 def _value(items: list[Dataset], meaning: str) -> float:
     (item,) = _named(items, meaning)
     return float(item.MeasuredValueSequence[0].NumericValue)
+
+
+def _check_outline(lesion: dict, places: list[tuple[str, int]], outline: Dataset,
+                   points: np.ndarray) -> None:
+    """The outline lies on the lesion's largest slice's image, inside its box there."""
+    (image,) = outline.ContentSequence[0].ReferencedSOPSequence
+    key = (str(image.ReferencedSOPInstanceUID), int(image.get("ReferencedFrameNumber", 1)))
+    (box,) = [b for b in lesion["boxes"] if places[b["slice"]] == key]
+    assert points[:, 0].min() >= box["col_min"] and points[:, 0].max() <= box["col_max"] + 1
+    assert points[:, 1].min() >= box["row_min"] and points[:, 1].max() <= box["row_max"] + 1

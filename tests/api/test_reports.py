@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,16 +92,16 @@ def study_reports(client: TestClient, paths: list[Path], tmp_path: Path) -> dict
     job = response.json()
     sources = _headers(paths)
     seg_uid = None
+    places = _places(job, sources)
     if job["result"]["lesions"]:
         seg = client.get(f"/v1/studies/{job['id']}/seg.dcm")
         assert seg.status_code == 200 and seg.headers["content-type"] == "application/dicom"
         dciodvfy(seg.content, tmp_path, "seg.dcm")
-        seg_uid = check_seg(client, job, sources, _places(job, sources), seg.content)
-        seg_uid = str(seg_uid.SOPInstanceUID)
+        seg_uid = str(check_seg(client, job, sources, places, seg.content).SOPInstanceUID)
     sr = client.get(f"/v1/studies/{job['id']}/sr.dcm")
     assert sr.status_code == 200 and sr.headers["content-type"] == "application/dicom"
     dciodvfy(sr.content, tmp_path, "sr.dcm")
-    check_sr(job, sources, sr.content, seg_uid)
+    check_sr(job, sources, places, sr.content, seg_uid)
     return job
 
 
@@ -162,3 +163,16 @@ def test_the_objects_are_made_once_kept_with_the_job_and_deleted_with_it(
     assert client.delete(f"/v1/studies/{job['id']}").status_code == 204
     assert not folder.exists()
     assert client.get(f"/v1/studies/{job['id']}/seg.dcm").status_code == 404
+
+
+def test_the_dciodvfy_check_fails_on_a_broken_segmentation(
+    client: TestClient, tmp_path: Path
+) -> None:
+    job = client.post("/v1/studies?wait=60",
+                      files=as_files(two_lesions(tmp_path / "s"))).json()
+    seg = pydicom.dcmread(io.BytesIO(client.get(f"/v1/studies/{job['id']}/seg.dcm").content))
+    del seg.SegmentationType  # type 1 in the Segmentation Image module
+    broken = io.BytesIO()
+    seg.save_as(broken, enforce_file_format=True)
+    with pytest.raises(AssertionError, match="Segmentation ?Type"):
+        dciodvfy(broken.getvalue(), tmp_path, "broken.dcm")
