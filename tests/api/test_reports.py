@@ -176,3 +176,21 @@ def test_the_dciodvfy_check_fails_on_a_broken_segmentation(
     seg.save_as(broken, enforce_file_format=True)
     with pytest.raises(AssertionError, match="Segmentation ?Type"):
         dciodvfy(broken.getvalue(), tmp_path, "broken.dcm")
+
+
+def test_a_signed_link_opens_the_seg_and_sr_without_a_key(
+    client: TestClient, tmp_path: Path
+) -> None:
+    job = client.post("/v1/studies?wait=60",
+                      files=as_files(two_lesions(tmp_path / "s"))).json()
+    links = client.app_state["services"].links
+    with client.sending(None):
+        for name in ("seg.dcm", "sr.dcm"):
+            path = f"/v1/studies/{job['id']}/{name}"
+            assert client.get(path).status_code == 401
+            response = client.get(path, params=links.query(path, "tests"))
+            assert response.status_code == 200
+            assert response.content[128:132] == b"DICM"
+            wrong = links.query(f"/v1/studies/{job['id']}/sr.dcm", "tests")
+            if name == "seg.dcm":  # a link opens only its own path
+                assert client.get(path, params=wrong).status_code == 403
