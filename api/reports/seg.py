@@ -7,13 +7,14 @@ instance (or source frame), so no frame is shifted onto another slice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import highdicom as hd
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from api.reports import codes
-from api.reports.sources import SourceImages
 from api.reports.uids import report_uid, tracking_uid
 from api.schemas import StudyResult
 
@@ -45,12 +46,13 @@ def segment_descriptions(job_id: str, result: StudyResult) -> list[hd.seg.Segmen
     ]
 
 
-def build_seg(job_id: str, result: StudyResult, sources: SourceImages,
+def build_seg(job_id: str, result: StudyResult, images: Sequence[Dataset],
               labels: NDArray[np.uint16]) -> Dataset:
     """The SEG of a finished study with lesions.
 
-    ``labels`` holds, per source frame in ``sources``' order, each pixel's lesion id (0:
-    none). The lesion ids must be 1..n, as the result numbers them.
+    ``labels`` holds, per frame of ``images`` (source headers of one series: single-frame
+    instances, or one multi-frame instance), each pixel's lesion id (0: none). The lesion
+    ids must be 1..n, as the result numbers them.
     """
     if not result.lesions:
         raise ValueError("a Segmentation holds at least one segment")
@@ -58,7 +60,7 @@ def build_seg(job_id: str, result: StudyResult, sources: SourceImages,
     if ids != list(range(1, len(ids) + 1)):
         raise ValueError(f"lesion ids are not 1..n: {ids}")
     return hd.seg.Segmentation(
-        source_images=list(sources.datasets),
+        source_images=list(images),
         pixel_array=labels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(job_id, result),

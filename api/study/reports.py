@@ -75,20 +75,31 @@ def _series(store: StudyStore, job_id: str) -> CTSeries:
 def make_seg(store: StudyStore, job_id: str, result: StudyResult) -> Dataset:
     """The SEG dataset of a finished job with lesions."""
     sources = read_sources(_series(store, job_id))
-    return build_seg(job_id, result, sources, source_labels(store, job_id, result, sources))
+    images, labels = seg_input(store, job_id, result, sources)
+    return build_seg(job_id, result, images, labels)
 
 
-def source_labels(store: StudyStore, job_id: str, result: StudyResult,
-                  sources: SourceImages) -> NDArray[np.uint16]:
-    """Lesion ids per pixel of every source frame, in the sources' frame order."""
+def seg_input(store: StudyStore, job_id: str, result: StudyResult,
+              sources: SourceImages) -> tuple[list[Dataset], NDArray[np.uint16]]:
+    """The source images the SEG derives from and, per frame of theirs, each pixel's lesion id.
+
+    Single-frame series: only the slices with lesion pixels, so that a long series is not held
+    in memory as labels; one multi-frame instance: all its frames (highdicom's rule).
+    """
     first = result.slices[0]
-    labels = np.zeros((sources.frame_count, first.rows, first.columns), dtype=np.uint16)
     owners = lesion_boxes(result)
+    painted: dict[int, NDArray[np.uint16]] = {}
     for entry in result.slices:
         if entry.index in owners:
             mask = store.read_mask(job_id, entry.index, (entry.rows, entry.columns))
-            labels[sources.place[entry.index]] = lesion_labels(mask, owners[entry.index])
-    return labels
+            painted[sources.place[entry.index]] = lesion_labels(mask, owners[entry.index])
+    if sources.multi_frame:
+        labels = np.zeros((sources.frame_count, first.rows, first.columns), dtype=np.uint16)
+        for frame, lesion_ids in painted.items():
+            labels[frame] = lesion_ids
+        return list(sources.datasets), labels
+    kept = sorted(painted)
+    return [sources.datasets[k] for k in kept], np.stack([painted[k] for k in kept])
 
 
 def make_sr(store: StudyStore, job_id: str, result: StudyResult) -> Dataset:
