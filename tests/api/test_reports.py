@@ -194,3 +194,25 @@ def test_a_signed_link_opens_the_seg_and_sr_without_a_key(
             wrong = links.query(f"/v1/studies/{job['id']}/sr.dcm", "tests")
             if name == "seg.dcm":  # a link opens only its own path
                 assert client.get(path, params=wrong).status_code == 403
+
+
+def test_blank_source_uids_are_the_synthetic_ones_of_the_result(
+    client: TestClient, tmp_path: Path
+) -> None:
+    paths = two_lesions(tmp_path / "s")
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = ds.SeriesInstanceUID = ""
+        ds.save_as(path)
+    job = client.post("/v1/studies?wait=60", files=as_files(paths)).json()
+    result = job["result"]
+    assert result["study_instance_uid"].startswith("2.25.")
+    for name in ("seg.dcm", "sr.dcm"):
+        response = client.get(f"/v1/studies/{job['id']}/{name}")
+        assert response.status_code == 200
+        dciodvfy(response.content, tmp_path, name)
+        made = pydicom.dcmread(io.BytesIO(response.content))
+        assert made.StudyInstanceUID == result["study_instance_uid"]
+    (referenced,) = pydicom.dcmread(io.BytesIO(
+        client.get(f"/v1/studies/{job['id']}/seg.dcm").content)).ReferencedSeriesSequence
+    assert referenced.SeriesInstanceUID == result["series_instance_uid"]
