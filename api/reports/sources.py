@@ -1,13 +1,14 @@
 """The source images of a chosen series, as highdicom takes them, and where each slice lies.
 
 Headers only (``stop_before_pixels``): the SEG and SR need identifiers and geometry, never the
-source's pixels. A series is either single-frame files, one per slice, or one enhanced
-multi-frame instance whose frames are the slices.
+source's pixels. A series is single-frame files, one per slice, or enhanced multi-frame
+instances whose frames are the slices.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -23,43 +24,36 @@ COPIED_TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
 
 @dataclass(frozen=True)
 class SourceImages:
-    """``datasets`` in the order highdicom gets them; ``place[i]``: slice i's frame there.
-
-    For single-frame files frame ``place[i]`` is the i-th dataset; for one multi-frame
-    instance it is the (0-based) frame of ``datasets[0]``.
-    """
+    """The series' instances (``datasets``, in slice order of first appearance) and, for
+    each slice, ``place[i]``: (index in ``datasets``, 0-based frame or None)."""
 
     datasets: tuple[Dataset, ...]
-    place: tuple[int, ...]
-    multi_frame: bool
+    place: tuple[tuple[int, int | None], ...]
 
     @property
-    def frame_count(self) -> int:
-        return int(self.datasets[0].get("NumberOfFrames", 1)) if self.multi_frame else len(
-            self.datasets)
+    def multi_frame(self) -> bool:
+        return any(frame is not None for _, frame in self.place)
 
     def instance_of(self, index: int) -> tuple[Dataset, int | None]:
         """The instance holding slice ``index`` and its 1-based frame number (multi-frame)."""
-        if self.multi_frame:
-            return self.datasets[0], self.place[index] + 1
-        return self.datasets[self.place[index]], None
+        position, frame = self.place[index]
+        return self.datasets[position], None if frame is None else frame + 1
 
 
 def read_sources(series: CTSeries) -> SourceImages:
     """The headers of ``series``' instances; StorageError when the upload no longer reads."""
-    frames = {ref.frame for ref in series.slices}
-    paths = {ref.path for ref in series.slices}
+    positions: dict[Path, int] = {}
+    datasets: list[Dataset] = []
+    place: list[tuple[int, int | None]] = []
     try:
-        if frames != {None}:
-            if len(paths) != 1 or None in frames:
-                raise StorageError("a series of several multi-frame instances has no SEG here")
-            dataset = _header(series, 0)
-            places = tuple(int(ref.frame or 0) for ref in series.slices)
-            return SourceImages((dataset,), places, multi_frame=True)
-        datasets = tuple(_header(series, i) for i in range(len(series.slices)))
+        for index, ref in enumerate(series.slices):
+            if ref.path not in positions:
+                positions[ref.path] = len(datasets)
+                datasets.append(_header(series, index))
+            place.append((positions[ref.path], ref.frame))
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         raise StorageError("the source images of the study cannot be read") from exc
-    return SourceImages(datasets, tuple(range(len(datasets))), multi_frame=False)
+    return SourceImages(tuple(datasets), tuple(place))
 
 
 def _header(series: CTSeries, index: int) -> Dataset:

@@ -92,9 +92,15 @@ def seg_input(store: StudyStore, job_id: str, result: StudyResult,
     for entry in result.slices:
         if entry.index in owners:
             mask = store.read_mask(job_id, entry.index, (entry.rows, entry.columns))
-            painted[sources.place[entry.index]] = lesion_labels(mask, owners[entry.index])
+            position, frame = sources.place[entry.index]
+            key = position if frame is None else frame
+            painted[key] = lesion_labels(mask, owners[entry.index])
     if sources.multi_frame:
-        labels = np.zeros((sources.frame_count, first.rows, first.columns), dtype=np.uint16)
+        if len(sources.datasets) != 1:
+            raise StorageError("a SEG derives from one multi-frame instance; this series has"
+                               f" {len(sources.datasets)}")
+        frames = int(sources.datasets[0].get("NumberOfFrames", 1))
+        labels = np.zeros((frames, first.rows, first.columns), dtype=np.uint16)
         for frame, lesion_ids in painted.items():
             labels[frame] = lesion_ids
         return list(sources.datasets), labels
