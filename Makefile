@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test install install-dev model-repository lint typecheck bench demo-model clean
+.PHONY: serve test install install-dev model-repository lint typecheck bench demo-model clean dicom3tools
 
 # The gateway binds BONEMETS_HOST:BONEMETS_PORT (default 127.0.0.1:8000), e.g.
 # `make serve BONEMETS_PORT=9000`; a .env file works too. Its first start prints a
@@ -26,6 +26,15 @@ $(VENV)/.serving: pyproject.toml | $(BIN)/python
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[train,test]"
 	touch $@ $(VENV)/.serving
+
+# dciodvfy (Debian's dicom3tools) checks every SEG and SR the tests make; the tests skip
+# that check, saying so, where it is missing. Installs it as root where apt-get exists.
+dicom3tools:  ## install dciodvfy for the SEG/SR validity tests (Debian/Ubuntu, as root)
+	@command -v dciodvfy >/dev/null && exit 0; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null; } \
+	  || echo "dicom3tools: apt-get failed; the dciodvfy checks will be skipped"; \
+	else echo "dicom3tools: no apt-get as root here; the dciodvfy checks will be skipped"; fi
 
 install: $(VENV)/.serving  ## the serving install: no torch
 install-dev: $(VENV)/.dev  ## everything: training, export, tests

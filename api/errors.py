@@ -32,6 +32,7 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     ├── JobNotFound                    404  job-not-found
     ├── SliceNotFound                  404  slice-not-found
     ├── JobNotFinished                 409  job-not-finished
+    ├── NoSegments                     404  no-segments (a study without lesions has no SEG)
     ├── Interrupted                    503  interrupted (the service stopped during the job)
     ├── InferenceUnavailable           503  inference-unavailable (Retry-After)
     │   └── InferenceTimeout           504  inference-timeout
@@ -182,6 +183,12 @@ class SliceNotFound(BoneMetsError):
 
 class JobNotFinished(BoneMetsError):
     status, slug, title = 409, "job-not-finished", "Study job has no result yet"
+
+
+class NoSegments(BoneMetsError):
+    """A DICOM Segmentation holds at least one segment; a study without lesions has none."""
+
+    status, slug, title = 404, "no-segments", "No lesion to segment"
 
 
 class Interrupted(BoneMetsError):

@@ -20,7 +20,7 @@ from api.http.limits import BodySizeLimit
 from api.http.openapi_security import install_security_docs
 from api.http.problems import install_problem_handlers, problem_responses
 from api.http.quotas import install_quotas
-from api.http.routes import dicomweb, health, models, studies
+from api.http.routes import dicomweb, health, models, reports, studies
 from api.inference.protocol import SegmentationModel
 from api.study.decoder_pool import DecoderPool
 from api.study.jobs import JobStore
@@ -123,4 +123,5 @@ def create_app(
     app.include_router(models.router)
     app.include_router(studies.router)
     app.include_router(dicomweb.router)
+    app.include_router(reports.router)
     return app

@@ -4,6 +4,8 @@
     <data_dir>/studies/<job_id>/result.json       the result, written once, atomically
     <data_dir>/studies/<job_id>/masks/<i>.npy     packed mask bits of each positive slice,
                                                   at the slice's own size
+    <data_dir>/studies/<job_id>/outputs/<name>    objects made from the result when first
+                                                  asked for (seg.dcm, sr.dcm)
 
 Masks of empty slices are not stored; PNGs are rendered when asked for. The upload is kept
 with the result, so that overlays can be drawn and an interrupted job can be run again.
@@ -26,6 +28,13 @@ from api.errors import StorageError
 from api.schemas.result import StudyResult
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_OUTPUT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def _output_name(name: str) -> str:
+    if not _OUTPUT_NAME.match(name) or ".." in name:
+        raise ValueError(f"not an output name: {name!r}")
+    return name
 
 
 class StudyStore:
@@ -61,6 +70,7 @@ class StudyStore:
     def clear_outputs(self, job_id: str) -> None:
         """Remove a partial result and masks before a job runs again."""
         shutil.rmtree(self.job_dir(job_id) / "masks", ignore_errors=True)
+        shutil.rmtree(self.job_dir(job_id) / "outputs", ignore_errors=True)
         (self.job_dir(job_id) / "result.json").unlink(missing_ok=True)
 
     def write_result(self, job_id: str, result: StudyResult) -> None:
@@ -94,6 +104,21 @@ class StudyStore:
         rows, cols = (int(v) for v in np.frombuffer(raw[:8], dtype=np.uint32))
         bits = np.unpackbits(np.frombuffer(raw[8:], dtype=np.uint8), count=rows * cols)
         return bits.reshape(rows, cols).astype(bool)
+
+    def write_output(self, job_id: str, name: str, data: bytes) -> None:
+        """Keep an object made from the result (``seg.dcm``...), atomically."""
+        folder = self.job_dir(job_id) / "outputs"
+        folder.mkdir(exist_ok=True)
+        self._write_atomic(folder / _output_name(name), data)
+
+    def read_output(self, job_id: str, name: str) -> bytes | None:
+        """An object kept by :meth:`write_output`, or None when there is none."""
+        try:
+            return (self.job_dir(job_id) / "outputs" / _output_name(name)).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{name} of job {job_id} cannot be read") from exc
 
     def write_series(self, job_id: str, series: object) -> None:
         """Keep the header pass's result beside the upload (our own object, read by us only)."""

@@ -26,6 +26,7 @@ from httpx import Response
 from api.auth.principal import Scope
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DICOM_PREAMBLE_END = 128  # a Part 10 file: 128 bytes of preamble, then "DICM"
 # Pages outside the API that the app serves itself (the OpenAPI document and its viewers).
 OUTSIDE_THE_API = re.compile(r"^/(openapi\.json|docs|redoc)(/.*)?$")
 
@@ -73,6 +74,8 @@ class Contract:
         assert schema is not None, f"{method} {template} {status} {media}: no schema"
         if media == "image/png":
             assert response.content.startswith(PNG_SIGNATURE)
+        elif media == "application/dicom":
+            assert response.content[DICOM_PREAMBLE_END:DICOM_PREAMBLE_END + 4] == b"DICM"
         else:
             self._validate(response, schema)
         return (template, method, status)

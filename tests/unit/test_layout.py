@@ -39,7 +39,9 @@ API_ALLOWED: dict[str, set[str]] = {
     "lesions": {"dicom", "inference"},  # slice geometry; the window formula for pictures
     "config": {"dicom", "inference"},  # body-part codes; the model's name and windows
     "tritonserver": {"inference"},  # the tensor contract
-    "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "schemas"},
+    # DICOM SEG and SR from the typed result: source headers, lesion labels, no HTTP
+    "reports": {"dicom", "errors", "inference", "lesions", "schemas"},
+    "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "reports", "schemas"},
     # DICOM in (STOW-RS's instances, the DIMSE listener): to the same intake as uploads.
     "dimse": {"auth", "config", "dicom", "errors", "study"},
     "http": {"auth", "config", "dimse", "errors", "inference", "schemas", "study"},

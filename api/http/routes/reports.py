@@ -1,0 +1,37 @@
+"""A finished study as DICOM: its Segmentation and its TID 1500 Structured Report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from api.http.deps import ServicesDep
+from api.http.links import LinkOrReader, viewer_of
+from api.http.problems import problem_responses
+from api.study import reports
+
+router = APIRouter(prefix="/v1/studies", tags=["studies"])
+
+DICOM = "application/dicom"
+DICOM_FILE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A DICOM Part 10 file",
+          "content": {DICOM: {"schema": {"type": "string", "format": "binary"}}}},
+}
+CACHE = {"Cache-Control": "private, max-age=3600"}
+
+
+@router.get("/{job_id}/seg.dcm", response_class=Response,
+            responses={**DICOM_FILE, **problem_responses(403, 404, 409, 422)})
+async def get_seg(job_id: str, services: ServicesDep, principal: LinkOrReader) -> Response:
+    """The lesions as a DICOM Segmentation (404 when there is none); a signed link or a key."""
+    data = await reports.seg_dicom(job_id, services, viewer_of(principal))
+    return Response(data, media_type=DICOM, headers=CACHE)
+
+
+@router.get("/{job_id}/sr.dcm", response_class=Response,
+            responses={**DICOM_FILE, **problem_responses(403, 404, 409, 422)})
+async def get_sr(job_id: str, services: ServicesDep, principal: LinkOrReader) -> Response:
+    """The findings as a DICOM TID 1500 measurement report; a signed link or a key."""
+    data = await reports.sr_dicom(job_id, services, viewer_of(principal))
+    return Response(data, media_type=DICOM, headers=CACHE)
