@@ -89,6 +89,8 @@ def _series(phantom: Phantom) -> Dataset:
     ds.PatientBirthDate = ""
     ds.PatientSex = "O"
     ds.PatientIdentityRemoved = "YES"
+    # Required with YES (PS3.3 C.7.1.1, Type 1C); the SEG and SR made from a phantom copy both.
+    ds.DeidentificationMethod = "synthetic phantom: no patient was ever identified"
     ds.BodyPartExamined = "CHEST" if spec.region == "thoracic" else "ABDOMEN"
     ds.SpacingBetweenSlices = spec.slice_spacing_mm
     ds.KVP = 120

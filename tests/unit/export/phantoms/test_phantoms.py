@@ -352,3 +352,20 @@ def test_full_size_study(tmp_path: Path) -> None:
     assert len(list((study / "dicom").glob("*.dcm"))) == 100
     assert read_truth(study).positive_slices == np.nonzero(
         phantom.labels.any(axis=(1, 2)))[0].tolist()
+
+
+def test_written_slices_and_seg_pass_dciodvfy(written: Path) -> None:
+    """No errors from dicom3tools' validator: a SEG or SR made from a phantom copies its
+    patient module, so a phantom's own defect (once: PatientIdentityRemoved without
+    DeidentificationMethod) would make theirs invalid too."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian's dicom3tools) is not installed: make dicom3tools")
+    files = [next(iter(sorted((written / "dicom").glob("*.dcm")))), written / "seg.dcm"]
+    for path in files:
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (report.stdout + report.stderr).splitlines()
+                  if line.startswith("Error")]
+        assert errors == [], (path.name, errors)
