@@ -33,6 +33,7 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     ├── SliceNotFound                  404  slice-not-found
     ├── JobNotFinished                 409  job-not-finished
     ├── NoSegments                     404  no-segments (a study without lesions has no SEG)
+    ├── SegmentationUnsupported        422  segmentation-unsupported (sources a SEG cannot hold)
     ├── Interrupted                    503  interrupted (the service stopped during the job)
     ├── InferenceUnavailable           503  inference-unavailable (Retry-After)
     │   └── InferenceTimeout           504  inference-timeout
@@ -189,6 +190,13 @@ class NoSegments(BoneMetsError):
     """A DICOM Segmentation holds at least one segment; a study without lesions has none."""
 
     status, slug, title = 404, "no-segments", "No lesion to segment"
+
+
+class SegmentationUnsupported(BoneMetsError):
+    """The study's findings cannot be written as one DICOM Segmentation (a series spread over
+    several multi-frame instances: a SEG derives from one); the SR still holds them."""
+
+    status, slug, title = 422, "segmentation-unsupported", "No Segmentation for this series"
 
 
 class Interrupted(BoneMetsError):

@@ -11,7 +11,13 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from api.dicom.series import CTSeries
-from api.errors import JobNotFinished, JobNotFound, NoSegments, StorageError
+from api.errors import (
+    JobNotFinished,
+    JobNotFound,
+    NoSegments,
+    SegmentationUnsupported,
+    StorageError,
+)
 from api.reports.labels import lesion_boxes, lesion_labels
 from api.reports.outline import largest_region, outline
 from api.reports.seg import build_seg
@@ -97,8 +103,9 @@ def seg_input(store: StudyStore, job_id: str, result: StudyResult,
             painted[key] = lesion_labels(mask, owners[entry.index])
     if sources.multi_frame:
         if len(sources.datasets) != 1:
-            raise StorageError("a SEG derives from one multi-frame instance; this series has"
-                               f" {len(sources.datasets)}")
+            raise SegmentationUnsupported(
+                "a DICOM Segmentation derives from one multi-frame instance, and this series"
+                f" has {len(sources.datasets)}: the findings are in sr.dcm and the JSON result")
         frames = int(sources.datasets[0].get("NumberOfFrames", 1))
         labels = np.zeros((frames, first.rows, first.columns), dtype=np.uint16)
         for frame, lesion_ids in painted.items():
