@@ -19,23 +19,10 @@ from api.auth.principal import Principal
 from api.config import Settings
 from api.errors import InvalidLink
 from api.http.app import create_app
-from api.http.auth import Caller, Reader, flat_routes, is_open, original
+from api.http.auth import flat_routes, is_open, original
+from tests.api.callers import probed_app
 from tests.api.contract import CheckedClient, example_path, new_key
 from tests.api.fakes import BrightBoneModel
-
-
-def make_app(settings: Settings) -> FastAPI:
-    app = create_app(settings, model_factory=lambda _: BrightBoneModel())
-
-    @app.get("/v1/whoami")
-    async def whoami(caller: Caller) -> dict[str, Any]:
-        return {"client": caller.client, "scopes": sorted(caller.scopes), "method": caller.method}
-
-    @app.get("/v1/needs-read")
-    async def needs_read(caller: Reader) -> dict[str, Any]:
-        return {"client": caller.client}
-
-    return app
 
 
 @pytest.fixture
@@ -45,7 +32,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def anonymous(settings: Settings) -> Iterator[CheckedClient]:
-    with CheckedClient(make_app(settings), scopes=None, raise_server_exceptions=False) as client:
+    with CheckedClient(probed_app(settings), scopes=None, raise_server_exceptions=False) as client:
         yield client
 
 
@@ -107,7 +94,7 @@ def test_routes_and_mounts_added_later_are_protected_too(
 
 def test_the_open_list_is_a_setting(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d", auth_open_paths="/healthz")
-    with CheckedClient(make_app(settings), scopes=None) as client:
+    with CheckedClient(probed_app(settings), scopes=None) as client:
         assert client.get("/healthz").status_code == 200
         for path in ("/readyz", "/openapi.json", "/docs", "/docs/assets/favicon.png"):
             assert_unauthenticated(client.get(path))
@@ -192,7 +179,7 @@ def test_a_key_without_the_scope_is_403(anonymous: CheckedClient) -> None:
 
 def test_with_auth_off_anyone_is_the_local_operator(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d", auth="off")
-    with CheckedClient(make_app(settings), scopes=None) as client:
+    with CheckedClient(probed_app(settings), scopes=None) as client:
         answer = client.get("/v1/whoami").json()
         assert answer["client"] == "local" and "admin" in answer["scopes"]
         assert client.get("/v1/needs-read").status_code == 200
@@ -232,7 +219,7 @@ class FakeLinks:
 
 
 def test_a_request_without_headers_may_carry_a_signed_link(settings: Settings) -> None:
-    with TestClient(make_app(settings)) as client:
+    with TestClient(probed_app(settings)) as client:
         client.app_state["services"].links = FakeLinks()
         answer = client.get("/v1/whoami", params={"sig": "good"})
         assert answer.json() == {"client": "viewer-of-whoami", "scopes": ["studies:read"],

@@ -11,14 +11,11 @@ from typing import Any
 
 import jwt
 import pytest
-from fastapi import FastAPI
 
 from api.auth.principal import Scope
 from api.config import Settings
-from api.http.app import create_app
-from api.http.auth import Caller, Deleter
+from tests.api.callers import probed_app
 from tests.api.contract import CheckedClient
-from tests.api.fakes import BrightBoneModel
 from tests.api.identity_provider import (
     AUDIENCE,
     IdentityProvider,
@@ -39,21 +36,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def probed_app(settings: Settings) -> FastAPI:
-    """The gateway, plus two routes that show who the caller is."""
-    app = create_app(settings, model_factory=lambda _: BrightBoneModel())
-
-    @app.get("/v1/whoami")
-    async def whoami(caller: Caller) -> dict[str, Any]:
-        return {"client": caller.client, "scopes": sorted(caller.scopes), "method": caller.method}
-
-    @app.get("/v1/needs-delete")
-    async def needs_delete(caller: Deleter) -> dict[str, Any]:
-        return {"client": caller.client}
-
-    return app
 
 
 @pytest.fixture
