@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test install install-dev model-repository lint typecheck bench demo-model clean dicom3tools
+.PHONY: serve test install install-dev model-repository lint typecheck bench demo-model clean system-packages
 
 # The gateway binds BONEMETS_HOST:BONEMETS_PORT (default 127.0.0.1:8000), e.g.
 # `make serve BONEMETS_PORT=9000`; a .env file works too. Its first start prints a
@@ -27,14 +27,20 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[train,test]"
 	touch $@ $(VENV)/.serving
 
-# dciodvfy (Debian's dicom3tools) checks every SEG and SR the tests make; the tests skip
-# that check, saying so, where it is missing. Installs it as root where apt-get exists.
-dicom3tools:  ## install dciodvfy for the SEG/SR validity tests (Debian/Ubuntu, as root)
-	@command -v dciodvfy >/dev/null && exit 0; \
+# Debian packages the tests start for real: dciodvfy (dicom3tools) checks every SEG and SR;
+# Orthanc with its DICOMweb plugin is the PACS of the round-trip tests. Installed as root
+# where apt-get exists; elsewhere those tests skip, saying so.
+SYSTEM_PACKAGES := dicom3tools orthanc orthanc-dicomweb
+system-packages:  ## install dciodvfy and Orthanc for the SEG/SR and PACS tests (Debian/Ubuntu, as root)
+	@command -v dciodvfy >/dev/null && command -v Orthanc >/dev/null \
+	  && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so && exit 0; \
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null; } \
-	  || echo "dicom3tools: apt-get failed; the dciodvfy checks will be skipped"; \
-	else echo "dicom3tools: no apt-get as root here; the dciodvfy checks will be skipped"; fi
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } \
+	  || echo "system-packages: apt-get failed; the dciodvfy and Orthanc tests will be skipped"; \
+	else echo "system-packages: no apt-get as root here; the dciodvfy and Orthanc tests will be skipped"; fi
+	@# Debian's package starts its own Orthanc service where it can; the tests start theirs.
+	@-command -v service >/dev/null && service orthanc stop >/dev/null 2>&1 || true
 
 install: $(VENV)/.serving  ## the serving install: no torch
 install-dev: $(VENV)/.dev  ## everything: training, export, tests
