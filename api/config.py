@@ -150,6 +150,26 @@ class Settings(BaseSettings):
         " replaced by the sender's AE title (characters outside A-Z a-z 0-9 . _ @ - as _)",
     )
 
+    # Results back to the PACS (api/delivery/, docs/integration.md).
+    destinations: Path | None = Field(
+        default=None, description="TOML file of the DICOMweb (STOW-RS) and DICOM (C-STORE)"
+        " destinations each finished study's SEG and SR are sent to; unset: none",
+    )
+    delivery_backoff_s: float = Field(
+        default=10.0, gt=0, description="wait before a failed delivery's second attempt;"
+        " it doubles with each further failure",
+    )
+    delivery_backoff_max_s: float = Field(
+        default=600.0, gt=0, description="longest wait between two attempts of a delivery",
+    )
+    delivery_give_up_h: float = Field(
+        default=24.0, gt=0, description="hours after a job's success a failing delivery is"
+        " tried for, then marked failed (a resend starts it again)",
+    )
+    delivery_concurrency: int = Field(
+        default=2, ge=1, description="deliveries sent at once",
+    )
+
     @field_validator("window")
     @classmethod
     def _window_parses(cls, value: str | None) -> str | None:

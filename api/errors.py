@@ -34,6 +34,7 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     ├── JobNotFinished                 409  job-not-finished
     ├── NoSegments                     404  no-segments (a study without lesions has no SEG)
     ├── SegmentationUnsupported        422  segmentation-unsupported (sources a SEG cannot hold)
+    ├── NoDestination                  409  no-destination (a resend with nowhere to send to)
     ├── Interrupted                    503  interrupted (the service stopped during the job)
     ├── InferenceUnavailable           503  inference-unavailable (Retry-After)
     │   └── InferenceTimeout           504  inference-timeout
@@ -197,6 +198,12 @@ class SegmentationUnsupported(BoneMetsError):
     several multi-frame instances: a SEG derives from one); the SR still holds them."""
 
     status, slug, title = 422, "segmentation-unsupported", "No Segmentation for this series"
+
+
+class NoDestination(BoneMetsError):
+    """No destination is configured for the study's client: there is nowhere to resend to."""
+
+    status, slug, title = 409, "no-destination", "No destination for this study"
 
 
 class Interrupted(BoneMetsError):

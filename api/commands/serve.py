@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from api.commands.access import check_auth_mode, check_tls, first_start_key
 from api.commands.stopping import SignalStop, StopRequested
 from api.config import Settings
+from api.delivery.destinations import load_destinations
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -28,6 +29,7 @@ EPILOG = """examples:
   bonemets serve --host 0.0.0.0 --ssl-certfile cert.pem --ssl-keyfile key.pem   # HTTPS
   BONEMETS_AUTH=off bonemets serve                # no credentials: loopback only, warned
   bonemets serve --dicom-port 11112 --ae-title BONEMETS   # also a DICOM (C-STORE) listener
+  bonemets serve --destinations /etc/bonemets/destinations.toml   # SEG and SR to the PACS
 
 settings come from BONEMETS_* environment variables (see the README's table);
 the options below override them. Every route but /healthz, /readyz and the API docs asks
@@ -57,6 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              " (default BONEMETS_DICOM_PORT; unset: no listener)")
     parser.add_argument("--ae-title", help="the listener's AE title (default BONEMETS_AE_TITLE,"
                                            " BONEMETS)")
+    parser.add_argument("--destinations",
+                        help="TOML file of the PACS destinations (STOW-RS, C-STORE) each"
+                             " finished study's SEG and SR go to (default"
+                             " BONEMETS_DESTINATIONS; docs/integration.md)")
     parser.set_defaults(func=run)
 
 
@@ -68,6 +74,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile,
         "dicom_port": getattr(args, "dicom_port", None),
         "ae_title": getattr(args, "ae_title", None),
+        "destinations": getattr(args, "destinations", None),
     }
     return Settings(**{key: value for key, value in options.items() if value is not None})
 
@@ -76,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     check_auth_mode(settings)
     check_tls(settings)
+    # A wrong destinations file (or a secret it names missing) stops here, before Triton.
+    load_destinations(settings.destinations)
     on_started = first_start_key(settings)
     stop = SignalStop()
     try:

@@ -13,6 +13,8 @@ from api.auth.keys import KeyStore
 from api.auth.links import LinkSigner, SignedLinks, link_keys
 from api.auth.oidc import OidcVerifier
 from api.config import Settings, get_settings
+from api.delivery.destinations import load_destinations
+from api.delivery.worker import DeliveryWorker
 from api.http.audit import install_audit
 from api.http.auth import authenticate, guard_plain_routes
 from api.http.docs_page import install_docs
@@ -20,13 +22,13 @@ from api.http.limits import BodySizeLimit
 from api.http.openapi_security import install_security_docs
 from api.http.problems import install_problem_handlers, problem_responses
 from api.http.quotas import install_quotas
-from api.http.routes import dicomweb, health, models, reports, studies
+from api.http.routes import deliveries, dicomweb, health, models, reports, studies
 from api.inference.protocol import SegmentationModel
 from api.study.decoder_pool import DecoderPool
 from api.study.jobs import JobStore
 from api.study.pipeline import StudyPipeline
 from api.study.retention import sweep_forever
-from api.study.runner import JobRunner
+from api.study.runner import JobRunner, Routing
 from api.study.services import Services
 from api.study.storage import StudyStore
 
@@ -68,6 +70,36 @@ def oidc_verifier(settings: Settings) -> OidcVerifier | None:
                         scopes_claim=settings.oidc_scopes_claim)
 
 
+@asynccontextmanager
+async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncIterator[
+        tuple[JobStore, StudyStore, SegmentationModel, JobRunner, Routing]]:
+    """The job store, the study files, the model, and what works on them: the job runner,
+    the delivery of results to the PACS, the retention sweep; stopped in reverse."""
+    jobs = JobStore(settings.data_dir / "jobs.sqlite")
+    store = StudyStore(settings.data_dir)
+    model = make_model(settings)
+    decoder = DecoderPool(settings.decode_workers)
+    pipeline = StudyPipeline(model=model, store=store, jobs=jobs, decoder=decoder,
+                             settings=settings)
+    destinations = load_destinations(settings.destinations)
+    delivery = DeliveryWorker(jobs.deliveries, store, destinations, settings)
+    runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs,
+                       deliver_to=destinations.for_client, on_success=delivery.wake)
+    delivery.start()
+    runner.start()
+    runner.resume_unfinished(store)
+    sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
+    try:
+        yield jobs, store, model, runner, destinations.for_client
+    finally:
+        sweeper.cancel()
+        await runner.stop()
+        await delivery.stop()
+        decoder.shutdown(wait=True, cancel_futures=True)
+        await model.close()
+        jobs.close()
+
+
 def create_app(
     settings: Settings | None = None, model_factory: ModelFactory | None = None
 ) -> FastAPI:
@@ -83,24 +115,11 @@ def create_app(
         keys = KeyStore(settings.data_dir / "keys.sqlite")
         links = SignedLinks(LinkSigner(link_keys(settings.link_keys, settings.data_dir)),
                             settings.link_ttl_s)
-        jobs = JobStore(settings.data_dir / "jobs.sqlite")
-        store = StudyStore(settings.data_dir)
-        model = make_model(settings)
-        decoder = DecoderPool(settings.decode_workers)
-        pipeline = StudyPipeline(model=model, store=store, jobs=jobs, decoder=decoder,
-                                 settings=settings)
-        runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs)
-        runner.start()
-        runner.resume_unfinished(store)
-        sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
         try:
-            yield {"services": Services(settings, jobs, store, model, runner, keys, oidc, links)}
+            async with study_flow(settings, make_model) as (jobs, store, model, runner, routes):
+                yield {"services": Services(settings, jobs, store, model, runner, keys, oidc,
+                                            links, deliver_to=routes)}
         finally:
-            sweeper.cancel()
-            await runner.stop()
-            decoder.shutdown(wait=True, cancel_futures=True)
-            await model.close()
-            jobs.close()
             keys.close()
             if oidc is not None:
                 await oidc.close()
@@ -124,4 +143,5 @@ def create_app(
     app.include_router(studies.router)
     app.include_router(dicomweb.router)
     app.include_router(reports.router)
+    app.include_router(deliveries.router)
     return app

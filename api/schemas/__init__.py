@@ -4,7 +4,15 @@
 document, problems and health around it.
 """
 
-from api.schemas.envelopes import Health, Problem, Progress, StudyJob, StudyList, StudySummary
+from api.schemas.envelopes import (
+    Delivery,
+    Health,
+    Problem,
+    Progress,
+    StudyJob,
+    StudyList,
+    StudySummary,
+)
 from api.schemas.result import (
     Box2D,
     Box3D,
@@ -19,7 +27,8 @@ from api.schemas.result import (
 )
 
 __all__ = [
-    "Box2D", "Box3D", "Health", "Lesion", "LesionBox", "ModelOut", "Problem", "Progress",
-    "SliceBox", "SliceResult", "StudyJob", "StudyList", "StudyResult", "StudySummary", "Timings",
+    "Box2D", "Box3D", "Delivery", "Health", "Lesion", "LesionBox", "ModelOut", "Problem",
+    "Progress", "SliceBox", "SliceResult", "StudyJob", "StudyList", "StudyResult", "StudySummary",
+    "Timings",
     "WindowOut",
 ]

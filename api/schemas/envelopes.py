@@ -41,6 +41,34 @@ class Problem(BaseModel):
     instance: str | None = None
 
 
+DELIVERY: dict[str, Any] = {
+    "destination": "pacs-web", "state": "pending", "attempts": 2,
+    "objects": ["seg.dcm", "sr.dcm"], "since": 1796394031.2, "last_attempt_at": 1796394061.9,
+    "next_attempt_at": 1796394101.9, "delivered_at": None,
+    "detail": "STOW-RS to pacs.example.org answered HTTP 503",
+}
+
+
+class Delivery(BaseModel):
+    """Where the study's SEG and SR are being sent, and how far they got."""
+
+    model_config = example(DELIVERY)
+
+    destination: str = Field(description="the destination's name in the destinations file")
+    state: Literal["pending", "delivered", "failed"] = Field(
+        description="pending: not yet delivered, tried again at next_attempt_at; failed: given"
+        " up (refused as sent, or still failing after delivery_give_up_h)")
+    attempts: int
+    objects: list[str] = Field(description="what the last attempt sent (seg.dcm, sr.dcm)")
+    since: float = Field(description="when this delivery began: the job's success, or a resend")
+    last_attempt_at: float | None = None
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+    detail: str | None = Field(
+        default=None, description="the last failure's reason; once delivered, a note (a SEG"
+        " left out, a warning the destination gave)")
+
+
 class StudyJob(BaseModel):
     model_config = example({
         "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10", "state": "running", "progress": PROGRESS,
@@ -56,6 +84,9 @@ class StudyJob(BaseModel):
     # the answer always carries both keys.
     error: Problem | None = Field(default=None, description="why the job failed, once it has")
     result: StudyResult | None = Field(default=None, description="present once it succeeded")
+    deliveries: list[Delivery] = Field(
+        default_factory=list, description="the SEG and SR sent to the configured destinations,"
+        " once it succeeded; a delivery that fails never fails the job")
 
 
 _JOB_ID = "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10"

@@ -15,11 +15,13 @@ import enum
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from api.study import deliveries
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -104,6 +106,8 @@ class JobStore:
         _add_owner_column(self._db)
         for index in INDEXES:
             self._db.execute(index)
+        deliveries.create_schema(self._db.cursor())
+        self.deliveries = deliveries.DeliveryLedger(self)
 
     def close(self) -> None:
         with self._lock:
@@ -113,6 +117,19 @@ class JobStore:
     def _cursor(self) -> Iterator[sqlite3.Cursor]:
         with self._lock:
             yield self._db.cursor()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """A cursor whose statements commit together, or not at all."""
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
 
     def create(self, job_id: str, slices_total: int = 0, owner: str | None = None) -> Job:
         """A queued job of ``owner``; ``slices_total`` is known from the header pass."""
@@ -162,8 +179,15 @@ class JobStore:
     def progress(self, job_id: str, slices_done: int) -> None:
         self._update(job_id, "slices_done = ?", (slices_done,))
 
-    def succeed(self, job_id: str) -> None:
-        self._update(job_id, "state = ?, slices_done = slices_total", (JobState.SUCCEEDED.value,))
+    def succeed(self, job_id: str, deliver_to: Sequence[str] = ()) -> None:
+        """The job succeeded; its SEG and SR are due at ``deliver_to`` (destination names)."""
+        now = time.time()
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE jobs SET state = ?, slices_done = slices_total, updated_at = ?"
+                " WHERE id = ?", (JobState.SUCCEEDED.value, now, job_id))
+            if cur.rowcount:
+                deliveries.add_pending(cur, job_id, deliver_to, now)
 
     def fail(self, job_id: str, error: JobError) -> None:
         self._update(
@@ -176,7 +200,8 @@ class JobStore:
         self._update(job_id, "state = ?, slices_done = 0", (JobState.QUEUED.value,))
 
     def delete(self, job_id: str) -> bool:
-        with self._cursor() as cur:
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
             cur.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             return cur.rowcount > 0
 

@@ -45,6 +45,23 @@ async def sr_dicom(job_id: str, services: Services, viewer: str | None) -> bytes
     return await asyncio.to_thread(_cached, services.store, job_id, "sr.dcm", result)
 
 
+def report_files(store: StudyStore, job_id: str) -> tuple[dict[str, bytes], str | None]:
+    """What a destination is sent for a finished job: its SEG (when it has lesions and its
+    series fits one) and its SR, by name, and a note on a SEG left out for a reason."""
+    result = store.read_result(job_id)
+    if result is None:
+        raise JobNotFound(f"the result of study job {job_id} is gone")
+    files: dict[str, bytes] = {}
+    note = None
+    if result.lesions:
+        try:
+            files["seg.dcm"] = _cached(store, job_id, "seg.dcm", result)
+        except SegmentationUnsupported as exc:
+            note = f"no SEG: {exc.detail}"
+    files["sr.dcm"] = _cached(store, job_id, "sr.dcm", result)
+    return files, note
+
+
 def _finished(job_id: str, services: Services, viewer: str | None) -> StudyResult:
     job = services.jobs.get(job_id) if services.store.exists(job_id) else None
     if job is None or not visible(job.owner, viewer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from api.errors import BoneMetsError, Interrupted
 from api.study.jobs import JobError, JobStore
@@ -13,6 +13,8 @@ from api.study.storage import StudyStore
 log = logging.getLogger(__name__)
 
 JobFunction = Callable[[str], Awaitable[None]]
+# The destinations a client's results go to (api/delivery), by the job's owner.
+Routing = Callable[[str | None], Sequence[str]]
 
 
 def job_error(exc: BaseException) -> JobError:
@@ -26,9 +28,13 @@ def job_error(exc: BaseException) -> JobError:
 class JobRunner:
     """A bounded pool of asyncio workers fed by a queue of job ids."""
 
-    def __init__(self, jobs: JobStore, process: JobFunction, workers: int) -> None:
+    def __init__(self, jobs: JobStore, process: JobFunction, workers: int,
+                 deliver_to: Routing = lambda _: (),
+                 on_success: Callable[[], None] = lambda: None) -> None:
         self._jobs = jobs
         self._process = process
+        self._deliver_to = deliver_to
+        self._on_success = on_success
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
@@ -98,11 +104,13 @@ class JobRunner:
 
     async def _run_one(self, job_id: str) -> None:
         try:
-            if self._jobs.get(job_id) is None:
+            job = self._jobs.get(job_id)
+            if job is None:
                 return  # deleted while queued
             await self._process(job_id)
-            self._jobs.succeed(job_id)
+            self._jobs.succeed(job_id, self._deliver_to(job.owner))
             log.info("job %s succeeded", job_id)
+            self._on_success()
         except asyncio.CancelledError:
             # Deleted, or shutting down: a job still in SQLite is resumed at start-up.
             raise

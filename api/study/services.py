@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from api.auth.keys import KeyStore
@@ -27,3 +28,5 @@ class Services:
     keys: KeyStore
     oidc: OidcVerifier | None = None  # when BONEMETS_OIDC_ISSUER is set
     links: LinkVerifier | None = None  # signed result links, for requests without a header
+    # The destinations (api/delivery) a client's results are sent to, by client.
+    deliver_to: Callable[[str | None], Sequence[str]] = lambda _: ()

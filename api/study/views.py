@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from api.errors import JobNotFinished, JobNotFound, SliceNotFound
-from api.schemas import Problem, Progress, SliceResult, StudyJob, StudyResult
+from api.errors import JobNotFinished, JobNotFound, NoDestination, SliceNotFound
+from api.schemas import Delivery, Problem, Progress, SliceResult, StudyJob, StudyResult
+from api.study.deliveries import Delivery as StoredDelivery
 from api.study.jobs import Job, JobState
 from api.study.services import Services
 
@@ -51,7 +52,28 @@ def job_view(job_id: str, services: Services, viewer: str | None,
         id=job.id, state=job.state.value,
         progress=Progress(slices_done=job.slices_done, slices_total=job.slices_total),
         created_at=job.created_at, updated_at=job.updated_at, error=error, result=result,
+        deliveries=[_delivery(d) for d in services.jobs.deliveries.of_job(job_id)],
     )
+
+
+def resend(job_id: str, services: Services, viewer: str | None) -> list[Delivery]:
+    """Send a finished study's SEG and SR again to every destination its client has now."""
+    job = _job(job_id, services, viewer)
+    if job.state is not JobState.SUCCEEDED:
+        raise JobNotFinished(f"study job {job_id} is {job.state.value}; only a result is sent")
+    names = services.deliver_to(job.owner)
+    if not names:
+        raise NoDestination("no destination is configured for this study's client"
+                            " (BONEMETS_DESTINATIONS); nothing was sent")
+    services.jobs.deliveries.resend(job_id, names)
+    return [_delivery(d) for d in services.jobs.deliveries.of_job(job_id)]
+
+
+def _delivery(row: StoredDelivery) -> Delivery:
+    return Delivery(destination=row.destination, state=row.state.value, attempts=row.attempts,
+                    objects=list(row.objects), since=row.since,
+                    last_attempt_at=row.last_attempt_at, next_attempt_at=row.next_attempt_at,
+                    delivered_at=row.delivered_at, detail=row.detail)
 
 
 def submit_status(job: StudyJob) -> int:

@@ -29,16 +29,18 @@ from tests.api.conftest import as_files, build_series, wait_finished
 from tests.api.contract import CheckedClient, Contract, Pair, example_path, new_key
 from tests.api.fakes import BrightBoneModel
 from tests.api.test_dicomweb import STOW, related
+from tests.api.test_dimse import free_port
 
 JOB = "/v1/studies/{job_id}"
 MASK = "/v1/studies/{job_id}/slices/{index}/mask.png"
 OVERLAY = "/v1/studies/{job_id}/slices/{index}/overlay.png"
 SEG = "/v1/studies/{job_id}/seg.dcm"
 SR = "/v1/studies/{job_id}/sr.dcm"
+DELIVERIES = "/v1/studies/{job_id}/deliveries"
 # FastAPI documents a 422 for every route with a parameter; a str path parameter (or query)
 # cannot fail validation, so these are declared (as problems, like any 422) but cannot happen.
 NEVER_ANSWERED = {(JOB, "get", "422"), (JOB, "delete", "422"), (SEG, "get", "422"),
-                  (SR, "get", "422")}
+                  (SR, "get", "422"), (DELIVERIES, "post", "422")}
 
 
 class SwitchableModel(BrightBoneModel):
@@ -141,12 +143,15 @@ def _tour_job(client: TestClient, model: SwitchableModel, small: list[Path], job
     for dicom in ("seg.dcm", "sr.dcm"):
         assert client.get(f"/v1/studies/{job_id}/{dicom}").status_code == 200
         assert client.get(f"/v1/studies/{unknown}/{dicom}").status_code == 404
+    assert client.post(f"/v1/studies/{job_id}/deliveries").status_code == 202
+    assert client.post(f"/v1/studies/{unknown}/deliveries").status_code == 404
     model.delay_s = 1.0
     running = client.post("/v1/studies", files=as_files(small)).json()["id"]
     for png in ("mask.png", "overlay.png"):
         assert client.get(f"/v1/studies/{running}/slices/0/{png}").status_code == 409
     for dicom in ("seg.dcm", "sr.dcm"):
         assert client.get(f"/v1/studies/{running}/{dicom}").status_code == 409
+    assert client.post(f"/v1/studies/{running}/deliveries").status_code == 409
     model.delay_s = 0.0
     wait_finished(client, running)
     (data_dir / "studies" / running / "result.json").write_text('{"slices": "broken"}')
@@ -187,8 +192,12 @@ def _tour_listing_and_links(client: TestClient, app: FastAPI, job_id: str) -> No
 
 
 def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Path) -> None:
+    # A PACS that is not there: deliveries stay pending, and a resend is accepted.
+    destinations = tmp_path / "destinations.toml"
+    destinations.write_text('[[destination]]\nname = "absent"\nkind = "c-store"\n'
+                            f'ae_title = "PACS"\nhost = "127.0.0.1"\nport = {free_port()}\n')
     settings = Settings(data_dir=tmp_path / "d", decode_workers=1, batch_size=2,
-                        inference_retries=0, max_slices=4)
+                        inference_retries=0, max_slices=4, destinations=destinations)
     model = SwitchableModel()
     small = build_series(tmp_path / "small", slices=3, lesion_slices=(1, 1)).paths
     large = build_series(tmp_path / "large", slices=6).paths

@@ -44,8 +44,10 @@ API_ALLOWED: dict[str, set[str]] = {
     "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "reports", "schemas"},
     # DICOM in (STOW-RS's instances, the DIMSE listener): to the same intake as uploads.
     "dimse": {"auth", "config", "dicom", "errors", "study"},
-    "http": {"auth", "config", "dimse", "errors", "inference", "schemas", "study"},
-    "commands": {"auth", "config", "dimse", "http", "tritonserver"},
+    # Results back to the PACS: the ledger's due rows, the job's SEG and SR, sent.
+    "delivery": {"config", "errors", "study"},
+    "http": {"auth", "config", "delivery", "dimse", "errors", "inference", "schemas", "study"},
+    "commands": {"auth", "config", "delivery", "dimse", "http", "tritonserver"},
     "cli": set(),
 }
 

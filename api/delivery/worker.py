@@ -1,0 +1,146 @@
+"""The delivery loop: due rows of the ledger sent, each attempt's outcome recorded.
+
+Runs in the gateway's event loop; each attempt runs in a thread (network and DICOM encoding).
+A failure for now is tried again after a backoff that doubles from ``delivery_backoff_s`` up
+to ``delivery_backoff_max_s``, until ``delivery_give_up_h`` after the job's success; then, or
+at once for objects refused as sent, the delivery is failed with its reason. The job stays
+succeeded whatever happens here, and a restart picks up what is still pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from io import BytesIO
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from api.config import Settings
+from api.delivery.cstore import c_store
+from api.delivery.destinations import CStoreDestination, Destinations, StowDestination
+from api.delivery.failures import DeliveryFailed
+from api.delivery.stow import stow
+from api.errors import BoneMetsError
+from api.study.deliveries import Delivery, DeliveryLedger
+from api.study.reports import report_files
+from api.study.storage import StudyStore
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 1.0  # a resend, or another process's success, is seen within this
+
+
+def backoff_s(attempts: int, first_s: float, most_s: float) -> float:
+    """The wait after the ``attempts``-th failed attempt: doubling, capped, with jitter so
+    that deliveries queued behind a PACS outage do not all return in the same second."""
+    wait = min(first_s * 2.0 ** max(attempts - 1, 0), most_s)
+    return wait * random.uniform(0.8, 1.0)
+
+
+def send(destination: StowDestination | CStoreDestination, datasets: list[Dataset],
+         calling_ae: str) -> str | None:
+    if isinstance(destination, StowDestination):
+        return stow(destination, datasets)
+    return c_store(destination, datasets, calling_ae)
+
+
+class DeliveryWorker:
+    """Sends what is due, a few destinations at once."""
+
+    def __init__(self, ledger: DeliveryLedger, store: StudyStore, destinations: Destinations,
+                 settings: Settings) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._destinations = destinations
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._sending: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(settings.delivery_concurrency)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="delivery")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._sending.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+
+    def wake(self) -> None:
+        """Look for due deliveries now (a job has just succeeded)."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            for delivery in self._ledger.due(time.time()):
+                key = (delivery.job_id, delivery.destination)
+                if key not in self._sending:
+                    self._sending[key] = asyncio.create_task(self._attempt(delivery))
+            next_due = self._ledger.next_due()
+            wait = IDLE_POLL_S if next_due is None else next_due - time.time()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.05, min(wait, IDLE_POLL_S)))
+            except TimeoutError:
+                pass
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        try:
+            async with self._slots:
+                await self._deliver(delivery)
+        except Exception:  # a bug here must not stop other deliveries, nor the loop
+            log.exception("delivery of job %s to %s stopped unexpectedly", delivery.job_id,
+                          delivery.destination)
+            self._ledger.failed(delivery.job_id, delivery.destination, (),
+                                "delivery stopped on an unexpected error; it has been logged")
+        finally:
+            self._sending.pop((delivery.job_id, delivery.destination), None)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        job_id, name = delivery.job_id, delivery.destination
+        destination = self._destinations.by_name.get(name)
+        if destination is None:
+            self._ledger.failed(job_id, name, (), "this destination is no longer configured")
+            return
+        try:
+            files, note = await asyncio.to_thread(report_files, self._store, job_id)
+        except BoneMetsError as exc:  # the result is gone (deleted, expired) or unreadable
+            self._ledger.failed(job_id, name, (), f"nothing to send: {exc.detail}")
+            return
+        objects = tuple(files)
+        try:
+            warning = await asyncio.to_thread(send, destination, _datasets(files),
+                                              self._settings.ae_title)
+        except DeliveryFailed as exc:
+            self._failed(delivery, objects, exc)
+            return
+        self._ledger.delivered(job_id, name, objects, "; ".join(filter(None, (note, warning)))
+                               or None)
+        log.info("job %s delivered to %s (%s)", job_id, name, ", ".join(objects))
+
+    def _failed(self, delivery: Delivery, objects: tuple[str, ...], exc: DeliveryFailed) -> None:
+        settings = self._settings
+        attempts = delivery.attempts + 1
+        at = time.time() + backoff_s(attempts, settings.delivery_backoff_s,
+                                     settings.delivery_backoff_max_s)
+        give_up = delivery.since + settings.delivery_give_up_h * 3600
+        if exc.permanent or at > give_up:
+            why = "refused as sent" if exc.permanent else f"still failing after {attempts}" \
+                f" attempts over {settings.delivery_give_up_h:g} h"
+            self._ledger.failed(delivery.job_id, delivery.destination, objects,
+                                f"{exc.detail}; {why}")
+            log.warning("delivery of job %s to %s failed: %s", delivery.job_id,
+                        delivery.destination, exc.detail)
+            return
+        self._ledger.retry(delivery.job_id, delivery.destination, at, objects, exc.detail)
+        log.info("delivery of job %s to %s failed (attempt %d), retrying in %.0f s: %s",
+                 delivery.job_id, delivery.destination, attempts, at - time.time(), exc.detail)
+
+
+def _datasets(files: dict[str, bytes]) -> list[Dataset]:
+    return [pydicom.dcmread(BytesIO(data)) for data in files.values()]
