@@ -51,7 +51,7 @@ def _outcome(answer: Dataset, where: str, sent: int) -> str | None:
         codes = ", ".join(f"0x{code:04X}" for code in sorted(set(failures)))
         raise DeliveryFailed(
             f"STOW-RS to {where} refused {len(failures)} of {sent} instances (failure reason"
-            f" {codes})", permanent=all(code & 0xFF00 != OUT_OF_RESOURCES for code in failures))
+            f" {codes})", permanent=any(code & 0xFF00 != OUT_OF_RESOURCES for code in failures))
     warnings = sorted({int(item.WarningReason) for item in answer.get("ReferencedSOPSequence", [])
                        if "WarningReason" in item})
     if warnings:
