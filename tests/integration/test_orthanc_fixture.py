@@ -1,0 +1,260 @@
+"""The real-Orthanc fixture (tests/integration/orthanc.py) works: it stores, answers QIDO-RS,
+refuses requests without the password, sends by C-STORE and by STOW-RS (with the server's
+extra header) and keeps its ports and studies across a restart."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
+
+from tests.api.conftest import BuiltSeries, build_series
+from tests.integration.orthanc import (
+    DicomWebServer,
+    Modality,
+    Orthanc,
+    OrthancError,
+    require_orthanc,
+    running_orthanc,
+)
+from tests.integration.orthanc_payloads import (
+    multipart_parts,
+    small_seg,
+    small_sr,
+    stow_answer,
+)
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "bm_test-key-for-orthanc"
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    with running_orthanc(tmp_path_factory.mktemp("orthanc"), ae_title="PACS_T") as server:
+        yield server
+
+
+@pytest.fixture
+def uploaded(orthanc: Orthanc, tmp_path: Path) -> tuple[BuiltSeries, str]:
+    """A 4-slice CT series stored in Orthanc; Orthanc's id of its study."""
+    series = build_series(tmp_path / "series", slices=4, size=64)
+    orthanc.upload(series.paths)
+    study_id = orthanc.find_study(_uid(series, "StudyInstanceUID"))
+    assert study_id is not None
+    return series, study_id
+
+
+def _uid(series: BuiltSeries, keyword: str) -> str:
+    return str(pydicom.dcmread(series.paths[0], stop_before_pixels=True)[keyword].value)
+
+
+def _sop_uids(series: BuiltSeries) -> set[str]:
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+            for p in series.paths}
+
+
+def test_an_uploaded_series_is_found_by_qido_and_read_back_unchanged(
+        orthanc: Orthanc, uploaded: tuple[BuiltSeries, str]) -> None:
+    series, study_id = uploaded
+    study_uid = _uid(series, "StudyInstanceUID")
+    (study,) = orthanc.qido("studies", {"StudyInstanceUID": study_uid})
+    assert study["0020000D"]["Value"] == [study_uid]
+    assert study["00201208"]["Value"] == [4]  # NumberOfStudyRelatedInstances
+    (found,) = orthanc.qido(f"studies/{study_uid}/series")
+    assert found["0020000E"]["Value"] == [_uid(series, "SeriesInstanceUID")]
+    assert orthanc.qido("studies", {"StudyInstanceUID": "1.2.3.4.5.6.7.8.9"}) == []
+    (series_id,) = orthanc.series_of(study_id)
+    instances = orthanc.instances_of(series_id)
+    by_uid = {orthanc.instance_tags(i)["SOPInstanceUID"]: i for i in instances}
+    assert set(by_uid) == _sop_uids(series)
+    for path in series.paths:
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        assert orthanc.file(by_uid[uid]) == path.read_bytes()
+
+
+def test_requests_without_the_password_are_refused(orthanc: Orthanc) -> None:
+    assert httpx.get(f"{orthanc.url}/system").status_code == 401
+    assert httpx.get(f"{orthanc.url}/system", auth=(orthanc.username, "wrong")).status_code == 401
+    assert httpx.get(f"{orthanc.dicomweb_url}/studies").status_code == 401
+    assert httpx.get(f"{orthanc.url}/system", auth=orthanc.auth).json()["DicomAet"] == "PACS_T"
+
+
+def test_c_echo_to_orthanc_needs_its_ae_title(orthanc: Orthanc) -> None:
+    sender = AE(ae_title="BONEMETS")
+    sender.add_requested_context(Verification)
+    assoc = sender.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.ae_title)
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    wrong = sender.associate("127.0.0.1", orthanc.dicom_port, ae_title="NOT_PACS")
+    assert wrong.is_rejected
+
+
+def test_store_to_modality_sends_the_series_by_c_store(
+        orthanc: Orthanc, uploaded: tuple[BuiltSeries, str]) -> None:
+    series, study_id = uploaded
+    received: list[tuple[str, str]] = []
+
+    def on_store(event: evt.Event) -> int:
+        received.append((event.assoc.requestor.ae_title, str(event.dataset.SOPInstanceUID)))
+        return 0x0000
+
+    listener = AE(ae_title="TEST_SCP")
+    listener.add_supported_context(CTImageStorage)
+    listener.add_supported_context(Verification)
+    scp = listener.start_server(("127.0.0.1", 0), block=False,
+                                evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        orthanc.add_modality("scp", Modality("TEST_SCP", scp.server_address[1]))
+        orthanc.add_modality("nobody", Modality("NOBODY", _closed_port()))
+        assert orthanc.echo("scp")
+        assert not orthanc.echo("nobody")
+        report = orthanc.store_to_modality("scp", [study_id])
+    finally:
+        scp.shutdown()
+    assert (report["InstancesCount"], report["FailedInstancesCount"]) == (4, 0)
+    assert sorted(uid for _, uid in received) == sorted(_sop_uids(series))
+    assert {calling for calling, _ in received} == {"PACS_T"}
+    with pytest.raises(OrthancError, match="500"):
+        orthanc.store_to_modality("nobody", [study_id])
+
+
+class _StowRecorder(BaseHTTPRequestHandler):
+    """Keeps each POST (path, headers, instances) on the server and answers as a STOW-RS
+    origin server that stored them all."""
+
+    server: _StowServer
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        instances = multipart_parts(self.headers["Content-Type"], self._body())
+        self.server.requests.append((self.path, dict(self.headers), instances))
+        answer = json.dumps(stow_answer(instances)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def _body(self) -> bytes:
+        if "Content-Length" in self.headers:
+            return self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.chunked = True
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        self.rfile.readline()
+        return b"".join(chunks)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # quiet: the test asserts on what came
+
+
+class _StowServer(ThreadingHTTPServer):
+    requests: list[tuple[str, dict[str, str], list[Dataset]]]
+    chunked: bool = False
+
+
+def test_stow_to_server_posts_multipart_dicom_with_the_servers_header(
+        orthanc: Orthanc, uploaded: tuple[BuiltSeries, str]) -> None:
+    series, study_id = uploaded
+    server = _StowServer(("127.0.0.1", 0), _StowRecorder)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/dicomweb"
+        orthanc.add_dicomweb_server("bonemets", DicomWebServer(url, {"X-API-Key": API_KEY}))
+        orthanc.stow_to_server("bonemets", [study_id])
+    finally:
+        server.shutdown()
+        thread.join()
+    sent: list[Dataset] = []
+    for path, headers, instances in server.requests:
+        assert path == "/v1/dicomweb/studies"
+        assert headers["X-API-Key"] == API_KEY
+        kind = headers["Content-Type"]
+        assert kind.startswith("multipart/related") and 'type="application/dicom"' in kind
+        sent += instances
+    print(f"Orthanc's STOW-RS: {len(server.requests)} requests, chunked: {server.chunked}, "
+          f"Accept: {server.requests[0][1].get('Accept')}")
+    assert sorted(str(ds.SOPInstanceUID) for ds in sent) == sorted(_sop_uids(series))
+
+
+def test_orthanc_stores_seg_by_c_store_and_sr_by_stow(
+        orthanc: Orthanc, uploaded: tuple[BuiltSeries, str]) -> None:
+    series, _ = uploaded
+    sources = [pydicom.dcmread(p) for p in series.paths]
+    seg, sr = small_seg(sources), small_sr(sources)
+    sender = AE(ae_title="BONEMETS")
+    sender.add_requested_context(seg.SOPClassUID, seg.file_meta.TransferSyntaxUID)
+    assoc = sender.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.ae_title)
+    assert assoc.is_established
+    assert assoc.send_c_store(seg).Status == 0x0000
+    assoc.release()
+    sr_bytes = _bytes(sr)
+    for _ in range(2):  # a delivery retried: the second STOW of one instance still succeeds
+        answer = orthanc.stow([sr_bytes])
+        assert answer.status_code == 200, answer.text
+        assert "00081199" in answer.json()  # ReferencedSOPSequence
+    study_uid = str(sources[0].StudyInstanceUID)
+    for modality, made in (("SEG", seg), ("SR", sr)):
+        (found,) = orthanc.qido(f"studies/{study_uid}/instances", {"Modality": modality})
+        assert found["00080018"]["Value"] == [str(made.SOPInstanceUID)]
+        assert found["00080016"]["Value"] == [str(made.SOPClassUID)]
+
+
+def _bytes(ds: Dataset) -> bytes:
+    from io import BytesIO
+
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_stop_then_start_keeps_the_ports_and_the_studies(tmp_path: Path) -> None:
+    require_orthanc()
+    series = build_series(tmp_path / "series", slices=3, size=64)
+    with Orthanc(tmp_path / "orthanc") as server:
+        ports = (server.http_port, server.dicom_port)
+        ids = server.upload(series.paths)
+        server.stop()
+        server.stop()  # idempotent
+        assert not server.running
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/system", timeout=2)
+        server.start()
+        assert (server.http_port, server.dicom_port) == ports
+        assert sorted(server.request("GET", "/instances").json()) == sorted(ids)
+        assert server.request("GET", "/system").json()["DicomPort"] == ports[1]
+    assert not server.running
+
+
+def test_a_failed_start_says_why_with_the_log(tmp_path: Path) -> None:
+    require_orthanc()
+    server = Orthanc(tmp_path / "orthanc", start_timeout_s=20)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("0.0.0.0", server.http_port))
+        squatter.listen()
+        with pytest.raises(OrthancError, match="its log ends") as failure:
+            server.start()
+    assert "Orthanc version: 1.10" in str(failure.value) or "Orthanc" in str(failure.value)
+    assert not server.running
