@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,7 +32,8 @@ from api.tritonserver.process import die_with_parent, free_ports
 ORTHANC_BINARY: str | None = shutil.which("Orthanc") or shutil.which(
     "Orthanc", path="/usr/sbin:/usr/local/sbin")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-MISSING_REASON = "Orthanc (Debian's orthanc, orthanc-dicomweb) is not installed: make system-packages"
+MISSING_REASON = (
+    "Orthanc (Debian's orthanc, orthanc-dicomweb) is not installed: make system-packages")
 ORTHANC_MISSING: str | None = (
     None if ORTHANC_BINARY is not None and DICOMWEB_PLUGIN.is_file() else MISSING_REASON)
 
@@ -153,10 +155,13 @@ class Orthanc:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(self.configuration(), indent=2))
+        # The kernel's SIGTERM comes when the forking *thread* ends: only the main thread's
+        # children may have it, or a start() from a timer thread would die with that thread.
+        main = threading.current_thread() is threading.main_thread()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [ORTHANC_BINARY, str(self.config_path)], cwd=self.folder, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent if main else None)
         try:
             self._wait_ready()
         except BaseException:
@@ -177,8 +182,8 @@ class Orthanc:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise OrthancError(f"Orthanc not answering on {self.url} after {self.start_timeout_s:.0f} s;"
-                           f" its log ends:\n{self.log_tail()}")
+        raise OrthancError(f"Orthanc not answering on {self.url} after "
+                           f"{self.start_timeout_s:.0f} s; its log ends:\n{self.log_tail()}")
 
     def stop(self, timeout_s: float = 15) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s``; does nothing when not running."""
@@ -223,13 +228,19 @@ class Orthanc:
         response = httpx.request(method, f"{self.url}{path}", auth=self.auth,
                                  timeout=kwargs.pop("timeout", 60), **kwargs)
         if not response.is_success:
-            raise OrthancError(f"{method} {path}: {response.status_code} {response.text[:2000]}")
+            # Orthanc's answer to a failed send says little; its log says which peer and why.
+            log = f"\nits log ends:\n{self.log_tail(10)}" if response.status_code >= 500 else ""
+            raise OrthancError(
+                f"{method} {path}: {response.status_code} {response.text[:2000]}{log}")
         return response
 
     def upload(self, paths: Iterable[Path]) -> list[str]:
         """POST each file to /instances; Orthanc's instance ids, in order."""
         return [self.request("POST", "/instances", content=Path(p).read_bytes()).json()["ID"]
                 for p in paths]
+
+    def instances(self) -> list[str]:
+        return list(self.request("GET", "/instances").json())
 
     def studies(self) -> list[str]:
         return list(self.request("GET", "/studies").json())
@@ -258,6 +269,19 @@ class Orthanc:
         response = self.request("GET", f"/dicom-web/{path.lstrip('/')}", params=params,
                                 headers={"Accept": "application/dicom+json"})
         return list(response.json()) if response.content else []
+
+    def qido_until(self, path: str, params: Mapping[str, str] | None = None, *, count: int,
+                   timeout_s: float = 30) -> list[dict[str, Any]]:
+        """:meth:`qido` again until it finds ``count`` datasets (what a sender stores may
+        arrive later); fails with what it found when more or fewer are there at the end."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = self.qido(path, params)
+            if len(found) == count or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(found) == count, f"QIDO-RS {path} {params}: {len(found)} found, not {count}"
+        return found
 
     def stow(self, files: Iterable[bytes]) -> httpx.Response:
         """STOW-RS to Orthanc's own ``/dicom-web/studies``, as a sender would; not checked."""

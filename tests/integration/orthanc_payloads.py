@@ -7,6 +7,7 @@ import copy
 import email.parser
 import email.policy
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import highdicom as hd
@@ -18,7 +19,7 @@ from pydicom.sr.codedict import codes
 from api.reports.sources import COPIED_TYPE_2
 
 
-def with_type_2(sources: list[Dataset]) -> list[Dataset]:
+def with_type_2(sources: Sequence[Dataset]) -> list[Dataset]:
     """Copies of ``sources`` with the Type 2 patient and study attributes highdicom copies
     (empty where the phantom has none)."""
     filled = [copy.deepcopy(ds) for ds in sources]
@@ -29,7 +30,7 @@ def with_type_2(sources: list[Dataset]) -> list[Dataset]:
     return filled
 
 
-def small_seg(sources: list[Dataset]) -> hd.seg.Segmentation:
+def small_seg(sources: Sequence[Dataset]) -> hd.seg.Segmentation:
     """A binary SEG with one segment, a block on the first source image."""
     sources = with_type_2(sources)
     mask = np.zeros((len(sources), int(sources[0].Rows), int(sources[0].Columns)), dtype=bool)
@@ -51,7 +52,7 @@ def small_seg(sources: list[Dataset]) -> hd.seg.Segmentation:
         device_serial_number="0")
 
 
-def small_sr(sources: list[Dataset]) -> hd.sr.Comprehensive3DSR:
+def small_sr(sources: Sequence[Dataset]) -> hd.sr.Comprehensive3DSR:
     """A TID 1500 measurement report that says "no metastasis", on the sources' study."""
     sources = with_type_2(sources)
     absent = hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -80,9 +81,16 @@ def multipart_parts(content_type: str, body: bytes) -> list[Dataset]:
     return parts
 
 
-def stow_answer(instances: list[Dataset]) -> dict[str, Any]:
-    """A STOW-RS answer (DICOM JSON) that says every instance was stored: Orthanc's client
-    wants one ReferencedSOPSequence item per instance it sent, and no failed ones."""
-    items = [{"00081150": {"vr": "UI", "Value": [str(ds.SOPClassUID)]},
-              "00081155": {"vr": "UI", "Value": [str(ds.SOPInstanceUID)]}} for ds in instances]
-    return {"00081199": {"vr": "SQ", "Value": items}}
+def stow_answer(stored: list[Dataset], failed: list[Dataset]) -> dict[str, Any]:
+    """A STOW-RS answer (DICOM JSON, PS3.18 10.5.3): Orthanc's client wants one
+    ReferencedSOPSequence item per instance it sent, and no FailedSOPSequence items."""
+    answer = {"00081199": {"vr": "SQ", "Value": [_reference(ds) for ds in stored]}}
+    if failed:  # 0xA700, out of resources: any failure reason will do here
+        answer["00081198"] = {"vr": "SQ", "Value": [
+            {**_reference(ds), "00081197": {"vr": "US", "Value": [0xA700]}} for ds in failed]}
+    return answer
+
+
+def _reference(ds: Dataset) -> dict[str, Any]:
+    return {"00081150": {"vr": "UI", "Value": [str(ds.SOPClassUID)]},
+            "00081155": {"vr": "UI", "Value": [str(ds.SOPInstanceUID)]}}
