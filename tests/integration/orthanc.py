@@ -128,7 +128,8 @@ class Orthanc:
             "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True,
             "DicomCheckModalityHost": False,
-            "UnknownSopClassAccepted": True,
+            # Orthanc's defaults: a SEG or SR it would refuse must fail the test, not pass it.
+            "UnknownSopClassAccepted": False,
             "DicomModalities": {name: m.config() for name, m in self.modalities.items()},
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": True,

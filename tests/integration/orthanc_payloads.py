@@ -68,6 +68,13 @@ def small_sr(sources: Sequence[Dataset]) -> hd.sr.Comprehensive3DSR:
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="bonemets tests")
 
 
+def dicom_bytes(ds: Dataset) -> bytes:
+    """``ds`` as a DICOM file (preamble, file meta), as STOW-RS sends each instance."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def multipart_parts(content_type: str, body: bytes) -> list[Dataset]:
     """The DICOM instances of a ``multipart/related`` body, each part read by pydicom."""
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()

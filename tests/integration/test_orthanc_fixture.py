@@ -28,6 +28,7 @@ from tests.integration.orthanc import (
     running_orthanc,
 )
 from tests.integration.orthanc_payloads import (
+    dicom_bytes,
     multipart_parts,
     small_seg,
     small_sr,
@@ -219,35 +220,45 @@ def test_stow_to_server_fails_when_the_server_stored_fewer(
     assert len(stow_server.requests) == 1
 
 
-def test_orthanc_stores_seg_by_c_store_and_sr_by_stow(
-        orthanc: Orthanc, uploaded: tuple[BuiltSeries, str]) -> None:
-    series, _ = uploaded
-    sources = [pydicom.dcmread(p) for p in series.paths]
-    seg, sr = small_seg(sources), small_sr(sources)
+@pytest.fixture
+def seg_and_sr(uploaded: tuple[BuiltSeries, str]) -> tuple[Dataset, Dataset]:
+    """A SEG and an SR of the uploaded series, as bonemets sends back to the PACS."""
+    sources = [pydicom.dcmread(p) for p in uploaded[0].paths]
+    return small_seg(sources), small_sr(sources)
+
+
+def _found_once(orthanc: Orthanc, made: list[Dataset]) -> None:
+    """Each of ``made`` is in Orthanc once, found by QIDO-RS by its modality."""
+    study_uid = str(made[0].StudyInstanceUID)
+    for ds in made:
+        (found,) = orthanc.qido(f"studies/{study_uid}/instances", {"Modality": ds.Modality})
+        assert found["00080018"]["Value"] == [str(ds.SOPInstanceUID)]
+        assert found["00080016"]["Value"] == [str(ds.SOPClassUID)]
+
+
+def test_orthanc_stores_seg_and_sr_sent_by_c_store(
+        orthanc: Orthanc, seg_and_sr: tuple[Dataset, Dataset]) -> None:
     sender = AE(ae_title="BONEMETS")
-    sender.add_requested_context(seg.SOPClassUID, seg.file_meta.TransferSyntaxUID)
-    assoc = sender.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.ae_title)
-    assert assoc.is_established
-    assert assoc.send_c_store(seg).Status == 0x0000
-    assoc.release()
-    sr_bytes = _bytes(sr)
-    for _ in range(2):  # a delivery retried: the second STOW of one instance still succeeds
-        answer = orthanc.stow([sr_bytes])
+    for ds in seg_and_sr:
+        sender.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    for _ in range(2):  # a delivery retried: the second C-STORE of each succeeds too
+        assoc = sender.associate("127.0.0.1", orthanc.dicom_port, ae_title=orthanc.ae_title)
+        assert assoc.is_established
+        assert [assoc.send_c_store(ds).Status for ds in seg_and_sr] == [0x0000, 0x0000]
+        assoc.release()
+    _found_once(orthanc, list(seg_and_sr))
+
+
+def test_orthanc_stores_seg_and_sr_sent_by_stow(
+        orthanc: Orthanc, seg_and_sr: tuple[Dataset, Dataset]) -> None:
+    for _ in range(2):  # a delivery retried: the second STOW-RS succeeds too
+        answer = orthanc.stow([dicom_bytes(ds) for ds in seg_and_sr])
         assert answer.status_code == 200, answer.text
-        assert "00081199" in answer.json()  # ReferencedSOPSequence
-    study_uid = str(sources[0].StudyInstanceUID)
-    for modality, made in (("SEG", seg), ("SR", sr)):
-        (found,) = orthanc.qido(f"studies/{study_uid}/instances", {"Modality": modality})
-        assert found["00080018"]["Value"] == [str(made.SOPInstanceUID)]
-        assert found["00080016"]["Value"] == [str(made.SOPClassUID)]
-
-
-def _bytes(ds: Dataset) -> bytes:
-    from io import BytesIO
-
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+        stored = answer.json()["00081199"]["Value"]  # ReferencedSOPSequence
+        assert sorted(item["00081155"]["Value"][0] for item in stored) == sorted(
+            str(ds.SOPInstanceUID) for ds in seg_and_sr)
+        assert answer.json()["00081198"].get("Value", []) == []  # FailedSOPSequence, empty
+    _found_once(orthanc, list(seg_and_sr))
 
 
 def _closed_port() -> int:
@@ -287,3 +298,11 @@ def test_a_failed_start_says_why_with_the_log(tmp_path: Path) -> None:
             server.start()
     assert "already in use" in str(failure.value)
     assert not server.running
+
+
+def test_without_orthanc_tests_skip_with_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.integration.orthanc as module
+
+    monkeypatch.setattr(module, "ORTHANC_MISSING", module.MISSING_REASON)
+    with pytest.raises(pytest.skip.Exception, match="orthanc-dicomweb.*make system-packages"):
+        require_orthanc()
