@@ -65,14 +65,18 @@ class DicomWebServer:
     """A DICOMweb peer Orthanc's plugin can STOW to (its ``DicomWeb.Servers`` entry).
 
     ``headers`` are sent with every request to it (the plugin's ``HttpHeaders``), e.g.
-    ``{"X-API-Key": key}`` or ``{"Authorization": "Bearer ..."}``.
+    ``{"X-API-Key": key}`` or ``{"Authorization": "Bearer ..."}``. With ``chunked`` (the
+    plugin's default) a STOW-RS body comes with ``Transfer-Encoding: chunked``, without it
+    with a Content-Length.
     """
 
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    chunked: bool = True
 
     def config(self) -> dict[str, Any]:
-        return {"Url": self.url, "HttpHeaders": dict(self.headers)}
+        return {"Url": self.url, "HttpHeaders": dict(self.headers),
+                "ChunkedTransfers": self.chunked}
 
 
 class Orthanc:
@@ -141,9 +145,9 @@ class Orthanc:
                 "EnableWado": False,
                 "Servers": {name: s.config() for name, s in self.dicomweb_servers.items()},
             },
-            # A test's failure must come back in seconds, not after minutes of waiting.
+            # A peer that does not answer fails the test in seconds, not minutes.
             "DicomScuTimeout": 10,
-            "HttpTimeout": 10,
+            "HttpTimeout": 60,
             "SaveJobs": False,
             "StableAge": 2,
         }

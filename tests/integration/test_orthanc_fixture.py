@@ -177,14 +177,16 @@ class _StowServer(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def stow_server(orthanc: Orthanc) -> Iterator[_StowServer]:
+def stow_server(orthanc: Orthanc, request: pytest.FixtureRequest) -> Iterator[_StowServer]:
     """A STOW-RS origin server in a thread, Orthanc's DICOMweb server "bonemets"."""
     server = _StowServer(("127.0.0.1", 0), _StowRecorder)
     server.requests = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/dicomweb"
-    orthanc.add_dicomweb_server("bonemets", DicomWebServer(url, {"X-API-Key": API_KEY}))
+    chunked = getattr(request, "param", True)
+    orthanc.add_dicomweb_server(
+        "bonemets", DicomWebServer(url, {"X-API-Key": API_KEY}, chunked=chunked))
     try:
         yield server
     finally:
@@ -193,6 +195,7 @@ def stow_server(orthanc: Orthanc) -> Iterator[_StowServer]:
         server.server_close()
 
 
+@pytest.mark.parametrize("stow_server", [True, False], indirect=True, ids=["chunked", "length"])
 def test_stow_to_server_posts_multipart_dicom_with_the_servers_header(
         orthanc: Orthanc, uploaded: tuple[BuiltSeries, str], stow_server: _StowServer) -> None:
     series, study_id = uploaded
@@ -204,9 +207,9 @@ def test_stow_to_server_posts_multipart_dicom_with_the_servers_header(
         assert headers["X-API-Key"] == API_KEY
         kind = headers["Content-Type"]
         assert kind.startswith("multipart/related") and 'type="application/dicom"' in kind
+        assert headers["Accept"] == "application/dicom+json"
         sent += instances
-    print(f"Orthanc's STOW-RS: {len(stow_server.requests)} requests, "
-          f"chunked: {stow_server.chunked}, Accept: {stow_server.requests[0][1].get('Accept')}")
+    assert stow_server.chunked == orthanc.dicomweb_servers["bonemets"].chunked
     assert sorted(str(ds.SOPInstanceUID) for ds in sent) == sorted(_sop_uids(series))
 
 
