@@ -7,7 +7,13 @@ Orthanc 1.10.1 has no bind-address setting: it listens on all interfaces, and re
 requests that do not come from localhost (``RemoteAccessAllowed`` false).
 
 Tests skip with :data:`ORTHANC_MISSING` as the reason when it is not installed
-(:func:`require_orthanc`).
+(:func:`require_orthanc`). A round trip, in short::
+
+    with running_orthanc(tmp_path / "pacs", ae_title="PACS") as pacs:
+        pacs.add_modality("bonemets", Modality("BONEMETS", dicom_port))
+        pacs.store_to_modality("bonemets", [pacs.find_study(study_uid)])
+        # bonemets STOWs to pacs.dicomweb_url + "/studies" with auth=pacs.auth
+        pacs.qido_until(f"studies/{study_uid}/instances", {"Modality": "SEG"}, count=1)
 """
 
 from __future__ import annotations
