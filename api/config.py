@@ -35,7 +35,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="port `bonemets serve` binds")
     triton_url: str | None = Field(
         default=None,
-        description="host:port of an external Triton's gRPC endpoint; unset starts a local one",
+        description="host:port of external Triton gRPC endpoints, comma-separated, or a name"
+        " resolving to several (a headless Service): requests go to the least busy healthy"
+        " one; unset starts a local one",
+    )
+    triton_resolve_s: float = Field(
+        default=30.0, gt=0, description="how often the names in triton_url are resolved again"
+        " (Triton pods that come and go)",
     )
     model_name: str = Field(default=MODEL_NAME, description="Triton model to call")
     triton_shared_memory: Literal["auto", "on", "off"] = Field(

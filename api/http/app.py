@@ -47,18 +47,26 @@ volume, longest axial diameter, probability) and, per slice, 2D boxes and mask U
 
 
 def triton_model(settings: Settings) -> SegmentationModel:
-    """The default model: Triton over gRPC, external or the local one."""
+    """The default model: Triton over gRPC, the local one or the external endpoints (several,
+    or a name resolving to many, are balanced: api/inference/balancer.py)."""
+    from api.inference.balancer import BalancedSegmenter
     from api.inference.triton import TritonSegmenter
     from api.inference.triton_shm import is_local
 
-    url = settings.triton_url or f"127.0.0.1:{settings.triton_grpc_port}"
     mode = settings.triton_shared_memory
-    return TritonSegmenter(
-        url, settings.model_name, timeout_s=settings.inference_timeout_s,
-        shared_memory=mode == "on" or (mode == "auto" and is_local(url)),
-        shared_memory_slices=settings.batch_size,
-        shared_memory_slots=settings.inflight_batches * settings.concurrent_jobs,
-    )
+
+    def connect(url: str) -> SegmentationModel:
+        return TritonSegmenter(
+            url, settings.model_name, timeout_s=settings.inference_timeout_s,
+            shared_memory=mode == "on" or (mode == "auto" and is_local(url)),
+            shared_memory_slices=settings.batch_size,
+            shared_memory_slots=settings.inflight_batches * settings.concurrent_jobs,
+        )
+
+    if settings.triton_url is None:
+        return connect(f"127.0.0.1:{settings.triton_grpc_port}")
+    return BalancedSegmenter(settings.triton_url, connect,
+                             refresh_s=settings.triton_resolve_s)
 
 
 def oidc_verifier(settings: Settings) -> OidcVerifier | None:

@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from api.errors import InferenceTimeout, InferenceUnavailable
+from api.inference.balancer import BalancedSegmenter
 from api.inference.contract import INPUT_NAME, MASK_OUTPUT, MODEL_NAME, PROBABILITY_OUTPUT
 from api.inference.onnx_local import OnnxSegmenter
 from api.inference.triton import TritonSegmenter
@@ -121,6 +122,38 @@ def test_triton_segmenter_matches_in_process(
     assert info.windows == TEST_WINDOWS  # type: ignore[attr-defined]
     assert info.threshold == TEST_THRESHOLD  # type: ignore[attr-defined]
     assert (info.max_batch_size, info.input_size, info.platform) == (32, 512, "python")  # type: ignore[attr-defined]
+
+
+def test_a_balanced_model_passes_over_a_dead_endpoint_to_a_real_triton(
+    triton_server: TritonEndpoint, in_process: OnnxSegmenter
+) -> None:
+    """BONEMETS_TRITON_URL with a dead endpoint first: the real one answers every batch, the
+    dead one is tried once and then left out for its cooldown."""
+    hounsfield = ct_like_hounsfield(2, seed=3)
+    (dead,) = free_ports(1)
+    calls: dict[str, int] = {}
+
+    class Counted(TritonSegmenter):
+        async def segment(self, hounsfield: npt.NDArray[np.int16]) -> Any:
+            calls[self.url] = calls.get(self.url, 0) + 1
+            return await super().segment(hounsfield)
+
+    def connect(url: str) -> TritonSegmenter:
+        return Counted(url, triton_server.model_name, timeout_s=120)
+
+    async def segment() -> list[object]:
+        model = BalancedSegmenter(f"127.0.0.1:{dead},{triton_server.grpc_url}", connect,
+                                  cooldown_s=60)
+        try:
+            return [await model.segment(hounsfield) for _ in range(3)]
+        finally:
+            await model.close()
+
+    answers = asyncio.run(segment())
+    local = in_process.segment_sync(hounsfield)
+    for answer in answers:
+        np.testing.assert_array_equal(answer.mask, local.mask)  # type: ignore[attr-defined]
+    assert calls == {f"127.0.0.1:{dead}": 1, triton_server.grpc_url: 3}
 
 
 def test_concurrent_requests_are_batched(
