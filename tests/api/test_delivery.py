@@ -4,6 +4,7 @@ trips through a real Orthanc are in tests/integration/test_pacs_round_trip.py.""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from io import BytesIO
@@ -21,6 +22,7 @@ from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 from tests.api.storage_scp import StorageSCP
 from tests.api.test_dimse import free_port
+from tests.api.test_no_patient_data import PHANTOM, identifying_values, leaks, phantom_study
 
 
 def destinations_file(folder: Path, port: int, clients: str = '["*"]') -> Path:
@@ -204,3 +206,19 @@ def test_deleting_a_study_ends_its_deliveries(
         time.sleep(1.5)
         assert scp.received == []
         assert client.post(f"/v1/studies/{job_id}/deliveries").status_code == 404
+
+
+def test_a_delivery_logs_no_patient_data(tmp_path: Path, pacs: StorageSCP,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """pynetdicom, dicomweb-client and our own lines, at DEBUG, while an identified study's
+    SEG and SR are sent: no name, id, birth date or accession number in any of them."""
+    caplog.set_level(logging.DEBUG)
+    paths = phantom_study(tmp_path / "phantom")
+    with serving(delivery_settings(tmp_path, pacs.port)) as client:
+        job = client.post("/v1/studies?wait=60", files=as_files(paths)).json()
+        wait_delivery(client, job["id"], "delivered")
+    assert pacs.received[0].PatientName == PHANTOM["PatientName"]  # they were in what was sent
+    values = identifying_values(paths)
+    assert "Dulcinea" in values
+    assert leaks([r.getMessage() for r in caplog.records], values) == []
+    assert any("delivered to pacs" in r.getMessage() for r in caplog.records)
