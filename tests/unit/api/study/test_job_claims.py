@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from api.config import Settings
 from api.db.migrations import migrate
 from api.db.sqlite import SqliteDatabase
 from api.study.deliveries import DeliveryState
@@ -179,3 +181,16 @@ def test_a_database_from_before_migrations_upgrades_in_place(tmp_path: Path) -> 
     with jobs.transaction() as cur:
         assert [row[0] for row in cur.execute("SELECT version FROM schema_migrations")
                 .fetchall()] == [1, 2]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"database_url": "mysql://db/jobs"}, "postgres"),
+    ({"job_lease_s": 10, "job_heartbeat_s": 10}, "shorter than job_lease_s"),
+])
+def test_database_settings_that_cannot_work_stop_the_start(values: dict[str, object],
+                                                           message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)  # type: ignore[arg-type]
+    defaults = Settings()
+    assert (defaults.database_url, defaults.job_lease_s, defaults.job_heartbeat_s,
+            defaults.job_max_attempts) == (None, 30.0, 10.0, 3)
