@@ -120,7 +120,7 @@ class JobRunner:
         while True:
             self._wake.clear()  # before the claim: a submit from now on wakes the wait below
             try:
-                job = await asyncio.to_thread(self._jobs.claim, self.name, self._leases.lease_s)
+                job = await self._claim()
             except Exception as exc:  # the database is away: try again, never stop working
                 log.warning("cannot claim jobs: %s", exc)
                 job = None
@@ -129,6 +129,19 @@ class JobRunner:
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
                 continue
             await self._hold(job)
+
+    async def _claim(self) -> Job | None:
+        claiming = asyncio.ensure_future(
+            asyncio.to_thread(self._jobs.claim, self.name, self._leases.lease_s))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # Stopped while the claim ran: what it took goes back, not to wait out its lease.
+            with suppress(Exception):
+                job = await claiming
+                if job is not None:
+                    self._give_back(job.id)
+            raise
 
     async def _hold(self, job: Job) -> None:
         """Run a claimed job, renewing its lease until it ends."""

@@ -204,3 +204,25 @@ def test_a_stopping_runner_gives_its_job_back_for_the_next_to_finish(jobs: JobSt
     running(jobs, quick, resumed)
     done = state(jobs, "j")
     assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)
+
+
+def test_a_runner_stopped_while_claiming_gives_back_what_the_claim_took(
+        jobs: JobStore) -> None:
+    jobs.create("j")
+    claim = jobs.claim
+
+    def slow_claim(worker: str, lease_s: float) -> Job | None:
+        taken = claim(worker, lease_s)  # committed; the answer is late
+        time.sleep(0.5)
+        return taken
+
+    jobs.claim = slow_claim  # type: ignore[method-assign]
+    pipeline = Pipeline()
+
+    async def stopped_while_claiming(runner: JobRunner) -> None:
+        await until(lambda: state(jobs, "j").state is JobState.RUNNING)
+
+    running(jobs, pipeline, stopped_while_claiming)
+    given_back = state(jobs, "j")
+    assert (given_back.state, given_back.worker) == (JobState.QUEUED, None)
+    assert pipeline.started == []
