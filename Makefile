@@ -30,10 +30,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 # Debian packages the tests start for real: dciodvfy (dicom3tools) checks every SEG and SR;
 # Orthanc with its DICOMweb plugin is the PACS of the round-trip tests. Installed as root
 # where apt-get exists; elsewhere those tests skip, saying so.
-SYSTEM_PACKAGES := dicom3tools orthanc orthanc-dicomweb
+SYSTEM_PACKAGES := dicom3tools orthanc orthanc-dicomweb postgresql
 system-packages:  ## install dciodvfy and Orthanc for the SEG/SR and PACS tests (Debian/Ubuntu, as root)
 	@command -v dciodvfy >/dev/null && command -v Orthanc >/dev/null \
-	  && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so && exit 0; \
+	  && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && exit 0; \
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } \

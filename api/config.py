@@ -65,6 +65,23 @@ class Settings(BaseSettings):
         description="expected probability threshold; /readyz fails when the model's differs",
     )
     data_dir: Path = Field(default=Path("data"), description="results, masks and the job DB")
+    database_url: str | None = Field(
+        default=None, pattern=r"^postgres(ql)?://",
+        description="the job database: a postgresql://user:password@host:port/name URL, one"
+        " PostgreSQL shared by every API replica and worker; unset: SQLite, data_dir/jobs.sqlite",
+    )
+    job_lease_s: float = Field(
+        default=30.0, gt=0, description="how long a worker's claim on a job lasts without a"
+        " heartbeat; a job whose worker died is claimed by another after this",
+    )
+    job_heartbeat_s: float = Field(
+        default=10.0, gt=0, description="how often a worker renews its claim on a running job"
+        " (and notices the job was deleted by another process); below job_lease_s",
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, description="claims of one job (restarts, lost workers) before it"
+        " fails as interrupted",
+    )
     max_upload_mb: int = Field(default=2048, gt=0, description="largest upload accepted, MB")
     max_slices: int = Field(default=2000, gt=0, description="most slices in one series")
     refused_body_parts: str = Field(
@@ -197,6 +214,13 @@ class Settings(BaseSettings):
         ports = {self.triton_grpc_port, self.triton_http_port, self.triton_metrics_port}
         if len(ports) != 3:
             raise ValueError("the local Triton's gRPC, HTTP and metrics ports must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.job_heartbeat_s >= self.job_lease_s:
+            raise ValueError("job_heartbeat_s must be shorter than job_lease_s, or a lease runs"
+                             " out between two heartbeats")
         return self
 
     @property

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# A real PostgreSQL cluster for the tests of the job database.
+from tests.postgres import postgres, postgres_url  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -34,8 +34,7 @@ async def submit_gathered(folder: Path, owner: str, services: Services) -> str:
     except InvalidUpload as exc:
         job_id = uuid.uuid4().hex
         await asyncio.to_thread(services.store.create, job_id)  # a job is read with its folder
-        services.jobs.create(job_id, owner=owner)
-        services.jobs.fail(job_id, job_error(exc))
+        services.jobs.create(job_id, owner=owner, error=job_error(exc))  # never claimable
         log.warning("study received by C-STORE refused as job %s: %s", job_id, exc.type_uri)
         return job_id
     finally:

@@ -25,10 +25,10 @@ from api.http.quotas import install_quotas
 from api.http.routes import deliveries, dicomweb, health, models, reports, studies
 from api.inference.protocol import SegmentationModel
 from api.study.decoder_pool import DecoderPool
-from api.study.jobs import JobStore
+from api.study.jobs import JobStore, open_job_store
 from api.study.pipeline import StudyPipeline
 from api.study.retention import sweep_forever
-from api.study.runner import JobRunner, Routing
+from api.study.runner import JobRunner, Leases, Routing
 from api.study.services import Services
 from api.study.storage import StudyStore
 
@@ -83,7 +83,7 @@ async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncItera
         tuple[JobStore, StudyStore, SegmentationModel, JobRunner, Routing]]:
     """The job store, the study files, the model, and what works on them: the job runner,
     the delivery of results to the PACS, the retention sweep; stopped in reverse."""
-    jobs = JobStore(settings.data_dir / "jobs.sqlite")
+    jobs = open_job_store(settings)
     store = StudyStore(settings.data_dir)
     model = make_model(settings)
     decoder = DecoderPool(settings.decode_workers)
@@ -91,11 +91,12 @@ async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncItera
                              settings=settings)
     destinations = load_destinations(settings.destinations)
     delivery = DeliveryWorker(jobs.deliveries, store, destinations, settings)
-    runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs,
-                       deliver_to=destinations.for_client, on_success=delivery.wake)
+    leases = Leases(settings.job_lease_s, settings.job_heartbeat_s, settings.job_max_attempts)
+    runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs, leases=leases,
+                       deliver_to=destinations.for_client, on_success=delivery.wake,
+                       has_upload=store.exists)
     delivery.start()
-    runner.start()
-    runner.resume_unfinished(store)
+    runner.start()  # it claims what a stopped process gave back, or a dead one's lease left
     sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
     try:
         yield jobs, store, model, runner, destinations.for_client

@@ -9,31 +9,13 @@ the last attempt's reason in ``detail``. Rows go with their job when it is delet
 from __future__ import annotations
 
 import enum
-import sqlite3
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS deliveries (
-        job_id TEXT NOT NULL,
-        destination TEXT NOT NULL,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        since REAL NOT NULL,
-        next_attempt_at REAL,
-        last_attempt_at REAL,
-        delivered_at REAL,
-        objects TEXT NOT NULL DEFAULT '',
-        detail TEXT,
-        PRIMARY KEY (job_id, destination)
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at)",
-)
+from api.db.connection import Cursor, Database
+
 COLUMNS = ("job_id, destination, state, attempts, since, next_attempt_at, last_attempt_at,"
            " delivered_at, objects, detail")
 
@@ -58,25 +40,22 @@ class Delivery:
     detail: str | None  # the last failure's reason, or a note on what was sent
 
 
-class Transactions(Protocol):
-    """The job store's connection, one transaction at a time."""
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Cursor]: ...
-
-
-def add_pending(cur: sqlite3.Cursor, job_id: str, destinations: Sequence[str], now: float) -> None:
+def add_pending(cur: Cursor, job_id: str, destinations: Sequence[str], now: float) -> None:
     """Rows due now for ``job_id`` (inside the caller's transaction)."""
     cur.executemany(
-        "INSERT OR REPLACE INTO deliveries (job_id, destination, state, since, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO deliveries (job_id, destination, state, since, next_attempt_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, destination) DO UPDATE SET"
+        " state = excluded.state, attempts = 0, since = excluded.since,"
+        " next_attempt_at = excluded.next_attempt_at, last_attempt_at = NULL,"
+        " delivered_at = NULL, objects = '', detail = NULL",
         [(job_id, name, DeliveryState.PENDING.value, now, now) for name in destinations],
     )
 
 
 class DeliveryLedger:
-    """The deliveries table, through the job store's connection."""
+    """The deliveries table, in the job database."""
 
-    def __init__(self, db: Transactions) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def of_job(self, job_id: str) -> list[Delivery]:
@@ -91,10 +70,10 @@ class DeliveryLedger:
 
     def next_due(self) -> float | None:
         """When the earliest pending row is due; None when nothing is pending."""
-        with self._db.transaction() as cur:
+        with self._db.reading() as cur:
             row = cur.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE state = ?",
                               (DeliveryState.PENDING.value,)).fetchone()
-        return None if row[0] is None else float(row[0])
+        return None if row is None or row[0] is None else float(row[0])
 
     def delivered(self, job_id: str, destination: str, objects: Sequence[str],
                   note: str | None) -> None:
@@ -125,7 +104,7 @@ class DeliveryLedger:
             add_pending(cur, job_id, destinations, time.time())
 
     def _select(self, where: str, values: tuple[object, ...]) -> list[Delivery]:
-        with self._db.transaction() as cur:
+        with self._db.reading() as cur:
             rows = cur.execute(f"SELECT {COLUMNS} FROM deliveries {where}", values).fetchall()
         return [_delivery(row) for row in rows]
 
@@ -135,11 +114,6 @@ class DeliveryLedger:
         with self._db.transaction() as cur:
             cur.execute(f"UPDATE deliveries SET {assignments} WHERE job_id = ? AND destination = ?",
                         (*values, job_id, destination))
-
-
-def create_schema(cur: sqlite3.Cursor) -> None:
-    for statement in SCHEMA:
-        cur.execute(statement)
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:

@@ -1,51 +1,42 @@
-"""Job states in SQLite, so that a restart loses no study.
+"""Job states in the job database (SQLite by default, PostgreSQL when configured), so that a
+restart or a lost worker loses no study.
 
-A job moves ``queued -> running -> succeeded | failed``. On start-up, jobs left ``queued``
-or ``running`` by a previous process are queued again (their upload is still on disk)
-until they have been tried ``max_attempts`` times, then failed with a reason
-(:func:`api.study.runner.resume_unfinished`).
+A job moves ``queued -> running -> succeeded | failed``. A worker *claims* the oldest queued
+job (or a running one whose lease has run out: its worker died) and holds a *lease* on it,
+renewed by heartbeats; its outcome is written only while it still holds that lease, so a
+worker that lost its job to another cannot overwrite the other's outcome. Each claim counts an
+attempt; the runner fails a job claimed more than ``max_attempts`` times
+(:mod:`api.study.runner`).
+
+Why plain SQL and not a queue library (procrastinate, pgqueuer): both are PostgreSQL only,
+while the same claims must run on the SQLite default; and both keep their own job tables
+beside ours, where a job's row here is also what the API shows and lists. The claim is one
+``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)`` on PostgreSQL; on SQLite,
+``BEGIN IMMEDIATE`` already serialises writers.
 
 Each job has an ``owner``: the client that submitted it. Jobs stored before owners existed
-have none (the column is added when such a database is opened) and only an admin sees them.
+have none and only an admin sees them.
 """
 
 from __future__ import annotations
 
 import enum
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from api.config import Settings
+from api.db.connection import Cursor, Database
+from api.db.migrations import migrate
+from api.db.opening import open_database
 from api.study import deliveries
+from api.study.schema import MIGRATIONS
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    slices_total INTEGER NOT NULL DEFAULT 0,
-    slices_done INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error_type TEXT,
-    error_title TEXT,
-    error_status INTEGER,
-    error_detail TEXT,
-    owner TEXT
-)
-"""
-# Listing pages walk (created_at, id) newest first, per owner or across all of them.
-INDEXES = (
-    "CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at, id)",
-)
 COLUMNS = ("id, state, created_at, updated_at, slices_total, slices_done, attempts,"
-           " error_type, error_title, error_status, error_detail, owner")
+           " error_type, error_title, error_status, error_detail, owner, worker")
+ERROR_COLUMNS = "error_type = ?, error_title = ?, error_status = ?, error_detail = ?"
 
 
 class JobState(enum.StrEnum):
@@ -77,9 +68,10 @@ class Job:
     updated_at: float
     slices_total: int
     slices_done: int
-    attempts: int
+    attempts: int  # claims so far
     error: JobError | None
     owner: str | None = None  # the submitting client; None: stored before owners existed
+    worker: str | None = None  # who claimed it last
 
 
 @dataclass(frozen=True)
@@ -93,66 +85,55 @@ class Page:
     limit: int = 50
 
 
-class JobStore:
-    """Job rows in one SQLite file; safe to call from several threads."""
+def open_job_store(settings: Settings) -> JobStore:
+    """The job store of ``settings``: PostgreSQL at ``database_url`` when set, otherwise
+    ``data_dir/jobs.sqlite``; migrated to the current schema."""
+    return JobStore(open_database(settings.database_url, settings.data_dir / "jobs.sqlite"))
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(SCHEMA)
-        _add_owner_column(self._db)
-        for index in INDEXES:
-            self._db.execute(index)
-        deliveries.create_schema(self._db.cursor())
-        self.deliveries = deliveries.DeliveryLedger(self)
+
+class JobStore:
+    """Job rows, and the deliveries ledger beside them; safe to call from several threads."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        migrate(database, MIGRATIONS)
+        self.deliveries = deliveries.DeliveryLedger(database)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
-    @contextmanager
-    def _cursor(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            yield self._db.cursor()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self) -> AbstractContextManager[Cursor]:
         """A cursor whose statements commit together, or not at all."""
-        with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+        return self._db.transaction()
 
-    def create(self, job_id: str, slices_total: int = 0, owner: str | None = None) -> Job:
-        """A queued job of ``owner``; ``slices_total`` is known from the header pass."""
+    def create(self, job_id: str, slices_total: int = 0, owner: str | None = None,
+               error: JobError | None = None) -> Job:
+        """A queued job of ``owner`` (``slices_total`` from the header pass), or, given an
+        ``error``, one that failed before it could be queued."""
         now = time.time()
-        with self._cursor() as cur:
+        state = JobState.QUEUED if error is None else JobState.FAILED
+        reason = (None,) * 4 if error is None else (
+            error.type, error.title, error.status, error.detail)
+        with self._db.transaction() as cur:
             cur.execute(
-                "INSERT INTO jobs (id, state, created_at, updated_at, slices_total, owner)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, JobState.QUEUED.value, now, now, slices_total, owner),
+                "INSERT INTO jobs (id, state, created_at, updated_at, slices_total, owner,"
+                " error_type, error_title, error_status, error_detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, state.value, now, now, slices_total, owner, *reason),
             )
         job = self.get(job_id)
         assert job is not None
         return job
 
     def get(self, job_id: str) -> Job | None:
-        with self._cursor() as cur:
+        with self._db.reading() as cur:
             row = cur.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _job(row)
 
     def page(self, page: Page) -> list[Job]:
         """Up to ``page.limit`` jobs, newest first, after ``page.after`` when given."""
         where, values = _page_filter(page)
-        with self._cursor() as cur:
+        with self._db.reading() as cur:
             rows = cur.execute(
                 f"SELECT {COLUMNS} FROM jobs {where}"
                 " ORDER BY created_at DESC, id DESC LIMIT ?",
@@ -162,85 +143,118 @@ class JobStore:
 
     def count_unfinished(self, owner: str) -> int:
         """How many of ``owner``'s jobs are queued or running."""
-        with self._cursor() as cur:
+        with self._db.reading() as cur:
             row = cur.execute(
                 "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state IN (?, ?)",
                 (owner, JobState.QUEUED.value, JobState.RUNNING.value),
             ).fetchone()
-        return int(row[0])
+        return int(row[0]) if row else 0
+
+    def claim(self, worker: str, lease_s: float) -> Job | None:
+        """The oldest job that is queued, or running on a lease that has run out, now running
+        for ``worker`` until ``lease_s`` from now, with one more attempt; None when none is."""
+        clock = self._db.dialect.clock
+        with self._db.transaction() as cur:
+            rows = cur.execute(
+                f"UPDATE jobs SET state = ?, worker = ?, lease_until = {clock} + ?,"
+                " attempts = attempts + 1, slices_done = 0, updated_at = ?"
+                " WHERE id = (SELECT id FROM jobs WHERE state = ? OR (state = ? AND"
+                f" (lease_until IS NULL OR lease_until < {clock}))"
+                f" ORDER BY created_at, id LIMIT 1{self._db.dialect.skip_locked})"
+                f" RETURNING {COLUMNS}",
+                (JobState.RUNNING.value, worker, lease_s, time.time(),
+                 JobState.QUEUED.value, JobState.RUNNING.value),
+            ).fetchall()
+        return _job(rows[0]) if rows else None
+
+    def renew(self, job_id: str, worker: str, lease_s: float) -> bool:
+        """Extend ``worker``'s lease on a running job; False when the job is gone or another
+        worker holds it now."""
+        with self._db.transaction() as cur:
+            cur.execute(f"UPDATE jobs SET lease_until = {self._db.dialect.clock} + ?"
+                        " WHERE id = ? AND state = ? AND worker = ?",
+                        (lease_s, job_id, JobState.RUNNING.value, worker))
+            return cur.rowcount > 0
+
+    def release(self, job_id: str, worker: str) -> bool:
+        """Queue again a job ``worker`` holds (it is stopping), for any worker to claim now."""
+        with self._db.transaction() as cur:
+            cur.execute("UPDATE jobs SET state = ?, worker = NULL, lease_until = NULL,"
+                        " slices_done = 0, updated_at = ? WHERE id = ? AND state = ?"
+                        " AND worker = ?", (JobState.QUEUED.value, time.time(), job_id,
+                                            JobState.RUNNING.value, worker))
+            return cur.rowcount > 0
 
     def start(self, job_id: str, slices_total: int) -> None:
-        self._update(
-            job_id,
-            "state = ?, slices_total = ?, slices_done = 0, attempts = attempts + 1",
-            (JobState.RUNNING.value, slices_total),
-        )
+        """The running job's series is read: ``slices_total`` slices, none done yet."""
+        self._update_running(job_id, "slices_total = ?, slices_done = 0", (slices_total,))
 
     def progress(self, job_id: str, slices_done: int) -> None:
-        self._update(job_id, "slices_done = ?", (slices_done,))
+        self._update_running(job_id, "slices_done = ?", (slices_done,))
 
-    def succeed(self, job_id: str, deliver_to: Sequence[str] = ()) -> None:
-        """The job succeeded; its SEG and SR are due at ``deliver_to`` (destination names)."""
+    def succeed(self, job_id: str, deliver_to: Sequence[str] = (),
+                worker: str | None = None) -> bool:
+        """The job succeeded; its SEG and SR are due at ``deliver_to`` (destination names).
+        Given a ``worker``, only while it holds the job; False when nothing was written."""
         now = time.time()
-        with self.transaction() as cur:
+        with self._db.transaction() as cur:
             cur.execute(
-                "UPDATE jobs SET state = ?, slices_done = slices_total, updated_at = ?"
-                " WHERE id = ?", (JobState.SUCCEEDED.value, now, job_id))
-            if cur.rowcount:
-                deliveries.add_pending(cur, job_id, deliver_to, now)
+                "UPDATE jobs SET state = ?, slices_done = slices_total, lease_until = NULL,"
+                f" updated_at = ? WHERE id = ?{_held(worker)}",
+                (JobState.SUCCEEDED.value, now, job_id, *_holder(worker)))
+            if cur.rowcount == 0:
+                return False
+            deliveries.add_pending(cur, job_id, deliver_to, now)
+        return True
 
-    def fail(self, job_id: str, error: JobError) -> None:
-        self._update(
-            job_id,
-            "state = ?, error_type = ?, error_title = ?, error_status = ?, error_detail = ?",
-            (JobState.FAILED.value, error.type, error.title, error.status, error.detail),
-        )
-
-    def requeue(self, job_id: str) -> None:
-        self._update(job_id, "state = ?, slices_done = 0", (JobState.QUEUED.value,))
+    def fail(self, job_id: str, error: JobError, worker: str | None = None) -> bool:
+        """The job failed with ``error``; given a ``worker``, only while it holds the job."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                f"UPDATE jobs SET state = ?, {ERROR_COLUMNS}, lease_until = NULL,"
+                f" updated_at = ? WHERE id = ?{_held(worker)}",
+                (JobState.FAILED.value, error.type, error.title, error.status, error.detail,
+                 time.time(), job_id, *_holder(worker)))
+            return cur.rowcount > 0
 
     def delete(self, job_id: str) -> bool:
-        with self.transaction() as cur:
+        with self._db.transaction() as cur:
             cur.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
             cur.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             return cur.rowcount > 0
 
-    def unfinished(self) -> list[Job]:
-        """Jobs a previous process left queued or running, oldest first."""
-        with self._cursor() as cur:
-            ids = [
-                row[0]
-                for row in cur.execute(
-                    "SELECT id FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
-                    (JobState.QUEUED.value, JobState.RUNNING.value),
-                )
-            ]
-        return [job for job in (self.get(i) for i in ids) if job is not None]
-
     def expired(self, older_than: float) -> list[str]:
         """Finished jobs last updated before ``older_than`` (epoch seconds)."""
-        with self._cursor() as cur:
-            return [
-                row[0]
-                for row in cur.execute(
-                    "SELECT id FROM jobs WHERE state IN (?, ?) AND updated_at < ?",
-                    (JobState.SUCCEEDED.value, JobState.FAILED.value, older_than),
-                )
-            ]
+        with self._db.reading() as cur:
+            rows = cur.execute(
+                "SELECT id FROM jobs WHERE state IN (?, ?) AND updated_at < ?",
+                (JobState.SUCCEEDED.value, JobState.FAILED.value, older_than),
+            ).fetchall()
+        return [row[0] for row in rows]
 
-    def _update(self, job_id: str, assignments: str, values: tuple[object, ...]) -> None:
-        with self._cursor() as cur:
+    def _update_running(self, job_id: str, assignments: str, values: tuple[object, ...]) -> None:
+        # Only a running job: a worker that lost its job never reopens a finished one.
+        with self._db.transaction() as cur:
             cur.execute(
-                f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
-                (*values, time.time(), job_id),
+                f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ? AND state = ?",
+                (*values, time.time(), job_id, JobState.RUNNING.value),
             )
+
+
+def _held(worker: str | None) -> str:
+    return "" if worker is None else " AND state = ? AND worker = ?"
+
+
+def _holder(worker: str | None) -> Iterator[str]:
+    if worker is not None:
+        yield from (JobState.RUNNING.value, worker)
 
 
 def _job(row: tuple[Any, ...]) -> Job:
     error = JobError(*row[7:11]) if row[7] else None
     return Job(id=row[0], state=JobState(row[1]), created_at=row[2], updated_at=row[3],
                slices_total=row[4], slices_done=row[5], attempts=row[6], error=error,
-               owner=row[11])
+               owner=row[11], worker=row[12])
 
 
 def _page_filter(page: Page) -> tuple[str, tuple[object, ...]]:
@@ -258,15 +272,3 @@ def _page_filter(page: Page) -> tuple[str, tuple[object, ...]]:
         clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
         values.extend((created_at, created_at, job_id))
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(values)
-
-
-def _add_owner_column(db: sqlite3.Connection) -> None:
-    """Give a database made before owners its ``owner`` column; its rows keep theirs NULL."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-    if "owner" in columns:
-        return
-    try:
-        db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
-    except sqlite3.OperationalError as exc:
-        if "duplicate column" not in str(exc):  # another process added it first
-            raise

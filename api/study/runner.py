@@ -1,20 +1,43 @@
-"""Runs queued study jobs: a few workers, each taking one job at a time through the pipeline."""
+"""Runs study jobs: a few workers, each claiming one job at a time from the job store and
+holding its lease with heartbeats while the pipeline runs it.
+
+The same code runs on SQLite and on PostgreSQL, in one process or in many: every worker
+claims from the store (``submit`` only wakes the idle ones; they also look every ``POLL_S``
+for jobs queued by other processes and for leases that ran out). A worker that stops cleanly
+gives its job back at once; one that dies keeps it until its lease runs out, and another
+worker, here or elsewhere, then claims it. That is how a restart resumes unfinished jobs on
+either database: no start-up requeue.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
 
 from api.errors import BoneMetsError, Interrupted
-from api.study.jobs import JobError, JobStore
-from api.study.storage import StudyStore
+from api.study.jobs import Job, JobError, JobStore
 
 log = logging.getLogger(__name__)
 
 JobFunction = Callable[[str], Awaitable[None]]
 # The destinations a client's results go to (api/delivery), by the job's owner.
 Routing = Callable[[str | None], Sequence[str]]
+POLL_S = 1.0  # how often an idle worker looks for work it was not woken for
+
+
+@dataclass(frozen=True)
+class Leases:
+    """How long a claim lasts unrenewed, how often it is renewed, how often a job is tried."""
+
+    lease_s: float = 30.0
+    heartbeat_s: float = 10.0
+    max_attempts: int = 3
 
 
 def job_error(exc: BaseException) -> JobError:
@@ -25,21 +48,32 @@ def job_error(exc: BaseException) -> JobError:
     return JobError(error.type_uri, error.title, error.status, error.detail)
 
 
-class JobRunner:
-    """A bounded pool of asyncio workers fed by a queue of job ids."""
+def worker_name() -> str:
+    """This process's name in the ``worker`` column: host, process, and a nonce for reuse."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
-    def __init__(self, jobs: JobStore, process: JobFunction, workers: int,
+
+class JobRunner:
+    """A bounded pool of asyncio workers claiming jobs from the store."""
+
+    def __init__(self, jobs: JobStore, process: JobFunction, workers: int, *,
+                 leases: Leases = Leases(),
                  deliver_to: Routing = lambda _: (),
-                 on_success: Callable[[], None] = lambda: None) -> None:
+                 on_success: Callable[[], None] = lambda: None,
+                 has_upload: Callable[[str], bool] = lambda _: True) -> None:
         self._jobs = jobs
         self._process = process
+        self._leases = leases
         self._deliver_to = deliver_to
         self._on_success = on_success
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._has_upload = has_upload
         self._workers = workers
+        self.name = worker_name()
         self._tasks: list[asyncio.Task[None]] = []
-        self._done: dict[str, asyncio.Event] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._deleted: set[str] = set()
+        self._wake = asyncio.Event()
+        self._finished = asyncio.Event()  # set, then replaced, each time a job ends here
 
     def start(self) -> None:
         self._tasks = [
@@ -47,82 +81,140 @@ class JobRunner:
         ]
 
     async def stop(self) -> None:
+        """Stop the workers; the jobs they ran are given back for any worker to claim."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
         self._tasks = []
 
-    def resume_unfinished(self, store: StudyStore, max_attempts: int = 3) -> None:
-        """Queue again the jobs a previous process left unfinished, or fail them with a reason."""
-        for job in self._jobs.unfinished():
-            if job.attempts >= max_attempts or not store.exists(job.id):
-                self._jobs.fail(job.id, job_error(Interrupted(
-                    f"the service stopped during this job {job.attempts} times; upload it again"
-                )))
-                continue
-            log.info("resuming job %s after a restart", job.id)
-            self._jobs.requeue(job.id)
-            self.submit(job.id)
-
     def submit(self, job_id: str) -> None:
-        self._done.setdefault(job_id, asyncio.Event())
-        self._queue.put_nowait(job_id)
+        """A job was queued: wake an idle worker to claim it now (whichever job is oldest)."""
+        self._wake.set()
 
     async def wait(self, job_id: str, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for a job this process runs; True when it finished."""
-        event = self._done.get(job_id)
-        if event is None:
+        """Wait up to ``timeout_s`` for a job, run here or by another process; True when it
+        finished (or is gone)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
             job = self._jobs.get(job_id)
-            return job is not None and job.state.finished
-        try:
-            await asyncio.wait_for(event.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+            if job is None or job.state.finished:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), min(left, POLL_S))
 
     async def cancel(self, job_id: str) -> None:
-        """Stop a job this process is running (it is being deleted)."""
+        """Stop a job this process is running (it is being deleted); a worker elsewhere
+        notices at its next heartbeat."""
         task = self._running.get(job_id)
         if task is not None:
+            self._deleted.add(job_id)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
     async def _work(self) -> None:
         while True:
-            job_id = await self._queue.get()
-            task = asyncio.create_task(self._run_one(job_id), name=f"job-{job_id}")
-            self._running[job_id] = task
+            self._wake.clear()  # before the claim: a submit from now on wakes the wait below
             try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    task.cancel()  # the worker itself is stopping
-                    raise
-            finally:
-                self._running.pop(job_id, None)
-                self._queue.task_done()
-
-    async def _run_one(self, job_id: str) -> None:
-        try:
-            job = self._jobs.get(job_id)
+                job = await self._claim()
+            except Exception as exc:  # the database is away: try again, never stop working
+                log.warning("cannot claim jobs: %s", exc)
+                job = None
             if job is None:
-                return  # deleted while queued
-            await self._process(job_id)
-            self._jobs.succeed(job_id, self._deliver_to(job.owner))
-            log.info("job %s succeeded", job_id)
-            self._on_success()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+                continue
+            await self._hold(job)
+
+    async def _claim(self) -> Job | None:
+        claiming = asyncio.ensure_future(
+            asyncio.to_thread(self._jobs.claim, self.name, self._leases.lease_s))
+        try:
+            return await asyncio.shield(claiming)
         except asyncio.CancelledError:
-            # Deleted, or shutting down: a job still in SQLite is resumed at start-up.
+            # Stopped while the claim ran: what it took goes back, not to wait out its lease.
+            with suppress(Exception):
+                job = await claiming
+                if job is not None:
+                    self._give_back(job.id)
+            raise
+
+    async def _hold(self, job: Job) -> None:
+        """Run a claimed job, renewing its lease until it ends."""
+        task = asyncio.create_task(self._run_one(job), name=f"job-{job.id}")
+        self._running[job.id] = task
+        heartbeat = asyncio.create_task(self._heartbeat(job.id, task))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                task.cancel()  # the worker itself is stopping; stop() waits for the job
+                raise
+        finally:
+            heartbeat.cancel()
+            if task.done():
+                self._running.pop(job.id, None)
+                self._deleted.discard(job.id)
+
+    async def _heartbeat(self, job_id: str, task: asyncio.Task[None]) -> None:
+        while not task.done():
+            await asyncio.sleep(self._leases.heartbeat_s)
+            try:
+                held = await asyncio.to_thread(
+                    self._jobs.renew, job_id, self.name, self._leases.lease_s)
+            except Exception as exc:  # keep trying: the lease may still outlast the outage
+                log.warning("cannot renew the lease of job %s: %s", job_id, exc)
+                continue
+            if not held:
+                log.warning("job %s was deleted or taken over by another worker; stopping it"
+                            " here", job_id)
+                task.cancel()
+                return
+
+    async def _run_one(self, job: Job) -> None:
+        try:
+            if job.attempts > self._leases.max_attempts:
+                await self._fail(job.id, Interrupted(
+                    f"processing stopped during this job {job.attempts - 1} times (the service"
+                    " restarted or its worker was lost); upload it again"))
+                return
+            if not await asyncio.to_thread(self._has_upload, job.id):
+                await self._fail(job.id, Interrupted("the upload of this job is gone; upload"
+                                                     " it again"))
+                return
+            await self._process(job.id)
+            if await asyncio.to_thread(self._jobs.succeed, job.id,
+                                       self._deliver_to(job.owner), self.name):
+                log.info("job %s succeeded", job.id)
+                self._on_success()
+            else:
+                log.warning("job %s finished after its lease passed on: outcome dropped", job.id)
+        except asyncio.CancelledError:
+            if job.id not in self._deleted:
+                self._give_back(job.id)
             raise
         except Exception as exc:  # every failure ends as a failed job, never a stuck one
-            error = job_error(exc)
             if not isinstance(exc, BoneMetsError):
-                log.exception("job %s failed unexpectedly", job_id)
-            else:
-                log.info("job %s failed: %s", job_id, error.type)
-            if self._jobs.get(job_id) is not None:
-                self._jobs.fail(job_id, error)
+                log.exception("job %s failed unexpectedly", job.id)
+            await self._fail(job.id, exc)
         finally:
-            event = self._done.pop(job_id, None)
-            if event is not None:
-                event.set()
+            self._finished.set()
+            self._finished = asyncio.Event()
+
+    def _give_back(self, job_id: str) -> None:
+        """Stopping (or lost to another worker, then this changes nothing): queued again."""
+        try:
+            self._jobs.release(job_id, self.name)
+        except Exception as exc:  # its lease runs out instead
+            log.warning("cannot give job %s back: %s", job_id, exc)
+
+    async def _fail(self, job_id: str, exc: BaseException) -> None:
+        error = job_error(exc)
+        if await asyncio.to_thread(self._jobs.fail, job_id, error, self.name):
+            log.info("job %s failed: %s", job_id, error.type)
+        else:
+            log.warning("job %s failed after its lease passed on: outcome dropped", job_id)

@@ -1,5 +1,10 @@
 """API-tier fixtures: the app with a fake model, and small CT series built here.
 
+The job database is SQLite in each test's data folder, or, with
+``BONEMETS_TEST_DATABASE=postgres``, a fresh database of a real PostgreSQL cluster
+(tests/postgres.py) for each test: ``BONEMETS_DATABASE_URL`` is set for the test, so every
+``Settings`` a test builds uses it. CI runs the tier both ways (.ci/run).
+
 Every route but the open ones needs credentials: ``client`` (a :class:`CheckedClient`)
 sends an API key it makes in the app's key store at start, for the client ``tests`` with
 studies:write, studies:read and studies:delete; ``client.api_key`` is that key.
@@ -8,6 +13,7 @@ studies:write, studies:read and studies:delete; ``client.api_key`` is that key.
 from __future__ import annotations
 
 import io
+import os
 import time
 import zipfile
 from collections.abc import Iterator
@@ -84,6 +90,18 @@ def wait_finished(client: TestClient, job_id: str, timeout_s: float = 60) -> dic
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish in {timeout_s} s: {job}")
+
+
+@pytest.fixture(autouse=True)
+def job_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The PostgreSQL URL this test's app uses, under BONEMETS_TEST_DATABASE=postgres;
+    None: SQLite in the data folder."""
+    if os.environ.get("BONEMETS_TEST_DATABASE", "sqlite") != "postgres":
+        monkeypatch.delenv("BONEMETS_DATABASE_URL", raising=False)
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("BONEMETS_DATABASE_URL", url)
+    return url
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.http.app import create_app
+from api.study.jobs import open_job_store
 from tests.api.callers import as_caller, with_callers
 from tests.api.conftest import BuiltSeries, as_files, build_series
 from tests.api.contract import CheckedClient
@@ -142,8 +142,10 @@ def test_a_study_from_before_owners_is_the_admins_alone(
     api: TestClient, small: BuiltSeries, tmp_path: Path
 ) -> None:
     job = _submit(api, "alice", small)
-    with sqlite3.connect(tmp_path / "data" / "jobs.sqlite") as db:
-        db.execute("UPDATE jobs SET owner = NULL WHERE id = ?", (job["id"],))
+    jobs = open_job_store(Settings(data_dir=tmp_path / "data"))  # the app's, SQLite or not
+    with jobs.transaction() as cur:
+        cur.execute("UPDATE jobs SET owner = NULL WHERE id = ?", (job["id"],))
+    jobs.close()
     assert api.get(f"/v1/studies/{job['id']}", headers=as_caller("alice")).status_code == 404
     assert _listed(api, "alice") == []
     assert _listed(api, "root") == [job["id"]]

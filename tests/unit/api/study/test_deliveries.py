@@ -1,21 +1,23 @@
 """The delivery ledger beside the jobs: rows made with the success, in one transaction, moved
-by each attempt's outcome, due in order, gone with their job."""
+by each attempt's outcome, due in order, gone with their job; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from pathlib import Path
 
+import psycopg
 import pytest
 
 from api.study.deliveries import DeliveryState
 from api.study.jobs import JobState, JobStore
+from tests.unit.api.study.conftest import OpenStore
 
 
 @pytest.fixture
-def jobs(tmp_path: Path) -> JobStore:
-    store = JobStore(tmp_path / "jobs.sqlite")
+def jobs(open_store: OpenStore) -> JobStore:
+    """A job store on SQLite or PostgreSQL (conftest.py), with one queued job."""
+    store = open_store()
     store.create("j1", owner="ris")
     return store
 
@@ -31,7 +33,7 @@ def test_a_success_makes_one_pending_row_per_destination_due_now(jobs: JobStore)
 
 
 def test_the_success_and_its_rows_commit_together(jobs: JobStore) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         jobs.succeed("j1", [None])  # type: ignore[list-item]  # a row that cannot be written
     job = jobs.get("j1")
     assert job is not None and job.state is JobState.QUEUED

@@ -1,4 +1,4 @@
-"""Job rows in SQLite, stored masks and results, retention."""
+"""Job rows (on SQLite and on PostgreSQL), stored masks and results, retention."""
 
 from __future__ import annotations
 
@@ -10,33 +10,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.db.sqlite import SqliteDatabase
 from api.errors import InvalidRequest, StorageError
 from api.schemas import StudyResult
 from api.study.jobs import JobError, JobState, JobStore, Page
 from api.study.listing import decode_cursor, encode_cursor
 from api.study.retention import sweep
 from api.study.storage import StudyStore
+from tests.unit.api.study.conftest import OpenStore
 
 JOB = "0123456789abcdef0123456789abcdef"
 
 
-def test_job_lifecycle_survives_reopening(tmp_path: Path) -> None:
-    jobs = JobStore(tmp_path / "jobs.sqlite")
+def test_job_lifecycle_survives_reopening(open_store: OpenStore) -> None:
+    jobs = open_store()
     jobs.create(JOB)
+    claimed = jobs.claim("w1", lease_s=30)
+    assert claimed is not None and (claimed.id, claimed.worker) == (JOB, "w1")
     jobs.start(JOB, 40)
     jobs.progress(JOB, 16)
     jobs.close()
-    reopened = JobStore(tmp_path / "jobs.sqlite")
+    reopened = open_store()
     job = reopened.get(JOB)
     assert job is not None
-    assert (job.state, job.slices_done, job.slices_total, job.attempts) == (
-        JobState.RUNNING, 16, 40, 1)
-    assert [j.id for j in reopened.unfinished()] == [JOB]
-    reopened.fail(JOB, JobError("urn:x", "X", 503, "down"))
+    assert (job.state, job.slices_done, job.slices_total, job.attempts, job.worker) == (
+        JobState.RUNNING, 16, 40, 1, "w1")
+    assert reopened.fail(JOB, JobError("urn:x", "X", 503, "down"), worker="w1")
     failed = reopened.get(JOB)
     assert failed is not None and failed.state is JobState.FAILED
     assert failed.error == JobError("urn:x", "X", 503, "down")
-    assert reopened.unfinished() == []
+    assert reopened.claim("w2", lease_s=30) is None
 
 
 def test_masks_round_trip_exactly_and_missing_ones_are_empty(tmp_path: Path) -> None:
@@ -55,14 +58,14 @@ def test_job_ids_never_name_other_folders(tmp_path: Path) -> None:
     assert not store.exists("../x")
 
 
-def test_sweep_removes_only_expired_finished_jobs(tmp_path: Path) -> None:
-    jobs, store = JobStore(tmp_path / "j.sqlite"), StudyStore(tmp_path)
+def test_sweep_removes_only_expired_finished_jobs(jobs: JobStore, tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
     old, running = JOB, "f" * 32
     for job_id in (old, running):
         jobs.create(job_id)
         store.create(job_id)
     jobs.succeed(old)
-    jobs.start(running, 3)
+    assert jobs.claim("w", lease_s=30) is not None
     assert sweep(jobs, store, retention_h=1, now=time.time() + 7200) == 1
     assert jobs.get(old) is None and not store.exists(old)
     assert jobs.get(running) is not None and store.exists(running)
@@ -103,8 +106,7 @@ def test_a_result_stored_before_inference_wall_s_still_reads(tmp_path: Path) -> 
     assert result is not None and result.timings.inference_wall_s is None
 
 
-def test_a_job_knows_its_slice_total_from_creation(tmp_path: Path) -> None:
-    jobs = JobStore(tmp_path / "jobs.sqlite")
+def test_a_job_knows_its_slice_total_from_creation(jobs: JobStore) -> None:
     job = jobs.create(JOB, slices_total=120)
     assert (job.state, job.slices_done, job.slices_total) == (JobState.QUEUED, 0, 120)
 
@@ -125,7 +127,7 @@ def test_a_database_from_before_owners_keeps_its_rows_without_an_owner(tmp_path:
         db.execute(OLD_SCHEMA)
         db.execute("INSERT INTO jobs (id, state, created_at, updated_at, slices_total)"
                    " VALUES (?, 'succeeded', 1.0, 2.0, 40)", (JOB,))
-    jobs = JobStore(path)
+    jobs = JobStore(SqliteDatabase(path))
     old = jobs.get(JOB)
     assert old is not None
     assert (old.owner, old.state, old.slices_total, old.created_at) == (
@@ -133,18 +135,17 @@ def test_a_database_from_before_owners_keeps_its_rows_without_an_owner(tmp_path:
     new = jobs.create("f" * 32, owner="alice")
     assert new.owner == "alice"
     jobs.close()
-    again = JobStore(path)  # a second opening finds the column and adds nothing
+    again = JobStore(SqliteDatabase(path))  # a second opening finds the column, adds nothing
     assert [job.owner for job in again.page(Page())] == ["alice", None]
 
 
-def test_count_unfinished_counts_one_owners_queued_and_running(tmp_path: Path) -> None:
-    jobs = JobStore(tmp_path / "jobs.sqlite")
+def test_count_unfinished_counts_one_owners_queued_and_running(jobs: JobStore) -> None:
     states = {"a1": "queued", "a2": "running", "a3": "succeeded", "a4": "failed"}
     for job_id in states:
         jobs.create(job_id, owner="alice")
     jobs.create("b1", owner="bob")
     jobs.create("n1")
-    jobs.start("a2", 3)
+    jobs.claim("w", lease_s=30)  # a1, the oldest
     jobs.succeed("a3")
     jobs.fail("a4", JobError("urn:x", "X", 503, "down"))
     assert jobs.count_unfinished("alice") == 2
@@ -152,15 +153,13 @@ def test_count_unfinished_counts_one_owners_queued_and_running(tmp_path: Path) -
     assert jobs.count_unfinished("carol") == 0
 
 
-def test_pages_walk_newest_first_with_ties_broken_by_id(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite"
-    jobs = JobStore(path)
+def test_pages_walk_newest_first_with_ties_broken_by_id(jobs: JobStore) -> None:
     created = {"a": 1.0, "b": 2.0, "c": 2.0, "d": 3.0, "e": 2.0}
     for job_id in created:
         jobs.create(job_id, owner="bob" if job_id == "e" else "alice")
-    with sqlite3.connect(path) as db:
-        db.executemany("UPDATE jobs SET created_at = ? WHERE id = ?",
-                       [(at, job_id) for job_id, at in created.items()])
+    with jobs.transaction() as cur:
+        cur.executemany("UPDATE jobs SET created_at = ? WHERE id = ?",
+                        [(at, job_id) for job_id, at in created.items()])
     jobs.succeed("c")
     walked, after = [], None
     while True:
@@ -181,6 +180,6 @@ def test_a_cursor_the_service_did_not_make_is_refused(cursor: str) -> None:
         decode_cursor(cursor)
 
 
-def test_a_cursor_names_its_job_exactly(tmp_path: Path) -> None:
-    job = JobStore(tmp_path / "jobs.sqlite").create(JOB)
+def test_a_cursor_names_its_job_exactly(jobs: JobStore) -> None:
+    job = jobs.create(JOB)
     assert decode_cursor(encode_cursor(job)) == (job.created_at, JOB)

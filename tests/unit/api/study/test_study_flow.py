@@ -1,4 +1,5 @@
-"""Pieces of a study's flow: the box conversion, the busy clock, resuming, job errors."""
+"""Pieces of a study's flow: the box conversion, the busy clock, job errors (resuming is in
+test_job_runner.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from api.errors import PROBLEM_TYPE_PREFIX, BoneMetsError, Interrupted, NotDicom
+from api.errors import PROBLEM_TYPE_PREFIX, BoneMetsError, NotDicom
 from api.lesions.components import PixelBox
 from api.schemas import Box2D, SliceBox
-from api.study.jobs import JobState, JobStore
 from api.study.pipeline import BusyClock
 from api.study.results import half_open, inclusive
-from api.study.runner import JobRunner, job_error
-from api.study.storage import StudyStore
+from api.study.runner import job_error
 
 API = Path(__file__).resolve().parents[4] / "api"
 
@@ -50,30 +49,6 @@ def test_an_unexpected_error_reports_as_internal_without_its_message() -> None:
     known = job_error(NotDicom("a.pdf: no preamble"))
     assert (known.type, known.status, known.detail) == (
         "urn:bonemets:problem:not-dicom", 415, "a.pdf: no preamble")
-
-
-def test_resume_requeues_a_job_and_fails_one_tried_too_often(tmp_path: Path) -> None:
-    jobs, store = JobStore(tmp_path / "jobs.sqlite"), StudyStore(tmp_path)
-    again, worn, gone = "a" * 32, "b" * 32, "c" * 32
-    for job_id in (again, worn, gone):
-        jobs.create(job_id, slices_total=4)
-    for job_id in (again, worn):
-        store.create(job_id)
-    for _ in range(3):
-        jobs.start(worn, 4)
-    runner = JobRunner(jobs, process=lambda _: _never(), workers=1)
-    runner.resume_unfinished(store, max_attempts=3)
-    assert runner._queue.get_nowait() == again and runner._queue.empty()
-    resumed = jobs.get(again)
-    assert resumed is not None and resumed.state is JobState.QUEUED
-    for job_id in (worn, gone):
-        failed = jobs.get(job_id)
-        assert failed is not None and failed.state is JobState.FAILED and failed.error
-        assert (failed.error.type, failed.error.status) == (Interrupted.type_uri, 503)
-
-
-async def _never() -> None:
-    raise AssertionError("not run in this test")
 
 
 def test_every_problem_type_is_written_in_the_error_tree_only() -> None:
