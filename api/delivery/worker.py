@@ -31,6 +31,9 @@ from api.study.storage import StudyStore
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0  # a resend, or another process's success, is seen within this
+# How long a claimed delivery is this process's: longer than an attempt can take (its
+# association and two stores, each bounded by the destination's timeout_s).
+ATTEMPT_LEASE_S = 600.0
 
 
 def backoff_s(attempts: int, first_s: float, most_s: float) -> float:
@@ -65,11 +68,14 @@ class DeliveryWorker:
         self._task = asyncio.create_task(self._loop(), name="delivery")
 
     async def stop(self) -> None:
+        sending = list(self._sending)
         tasks = [t for t in (self._task, *self._sending.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
+        for job_id, destination in sending:  # due again at once, here or in another process
+            self._ledger.release(job_id, destination)
 
     def wake(self) -> None:
         """Look for due deliveries now (a job has just succeeded)."""
@@ -78,11 +84,14 @@ class DeliveryWorker:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            for delivery in self._ledger.due(time.time()):
+            free = self._settings.delivery_concurrency * 2 - len(self._sending)
+            claimed = await asyncio.to_thread(self._ledger.claim, time.time(), ATTEMPT_LEASE_S,
+                                              max(free, 0)) if free > 0 else []
+            for delivery in claimed:
                 key = (delivery.job_id, delivery.destination)
                 if key not in self._sending:
                     self._sending[key] = asyncio.create_task(self._attempt(delivery))
-            next_due = self._ledger.next_due()
+            next_due = await asyncio.to_thread(self._ledger.next_due)
             wait = IDLE_POLL_S if next_due is None else next_due - time.time()
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.05, min(wait, IDLE_POLL_S)))

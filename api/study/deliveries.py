@@ -68,6 +68,20 @@ class DeliveryLedger:
             (DeliveryState.PENDING.value, now, limit),
         )
 
+    def claim(self, now: float, lease_s: float, limit: int = 16) -> list[Delivery]:
+        """Due rows taken for one attempt: not due again for ``lease_s``, so that another
+        process sharing the database does not send them too; the attempt's outcome sets
+        their next time (a sender that died leaves them due once the lease is over)."""
+        with self._db.transaction() as cur:
+            rows = cur.execute(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE (job_id, destination) IN"
+                " (SELECT job_id, destination FROM deliveries WHERE state = ? AND"
+                " next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+                f"{self._db.dialect.skip_locked}) RETURNING {COLUMNS}",
+                (now + lease_s, DeliveryState.PENDING.value, now, limit),
+            ).fetchall()
+        return [_delivery(row) for row in rows]
+
     def next_due(self) -> float | None:
         """When the earliest pending row is due; None when nothing is pending."""
         with self._db.reading() as cur:
@@ -98,6 +112,10 @@ class DeliveryLedger:
                      " last_attempt_at = ?, objects = ?, detail = ?",
                      (DeliveryState.FAILED.value, time.time(), ",".join(objects), detail))
 
+    def release(self, job_id: str, destination: str) -> None:
+        """A claimed row due again now, its attempt not made (the sender is stopping)."""
+        self._update(job_id, destination, "next_attempt_at = ?", (time.time(),), pending=True)
+
     def resend(self, job_id: str, destinations: Sequence[str]) -> None:
         """``destinations`` due again now for ``job_id``, from their first attempt."""
         with self._db.transaction() as cur:
@@ -109,11 +127,13 @@ class DeliveryLedger:
         return [_delivery(row) for row in rows]
 
     def _update(self, job_id: str, destination: str, assignments: str,
-                values: tuple[object, ...]) -> None:
+                values: tuple[object, ...], pending: bool = False) -> None:
         # A row deleted meanwhile (its job was) updates nothing: that is right.
+        only = " AND state = ?" if pending else ""
         with self._db.transaction() as cur:
-            cur.execute(f"UPDATE deliveries SET {assignments} WHERE job_id = ? AND destination = ?",
-                        (*values, job_id, destination))
+            cur.execute(f"UPDATE deliveries SET {assignments} WHERE job_id = ? AND destination = ?"
+                        + only, (*values, job_id, destination,
+                                 *((DeliveryState.PENDING.value,) if pending else ())))
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:

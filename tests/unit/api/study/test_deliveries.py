@@ -64,3 +64,21 @@ def test_deleting_a_job_deletes_its_rows(jobs: JobStore) -> None:
     assert jobs.delete("j1")
     assert jobs.deliveries.of_job("j1") == []
     assert jobs.deliveries.next_due() is None
+
+
+def test_two_senders_on_one_database_never_claim_the_same_row(open_store: OpenStore) -> None:
+    first, second = open_store(), open_store()
+    for k in range(6):
+        first.create(f"job{k}", owner="ris")
+        first.succeed(f"job{k}", ["pacs", "vna"])
+    now = time.time()
+    taken = first.deliveries.claim(now, 600, limit=5) + second.deliveries.claim(now, 600,
+                                                                                   limit=20)
+    keys = [(d.job_id, d.destination) for d in taken]
+    assert len(keys) == len(set(keys)) == 12
+    assert first.deliveries.claim(now, 600) == []  # nothing due until the lease is over
+    assert first.deliveries.claim(now + 601, 600) != []  # a sender that died: due again
+    job_id, destination = keys[0]
+    second.deliveries.release(job_id, destination)
+    [again] = first.deliveries.claim(time.time(), 600)
+    assert (again.job_id, again.destination, again.attempts) == (job_id, destination, 0)
