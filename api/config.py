@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.dicom.bounds import DEFAULT_MAX_IMAGE_PIXELS
@@ -25,7 +26,9 @@ DEFAULT_REFUSED_BODY_PARTS = (
 class Settings(BaseSettings):
     """Every knob of the gateway. Defaults run the local, CPU-only service."""
 
-    model_config = SettingsConfigDict(env_prefix="BONEMETS_", env_file=".env", extra="ignore")
+    # Errors never quote a value: some are secrets (key_pepper, link_keys, database_url).
+    model_config = SettingsConfigDict(env_prefix="BONEMETS_", env_file=".env", extra="ignore",
+                                      hide_input_in_errors=True)
 
     host: str = Field(
         default="127.0.0.1",
@@ -69,6 +72,12 @@ class Settings(BaseSettings):
         default=None, pattern=r"^postgres(ql)?://",
         description="the job database: a postgresql://user:password@host:port/name URL, one"
         " PostgreSQL shared by every API replica and worker; unset: SQLite, data_dir/jobs.sqlite",
+    )
+    key_pepper: SecretStr | None = Field(
+        default=None,
+        description="the secret API keys are hashed under, 64 hex digits (`openssl rand -hex"
+        " 32`); required with database_url, the same on every replica; unset: a file beside"
+        " data_dir/keys.sqlite",
     )
     job_lease_s: float = Field(
         default=30.0, gt=0, description="how long a worker's claim on a job lasts without a"
@@ -198,6 +207,13 @@ class Settings(BaseSettings):
     def _window_parses(cls, value: str | None) -> str | None:
         if value is not None:
             parse_windows(value)
+        return value
+
+    @field_validator("key_pepper")
+    @classmethod
+    def _pepper_is_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value.get_secret_value()):
+            raise ValueError("the key pepper is 64 hex digits (`openssl rand -hex 32`)")
         return value
 
     @field_validator("link_keys")

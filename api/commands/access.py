@@ -18,8 +18,8 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from api.auth.keys import KeyStore
-from api.commands.keys import DEFAULT_CLIENT_SCOPES, key_store_path
+from api.auth.keys import KeyStore, open_key_store
+from api.commands.keys import DEFAULT_CLIENT_SCOPES
 from api.config import Settings
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,12 @@ def base_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
+def key_store(settings: Settings) -> KeyStore:
+    """The key store the gateway reads, as ``settings`` name it."""
+    pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else None
+    return open_key_store(settings.data_dir, settings.database_url, pepper)
+
+
 def first_start_key(settings: Settings, out: TextIO | None = None) -> Callable[[], None]:
     """What to do once the gateway listens: print a new development key if the store has
     none (made only then, so a start that fails does not hide a key never shown), else say
@@ -89,8 +95,8 @@ def first_start_key(settings: Settings, out: TextIO | None = None) -> Callable[[
     before anything starts."""
     if settings.auth == "off":
         return lambda: None
-    path = key_store_path(settings.data_dir)
-    store = KeyStore(path)
+    store = key_store(settings)
+    where = store.where
     try:
         keys = store.list()
     finally:
@@ -100,20 +106,20 @@ def first_start_key(settings: Settings, out: TextIO | None = None) -> Callable[[
         return lambda: log.info(
             "API keys: %d active of %d in %s; the development key was shown at the first"
             " start only; make another with 'bonemets keys create --client NAME'",
-            active, len(keys), path)
+            active, len(keys), where)
 
     def make_and_print() -> None:
-        store = KeyStore(path)
+        store = key_store(settings)
         try:
             _, key = store.create(DEV_CLIENT, DEFAULT_CLIENT_SCOPES)
         finally:
             store.close()
-        print(dev_key_banner(key, settings), file=out or sys.stderr, flush=True)
+        print(dev_key_banner(key, settings, where), file=out or sys.stderr, flush=True)
 
     return make_and_print
 
 
-def dev_key_banner(key: str, settings: Settings) -> str:
+def dev_key_banner(key: str, settings: Settings, where: str) -> str:
     """The block that shows the development key, the once it is shown."""
     url = base_url(settings)
     rule = "=" * 78
@@ -130,6 +136,6 @@ def dev_key_banner(key: str, settings: Settings) -> str:
         f'        -F "files=@study.zip" "{url}/v1/studies?wait=120"',
         "",
         f" More keys: bonemets keys create --client NAME   (stored in"
-        f" {key_store_path(settings.data_dir)})",
+        f" {where})",
         rule,
     ])

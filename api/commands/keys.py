@@ -1,9 +1,10 @@
 """``bonemets keys create|list|revoke``: API keys for machine clients, in the gateway's store.
 
 A key is printed once, alone on stdout (so ``KEY=$(bonemets keys create ...)`` captures it),
-and only its keyed hash is kept (:class:`api.auth.keys.KeyStore`). The store is the file the
-gateway reads, ``<data_dir>/keys.sqlite``: a key made or revoked here counts on the gateway's
-next request, without a restart.
+and only its keyed hash is kept (:class:`api.auth.keys.KeyStore`). The store is the one the
+gateway reads, ``<data_dir>/keys.sqlite`` or the shared PostgreSQL database
+(``BONEMETS_DATABASE_URL``, with ``BONEMETS_KEY_PEPPER``): a key made or revoked here counts on
+the gateway's next request, without a restart.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api.auth.keys import ApiKey, KeyStore, parse_scopes
+from api.auth.keys import KEYS_FILE, ApiKey, KeyStore, open_key_store, parse_scopes
 from api.auth.principal import Scope
 from api.config import Settings
 
-KEYS_FILE = "keys.sqlite"
 # What a machine client (a PACS router, an integration engine) needs: its own studies.
 DEFAULT_CLIENT_SCOPES = (Scope.WRITE, Scope.READ, Scope.DELETE)
 
@@ -31,7 +31,8 @@ EPILOG = """examples:
 
 rotate a client's key: create a new one, move the client to it, then revoke the old one.
 the store is <data dir>/keys.sqlite (BONEMETS_DATA_DIR, or --data-dir): run these as the
-user the gateway runs as, on the same data directory.
+user the gateway runs as, on the same data directory. With BONEMETS_DATABASE_URL (and
+BONEMETS_KEY_PEPPER) set, the keys are in that database, shared by every replica.
 """
 
 
@@ -86,36 +87,35 @@ def key_store_path(data_dir: Path) -> Path:
     return data_dir / KEYS_FILE
 
 
-def _store_path(args: argparse.Namespace) -> Path:
-    return key_store_path(args.data_dir or Settings().data_dir)
-
-
-def _existing_store(args: argparse.Namespace) -> KeyStore:
-    """The store, which must exist: a mistyped data directory is not an empty one."""
-    path = _store_path(args)
-    if not path.is_file():
+def _store(args: argparse.Namespace, must_exist: bool = False) -> KeyStore:
+    """The gateway's key store; with ``must_exist``, a SQLite one must already be there: a
+    mistyped data directory is not an empty one."""
+    settings = Settings()
+    data_dir = args.data_dir or settings.data_dir
+    path = key_store_path(data_dir)
+    if must_exist and not settings.database_url and not path.is_file():
         raise ValueError(f"no key store at {path}: no key was made there yet"
                          " (check --data-dir or BONEMETS_DATA_DIR)")
-    return KeyStore(path)
+    pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else None
+    return open_key_store(data_dir, settings.database_url, pepper)
 
 
 def create_key(args: argparse.Namespace) -> int:
     scopes = parse_scopes(" ".join(args.scopes) if args.scopes else DEFAULT_CLIENT_SCOPES)
-    path = _store_path(args)
-    store = KeyStore(path)
+    store = _store(args)
     try:
         record, key = store.create(args.client, scopes)
     finally:
         store.close()
     print(key)
     print(f"key {record.id} for client {record.client!r} ({' '.join(sorted(record.scopes))})"
-          f" stored in {path}; it is shown this once: keep it now."
+          f" stored in {store.where}; it is shown this once: keep it now."
           f'\nuse it as:  curl -H "Authorization: Bearer $KEY" ...', file=sys.stderr)
     return 0
 
 
 def list_keys(args: argparse.Namespace) -> int:
-    store = _existing_store(args)
+    store = _store(args, must_exist=True)
     try:
         records = store.list()
     finally:
@@ -139,7 +139,7 @@ def key_table(records: list[ApiKey]) -> list[str]:
 
 
 def revoke_key(args: argparse.Namespace) -> int:
-    store = _existing_store(args)
+    store = _store(args, must_exist=True)
     try:
         revoked = store.revoke(args.key_id)
         record = next((key for key in store.list() if key.id == args.key_id), None)

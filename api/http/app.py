@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api.auth.keys import KeyStore
+from api.auth.keys import open_key_store
 from api.auth.links import LinkSigner, SignedLinks, link_keys
 from api.auth.oidc import OidcVerifier
 from api.config import Settings, get_settings
@@ -121,7 +121,8 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         guard_plain_routes(app.routes, settings.auth_open_paths)
         oidc = oidc_verifier(settings)
-        keys = KeyStore(settings.data_dir / "keys.sqlite")
+        pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else None
+        keys = open_key_store(settings.data_dir, settings.database_url, pepper)
         links = SignedLinks(LinkSigner(link_keys(settings.link_keys, settings.data_dir)),
                             settings.link_ttl_s)
         try:

@@ -101,6 +101,7 @@ def job_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         return None
     url: str = request.getfixturevalue("postgres_url")
     monkeypatch.setenv("BONEMETS_DATABASE_URL", url)
+    monkeypatch.setenv("BONEMETS_KEY_PEPPER", "7a" * 32)  # the API keys are there too
     return url
 
 

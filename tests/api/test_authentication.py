@@ -16,6 +16,7 @@ from starlette.routing import Mount
 
 from api.auth.keys import KeyStore
 from api.auth.principal import Principal
+from api.commands.access import key_store
 from api.config import Settings
 from api.errors import InvalidLink
 from api.http.app import create_app
@@ -159,7 +160,7 @@ def test_a_key_revoked_by_another_process_is_401_at_once(
     key = new_key(anonymous, "pacs", ["studies:read"])
     with anonymous.sending(f"Bearer {key}"):
         assert anonymous.get("/v1/needs-read").status_code == 200
-        other = KeyStore(settings.data_dir / "keys.sqlite")  # `bonemets keys revoke`
+        other = key_store(settings)  # `bonemets keys revoke`, on the gateway's store
         other.revoke(key.split("_")[1])
         other.close()
         assert_unauthenticated(anonymous.get("/v1/needs-read"))

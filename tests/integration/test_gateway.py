@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from api.auth.keys import KeyStore
+from api.auth.keys import open_key_store
 from api.dicom.geometry import resize_to_model
 from api.dicom.series import load_slice_hounsfield, select_ct_series
 from api.inference.onnx_local import OnnxSegmenter
@@ -50,7 +50,7 @@ class Gateway:
 
 def new_key(data_dir: Path, scopes: tuple[str, ...] = CLIENT_SCOPES) -> str:
     """A key in the gateway's store, made as ``bonemets keys create`` makes it."""
-    store = KeyStore(data_dir / "keys.sqlite")
+    store = open_key_store(data_dir)
     try:
         return store.create("integration", scopes)[1]
     finally:

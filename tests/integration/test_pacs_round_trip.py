@@ -31,7 +31,7 @@ import pydicom
 import pytest
 import uvicorn
 
-from api.auth.keys import KeyStore
+from api.auth.keys import open_key_store
 from api.commands.serve import with_dicom_listener
 from api.config import Settings
 from api.http.app import create_app
@@ -88,7 +88,7 @@ def gateway_settings(tmp_path: Path, destination: str, **values: Any) -> Setting
 
 
 def api_key(settings: Settings, client: str) -> str:
-    keys = KeyStore(settings.data_dir / "keys.sqlite")
+    keys = open_key_store(settings.data_dir)
     try:
         return keys.create(client, ["studies:write", "studies:read"])[1]
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.auth.keys import KeyStore
+from api.auth.keys import open_key_store
 from tests.certificates import self_signed_certificate
 from tests.integration.conftest import OutputLines, free_ports, running_cli, wait_http_ok
 
@@ -61,7 +61,7 @@ def test_first_start_prints_a_development_key_once(tmp_path: Path) -> None:
     assert f'curl -H "Authorization: Bearer {key}"' in log
     # On the terminal only: no log line (uvicorn's or ours) carries it.
     assert [line for line in log.splitlines() if LOG_LINE.match(line) and key in line] == []
-    principal = KeyStore(tmp_path / "data" / "keys.sqlite").verify(key)
+    principal = open_key_store(tmp_path / "data").verify(key)
     assert principal is not None and principal.client == "local-dev"
 
     with running_cli(_serve_args(nothing), environment, tmp_path) as (cli, output):
@@ -87,7 +87,8 @@ def test_auth_off_warns_and_binds_loopback_only(tmp_path: Path) -> None:
         wait_http_ok(f"http://127.0.0.1:{port}/healthz", cli, timeout=120)
         log = _stop(cli, output)
     store = tmp_path / "data" / "keys.sqlite"  # the app may open it; no key is made in it
-    assert KEY.search(log) is None and (not store.exists() or KeyStore(store).list() == [])
+    assert KEY.search(log) is None
+    assert not store.exists() or open_key_store(store.parent).list() == []
 
 
 def test_serves_https_with_the_given_certificate(tmp_path: Path) -> None:

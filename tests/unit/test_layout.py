@@ -33,7 +33,7 @@ EXPORT_LAYERS = {
 API_ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "schemas": {"errors"},
-    "auth": {"errors"},  # who is calling: keys, tokens, signed links; no HTTP
+    "auth": {"db", "errors"},  # who is calling: keys, tokens, signed links; no HTTP
     "dicom": {"errors"},
     "inference": {"errors"},
     "lesions": {"dicom", "inference"},  # slice geometry; the window formula for pictures

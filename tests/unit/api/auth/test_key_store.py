@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from api.auth.keys import KeyStore
+from api.auth.keys import open_key_store
 
 
 def test_a_key_verifies_until_revoked_and_is_never_stored(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "keys.sqlite")
+    store = open_key_store(tmp_path)
     record, key = store.create("pacs", ["studies:write"])
     principal = store.verify(key)
     assert principal is not None and principal.client == "pacs"
@@ -29,19 +29,49 @@ def test_a_key_verifies_until_revoked_and_is_never_stored(tmp_path: Path) -> Non
 
 
 def test_the_pepper_is_private_made_once_and_needed(tmp_path: Path) -> None:
-    first = KeyStore(tmp_path / "keys.sqlite")
+    first = open_key_store(tmp_path)
     _, key = first.create("ris", [])
     pepper = tmp_path / "keys.pepper"
     assert stat.S_IMODE(pepper.stat().st_mode) == 0o600 and len(pepper.read_bytes()) == 32
     assert not list(tmp_path.glob("*.tmp"))
-    second = KeyStore(tmp_path / "keys.sqlite")  # another process: the same pepper
+    second = open_key_store(tmp_path)  # another process: the same pepper
     assert second.verify(key) is not None
     first.close()
     second.close()
     pepper.write_bytes(b"\0" * 32)  # the database alone, with another pepper, verifies nothing
-    third = KeyStore(tmp_path / "keys.sqlite")
+    third = open_key_store(tmp_path)
     assert third.verify(key) is None
     third.close()
     pepper.write_bytes(b"")  # a truncated pepper is refused, never used as an empty key
     with pytest.raises(ValueError, match="pepper"):
-        KeyStore(tmp_path / "keys.sqlite")
+        open_key_store(tmp_path)
+
+
+PEPPER = "5e" * 32
+
+
+def test_replicas_on_one_postgresql_database_share_keys_under_one_pepper(
+        tmp_path: Path, postgres_url: str) -> None:
+    """A key made on one replica (or by `bonemets keys create` there) verifies on another;
+    a replica given another pepper verifies nothing; a revocation holds everywhere."""
+    making = open_key_store(tmp_path / "a", postgres_url, PEPPER)
+    serving = open_key_store(tmp_path / "b", postgres_url, PEPPER)
+    stranger = open_key_store(tmp_path / "c", postgres_url, "0f" * 32)
+    try:
+        record, key = making.create("pacs-router", ["studies:write"])
+        principal = serving.verify(key)
+        assert principal is not None and principal.client == "pacs-router"
+        assert stranger.verify(key) is None
+        assert [k.id for k in serving.list()] == [record.id]
+        assert making.where == "the job database"
+        assert serving.revoke(record.id)
+        assert making.verify(key) is None
+    finally:
+        for store in (making, serving, stranger):
+            store.close()
+    assert not (tmp_path / "a" / "keys.sqlite").exists()
+
+
+def test_a_shared_database_without_a_pepper_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="BONEMETS_KEY_PEPPER must be set"):
+        open_key_store(tmp_path, "postgresql://nobody@127.0.0.1:1/none")

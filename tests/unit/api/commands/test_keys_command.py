@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import api.cli
-from api.auth.keys import KEY_PATTERN, KeyStore
+from api.auth.keys import KEY_PATTERN, open_key_store
 from api.cli import COMMAND_GROUP
 
 
@@ -40,7 +40,7 @@ def test_create_prints_only_the_key_and_stores_only_its_hash(
     out = _create(capsys, tmp_path / "data", "--client", "pacs-router")
     key = out.strip()
     assert out == key + "\n" and KEY_PATTERN.fullmatch(key)
-    store = KeyStore(tmp_path / "data" / "keys.sqlite")
+    store = open_key_store(tmp_path / "data")
     principal = store.verify(key)
     assert principal is not None and principal.client == "pacs-router"
     assert principal.scopes == {"studies:write", "studies:read", "studies:delete"}
@@ -53,7 +53,7 @@ def test_create_with_scopes(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     admin = _create(capsys, tmp_path, "--client", "ops", "--scopes", "admin").strip()
     reader = _create(capsys, tmp_path, "--client", "viewer",
                      "--scopes", "studies:read,studies:write").strip()
-    store = KeyStore(tmp_path / "keys.sqlite")
+    store = open_key_store(tmp_path)
     admin_principal, reader_principal = store.verify(admin), store.verify(reader)
     assert admin_principal is not None and admin_principal.is_admin
     assert reader_principal is not None
@@ -113,7 +113,7 @@ def test_revoke_refuses_the_key_at_once(
 ) -> None:
     key = _create(capsys, tmp_path, "--client", "pacs").strip()
     key_id = KEY_PATTERN.fullmatch(key).group(1)  # type: ignore[union-attr]
-    store = KeyStore(tmp_path / "keys.sqlite")  # as the running gateway holds it
+    store = open_key_store(tmp_path)  # as the running gateway holds it
     assert store.verify(key) is not None
     code, out, err = _keys(capsys, "revoke", "--data-dir", str(tmp_path), key_id)
     assert (code, out) == (0, "") and f"key {key_id} of client 'pacs' revoked" in err

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from api.auth.keys import KEY_PATTERN, KeyStore
+from api.auth.keys import KEY_PATTERN, open_key_store
 from api.commands import access, serve
 from api.config import Settings
 from tests.certificates import self_signed_certificate
@@ -92,7 +92,7 @@ def test_first_start_makes_a_key_once_and_prints_it_only_to_the_terminal(
     terminal = io.StringIO()
     with caplog.at_level(logging.DEBUG):
         on_started = access.first_start_key(settings, out=terminal)
-        store = KeyStore(tmp_path / "data" / "keys.sqlite")
+        store = open_key_store(tmp_path / "data")
         assert store.list() == []  # made only once the gateway listens
         on_started()
     (key,) = [word for word in terminal.getvalue().split() if KEY_PATTERN.fullmatch(word)]
@@ -111,7 +111,7 @@ def test_first_start_makes_a_key_once_and_prints_it_only_to_the_terminal(
 
 
 def test_a_revoked_key_is_not_replaced_by_a_new_development_key(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "data" / "keys.sqlite")
+    store = open_key_store(tmp_path / "data")
     record, _ = store.create("pacs", ["studies:write"])
     store.revoke(record.id)
     terminal = io.StringIO()
