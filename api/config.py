@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BONEMETS_", env_file=".env", extra="ignore",
                                       hide_input_in_errors=True)
 
+    role: Literal["all", "api", "worker"] = Field(
+        default="all", description="what this process does: all (one process, the default),"
+        " api (uploads, reads, the DICOM listener; queues jobs) or worker (claims and runs"
+        " jobs, sends results to the PACS, sweeps expired studies; serves /healthz and /readyz"
+        " only); api and worker share BONEMETS_DATABASE_URL and BONEMETS_STORAGE_URL",
+    )
     host: str = Field(
         default="127.0.0.1",
         description="address `bonemets serve` binds; the service has no authentication yet,"

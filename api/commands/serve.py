@@ -30,6 +30,8 @@ EPILOG = """examples:
   BONEMETS_AUTH=off bonemets serve                # no credentials: loopback only, warned
   bonemets serve --dicom-port 11112 --ae-title BONEMETS   # also a DICOM (C-STORE) listener
   bonemets serve --destinations /etc/bonemets/destinations.toml   # SEG and SR to the PACS
+  bonemets serve --role api --port 8000           # an API replica (shared database and store)
+  bonemets serve --role worker --port 8080        # a worker: runs jobs; /healthz, /readyz only
 
 settings come from BONEMETS_* environment variables (see the README's table);
 the options below override them. Every route but /healthz, /readyz and the API docs asks
@@ -46,6 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                     "(SIGTERM or Ctrl-C: a clean stop, exit 0).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--role", choices=("all", "api", "worker"),
+                        help="all: one process (default); api: uploads and reads, jobs"
+                             " queued; worker: claims and runs jobs (default BONEMETS_ROLE;"
+                             " docs/deploy.md)")
     parser.add_argument("--host", help="address to bind (default BONEMETS_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default BONEMETS_PORT, 8000)")
     parser.add_argument("--data-dir", help="results, masks and the job database")
@@ -75,6 +81,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "dicom_port": getattr(args, "dicom_port", None),
         "ae_title": getattr(args, "ae_title", None),
         "destinations": getattr(args, "destinations", None),
+        "role": getattr(args, "role", None),
     }
     return Settings(**{key: value for key, value in options.items() if value is not None})
 
@@ -85,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     check_tls(settings)
     # A wrong destinations file (or a secret it names missing) stops here, before Triton.
     load_destinations(settings.destinations)
-    on_started = first_start_key(settings)
+    # A worker takes no request that needs a key: it makes none.
+    on_started = first_start_key(settings) if settings.role != "worker" else (lambda: None)
     stop = SignalStop()
     try:
         with stop:
@@ -102,7 +110,7 @@ def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None])
     from api.http.app import create_app
 
     with ExitStack() as stack:
-        if settings.triton_url is None:
+        if settings.triton_url is None and settings.role != "api":
             from api.tritonserver.launcher import LocalTriton
 
             stack.enter_context(LocalTriton(
@@ -114,7 +122,8 @@ def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None])
             stack.callback(stop.shield)
             log.info("local Triton ready on gRPC :%d", settings.triton_grpc_port)
         app = create_app(settings)
-        with_dicom_listener(app)
+        if settings.role != "worker":  # C-STORE in is an API replica's (or the one process's)
+            with_dicom_listener(app)
         server = _announcing_server(uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level="info",
             ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,

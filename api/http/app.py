@@ -95,13 +95,18 @@ async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncItera
     runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs, leases=leases,
                        deliver_to=destinations.for_client, on_success=delivery.wake,
                        has_upload=store.exists)
-    delivery.start()
-    runner.start()  # it claims what a stopped process gave back, or a dead one's lease left
-    sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
+    # An API replica queues jobs and answers reads; workers (or the one process) run them.
+    runs_jobs = settings.role != "api"
+    sweeper: asyncio.Task[None] | None = None
+    if runs_jobs:
+        delivery.start()
+        runner.start()  # it claims what a stopped process gave back, or a dead one's lease left
+        sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
     try:
         yield jobs, store, model, runner, destinations.for_client
     finally:
-        sweeper.cancel()
+        if sweeper is not None:
+            sweeper.cancel()
         await runner.stop()
         await delivery.stop()
         decoder.shutdown(wait=True, cancel_futures=True)
@@ -149,9 +154,7 @@ def create_app(
     install_quotas(app, settings)
     install_audit(app, settings)  # last: outermost, so it sees every refusal
     app.include_router(health.router)
-    app.include_router(models.router)
-    app.include_router(studies.router)
-    app.include_router(dicomweb.router)
-    app.include_router(reports.router)
-    app.include_router(deliveries.router)
+    if settings.role != "worker":  # a worker answers its probes, nothing else
+        for router in (models, studies, dicomweb, reports, deliveries):
+            app.include_router(router.router)
     return app

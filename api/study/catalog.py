@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from api.config import Settings
 from api.errors import BoneMetsError
 from api.inference.contract import format_windows, parse_windows
 from api.inference.protocol import ModelInfo, SegmentationModel
 from api.schemas.result import ModelOut, WindowOut
+
+if TYPE_CHECKING:
+    from api.study.services import Services
 
 
 def model_description(info: ModelInfo, ready: bool) -> ModelOut:
@@ -29,6 +33,18 @@ def mismatch(info: ModelInfo, settings: Settings) -> str | None:
     if settings.threshold is not None and abs(settings.threshold - info.threshold) > 1e-6:
         return f"model threshold {info.threshold} differs from the configured {settings.threshold}"
     return None
+
+
+async def service_readiness(services: Services) -> str | None:
+    """None when this process can do its part, else why not: an API replica needs its job
+    database (studies queue while no model answers); a worker also needs the model."""
+    try:
+        await asyncio.to_thread(services.jobs.ping)
+    except BoneMetsError as exc:
+        return exc.detail
+    if services.settings.role == "api":
+        return None
+    return await readiness(services.model, services.settings)
 
 
 async def readiness(model: SegmentationModel, settings: Settings) -> str | None:

@@ -150,6 +150,11 @@ class JobStore:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def ping(self) -> None:
+        """Nothing, once the database answered (StorageError when it does not)."""
+        with self._db.reading() as cur:
+            cur.execute("SELECT 1").fetchone()
+
     def claim(self, worker: str, lease_s: float) -> Job | None:
         """The oldest job that is queued, or running on a lease that has run out, now running
         for ``worker`` until ``lease_s`` from now, with one more attempt; None when none is."""

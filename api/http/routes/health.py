@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.http.deps import ModelDep, SettingsDep
+from api.http.deps import ServicesDep
 from api.schemas import Health
-from api.study.catalog import readiness
+from api.study.catalog import service_readiness
 
 router = APIRouter(tags=["health"])
 
@@ -19,9 +19,11 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health,
             responses={503: {"model": Health, "description": "Not ready, with the reason"}})
-async def readyz(model: ModelDep, settings: SettingsDep, response: Response) -> Health:
-    """Triton is reachable and the model is ready, with the expected window and threshold."""
-    reason = await readiness(model, settings)
+async def readyz(services: ServicesDep, response: Response) -> Health:
+    """The job database answers; and, unless this is an API replica (whose uploads queue
+    while no model answers), Triton is reachable and the model ready, with the expected
+    window and threshold."""
+    reason = await service_readiness(services)
     if reason is None:
         return Health(status="ok")
     response.status_code = 503
