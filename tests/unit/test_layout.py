@@ -41,7 +41,10 @@ API_ALLOWED: dict[str, set[str]] = {
     "tritonserver": {"inference"},  # the tensor contract
     # DICOM SEG and SR from the typed result: source headers, lesion labels, no HTTP
     "reports": {"dicom", "errors", "inference", "lesions", "schemas"},
-    "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "reports", "schemas"},
+    # Objects by key, on disk or in an S3-compatible bucket; nothing of studies.
+    "objects": {"errors"},
+    "study": {"auth", "config", "dicom", "errors", "inference", "lesions", "objects", "reports",
+              "schemas"},
     # DICOM in (STOW-RS's instances, the DIMSE listener): to the same intake as uploads.
     "dimse": {"auth", "config", "dicom", "errors", "study"},
     # Results back to the PACS: the ledger's due rows, the job's SEG and SR, sent.
