@@ -1,5 +1,9 @@
 """API-tier fixtures: the app with a fake model, and small CT series built here.
 
+The app keeps its objects on disk, or with ``BONEMETS_TEST_STORAGE=s3`` in a real S3 server
+(SeaweedFS, a fresh prefix per test): the autouse ``storage`` fixture sets
+``BONEMETS_STORAGE_URL`` and the AWS variables, which every ``Settings()`` of the tier reads.
+
 Every route but the open ones needs credentials: ``client`` (a :class:`CheckedClient`)
 sends an API key it makes in the app's key store at start, for the client ``tests`` with
 studies:write, studies:read and studies:delete; ``client.api_key`` is that key.
@@ -25,6 +29,8 @@ from api.http.app import create_app
 from export.phantoms.ct_dicom import PixelFormat, SeriesIdentity, ct_series, ct_slice, write_series
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
+from tests.api.stored import StorageUnderTest
+from tests.conftest import storage_under_test
 
 
 @dataclass
@@ -86,8 +92,23 @@ def wait_finished(client: TestClient, job_id: str, timeout_s: float = 60) -> dic
     raise AssertionError(f"job {job_id} did not finish in {timeout_s} s: {job}")
 
 
+@pytest.fixture(autouse=True)
+def storage(request: pytest.FixtureRequest,
+            monkeypatch: pytest.MonkeyPatch) -> StorageUnderTest:
+    """Where the test's app keeps its objects: the data directory, or a prefix of its own in
+    the session's SeaweedFS when ``BONEMETS_TEST_STORAGE=s3``."""
+    monkeypatch.delenv("BONEMETS_STORAGE_URL", raising=False)
+    if storage_under_test() == "local":
+        return StorageUnderTest()
+    s3 = request.getfixturevalue("seaweedfs")
+    prefix = s3.new_prefix()
+    for name, value in s3.environment(prefix).items():
+        monkeypatch.setenv(name, value)
+    return StorageUnderTest(s3, prefix)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, storage: StorageUnderTest) -> Settings:
     return Settings(data_dir=tmp_path / "data", decode_workers=1, batch_size=2,
                     inflight_batches=2)
 
