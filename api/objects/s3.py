@@ -9,6 +9,7 @@ Endpoint, region and credentials come from the usual AWS variables (``AWS_ENDPOI
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,9 @@ FILES_AT_ONCE = 8
 # DeleteObjects takes at most this many keys a call.
 DELETE_BATCH = 1000
 MISSING = {"404", "NoSuchKey", "NotFound"}
+# Their DEBUG lines name object keys and request bodies; a service's logs carry no upload's
+# names, whatever level the root logger is set to.
+CHATTY_LOGGERS = ("boto3", "botocore", "s3transfer")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class S3Objects:
     def __init__(self, location: S3Location, *, part_bytes: int = 16 << 20,
                  client: Any = None) -> None:
         self.location = location
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
         self._client = client if client is not None else s3_client()
         self._transfer = TransferConfig(multipart_threshold=part_bytes,
                                         multipart_chunksize=part_bytes, max_concurrency=4)

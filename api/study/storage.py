@@ -2,6 +2,7 @@
 disk (the default) or in an S3-compatible bucket (``BONEMETS_STORAGE_URL``).
 
     studies/<job_id>/upload/...        the DICOM files as received (zips expanded)
+    studies/<job_id>/upload.json       (in a bucket) the upload's file names
     studies/<job_id>/series.pickle     the series chosen at intake, its files named
                                        relative to upload/
     studies/<job_id>/result.json       the result, written once, whole
@@ -14,20 +15,25 @@ On disk the keys are paths under the data directory, as they always were, and th
 written and decoded in place. In a bucket, the upload is written to a local scratch folder
 first and sent when its header pass is done (:meth:`StudyStore.keep_upload`); whatever needs
 its files on disk (the decoder pool, pydicom) fetches them into scratch for the while
-(:meth:`StudyStore.local_upload`). Masks of empty slices are not stored; PNGs are rendered when
-asked for. The upload is kept with the result, so that overlays can be drawn and an
-interrupted job can be run again.
+(:meth:`StudyStore.local_upload`). There each file's key is a hash of its name in the upload
+(``upload/<sha256>``), and ``upload.json`` lists the names: a zip member's name may be a
+patient's, and keys show up in the object store's own logs. Masks of empty slices are not
+stored; PNGs are rendered when asked for. The upload is kept with the result, so that
+overlays can be drawn and an interrupted job can be run again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import pickle
 import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +43,8 @@ from api.config import Settings
 from api.errors import StorageError
 from api.objects import FolderObjects, ObjectStore, open_objects
 from api.schemas.result import StudyResult
+
+log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _OUTPUT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -48,10 +56,16 @@ def _output_name(name: str) -> str:
     return name
 
 
+def _safe_name(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return bool(parts) and parts[0] != "/" and ".." not in parts
+
+
 def open_study_store(settings: Settings) -> StudyStore:
     """The store the settings name: the data directory, or ``storage_url``'s bucket."""
     objects = open_objects(settings.storage_url, settings.data_dir,
                            part_mb=settings.storage_part_mb)
+    log.info("studies are kept in %s", objects.describe())
     return StudyStore(settings.data_dir, objects, settings.scratch_dir)
 
 
@@ -64,7 +78,9 @@ class StudyStore:
         self.root = root
         self.objects: ObjectStore = objects if objects is not None else FolderObjects(root)
         self.scratch = scratch if scratch is not None else root / "scratch"
-        (root / "studies").mkdir(parents=True, exist_ok=True)
+        studies = self.objects.local_path("studies")
+        if studies is not None:
+            studies.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
     def _prefix(job_id: str) -> str:
@@ -95,9 +111,11 @@ class StudyStore:
         incoming = self._incoming(job_id)
         if self.objects.local_path(self._prefix(job_id)) is not None or not incoming.exists():
             return
-        upload = self._prefix(job_id) + "upload/"
         files = [p for p in sorted(incoming.rglob("*")) if p.is_file() and not p.is_symlink()]
-        self.objects.put_files((upload + p.relative_to(incoming).as_posix(), p) for p in files)
+        names = [p.relative_to(incoming).as_posix() for p in files]
+        self.objects.put_files(
+            (self._upload_key(job_id, name), path) for name, path in zip(names, files, strict=True))
+        self.objects.put_bytes(self._prefix(job_id) + "upload.json", json.dumps(names).encode())
         shutil.rmtree(incoming, ignore_errors=True)
 
     @contextmanager
@@ -105,20 +123,32 @@ class StudyStore:
         """A folder on this machine holding the job's upload (only ``names``, paths relative
         to it, when given) for the block: the upload itself on disk, else a scratch copy
         removed after."""
-        upload = self._prefix(job_id) + "upload/"
-        in_place = self.objects.local_path(upload)
+        in_place = self.objects.local_path(self._prefix(job_id) + "upload")
         if in_place is not None:
             yield in_place
             return
         folder = self.scratch / "runs" / f"{job_id}-{uuid.uuid4().hex[:8]}"
         try:
             folder.mkdir(parents=True)
-            keys = ([upload + name for name in names] if names is not None
-                    else list(self.objects.keys(upload)))
-            self.objects.download_files((key, folder / key[len(upload):]) for key in keys)
+            wanted = self._upload_names(job_id) if names is None else list(names)
+            self.objects.download_files((self._upload_key(job_id, name), folder / name)
+                                        for name in wanted if _safe_name(name))
             yield folder
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def _upload_key(self, job_id: str, name: str) -> str:
+        return f"{self._prefix(job_id)}upload/{hashlib.sha256(name.encode()).hexdigest()}"
+
+    def _upload_names(self, job_id: str) -> list[str]:
+        raw = self.objects.get_bytes(self._prefix(job_id) + "upload.json")
+        try:
+            names = json.loads(raw) if raw is not None else None
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise StorageError(f"the upload of job {job_id} cannot be read")
+        return names
 
     def exists(self, job_id: str) -> bool:
         try:

@@ -202,9 +202,7 @@ def test_delete_removes_everything(client: TestClient, series: BuiltSeries,
     kept = storage.keys(settings, job["id"])
     assert {folder + name for name in ("result.json", "series.pickle", "masks/2.bits",
                                        "masks/3.bits")} <= set(kept)
-    # The parts under names of our own, one object each.
-    assert [k for k in kept if k.startswith(f"{folder}upload/part-")] == [
-        f"{folder}upload/part-{n:05d}" for n in range(1, len(series.paths) + 1)]
+    assert len([k for k in kept if k.startswith(f"{folder}upload/")]) == len(series.paths)
     assert client.delete(f"/v1/studies/{job['id']}").status_code == 204
     assert storage.leftovers(settings) == []
     assert client.get(f"/v1/studies/{job['id']}").status_code == 404
