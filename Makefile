@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test install install-dev model-repository lint typecheck bench demo-model clean system-packages
+.PHONY: serve test test-s3 install install-dev model-repository lint typecheck bench demo-model clean system-packages
 
 # The gateway binds BONEMETS_HOST:BONEMETS_PORT (default 127.0.0.1:8000), e.g.
 # `make serve BONEMETS_PORT=9000`; a .env file works too. Its first start prints a
@@ -14,6 +14,11 @@ serve: install model-repository  ## set up and start Triton + the gateway on 127
 
 test: install-dev  ## set up and run every test (unit, API, integration)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The API tier again, the app keeping every object in a real S3 server (SeaweedFS's weed,
+# from the test extra, started by the tests) instead of the data directory. CI runs both.
+test-s3: install-dev  ## the API tier with storage in S3 (BONEMETS_TEST_STORAGE=s3)
+	BONEMETS_TEST_STORAGE=s3 $(BIN)/python -m pytest tests/api $(PYTEST_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from api.config import Settings
 from api.dicom.series import select_ct_series
 from api.errors import StorageError
 from api.schemas import StudyResult
+from api.study.jobs import JobStore
+from api.study.retention import sweep
 from api.study.series_record import keep_series, series_on_disk, stored_series
 from api.study.storage import StudyStore, open_study_store
 from tests.api.conftest import build_series
@@ -55,12 +58,12 @@ def _example_result() -> StudyResult:
     return StudyResult.model_validate(extra["example"])
 
 
-def _received(store: StudyStore, files: dict[str, bytes]) -> None:
-    folder = store.create(JOB)
+def _received(store: StudyStore, files: dict[str, bytes], job_id: str = JOB) -> None:
+    folder = store.create(job_id)
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
-    store.keep_upload(JOB)
+    store.keep_upload(job_id)
 
 
 def test_result_masks_outputs_and_record_read_back_and_missing_ones_read_as_before(
@@ -198,3 +201,21 @@ def test_the_series_record_names_files_relative_to_the_upload(
         assert all(ref.path.is_file() for ref in placed.slices)
     with pytest.raises(StorageError), series_on_disk(store, JOB, [3]):
         pass
+
+
+def test_retention_removes_every_object_of_an_expired_job(
+    backend: tuple[StudyStore, Listing], tmp_path: Path
+) -> None:
+    store, listing = backend
+    jobs = JobStore(tmp_path / "jobs.sqlite")
+    old, running = JOB, "f" * 32
+    for job_id in (old, running):
+        jobs.create(job_id)
+        _received(store, {"a.dcm": b"A"}, job_id)
+        store.write_result(job_id, _example_result())
+    jobs.succeed(old)
+    jobs.start(running, 3)
+    assert sweep(jobs, store, retention_h=1, now=time.time() + 7200) == 1
+    assert [name for name in listing() if old in name] == []
+    assert any(name.startswith(f"studies/{running}/") for name in listing())
+    assert store.read_result(running) == _example_result()
