@@ -110,3 +110,15 @@ def test_an_unreachable_server_is_a_storage_error(monkeypatch: pytest.MonkeyPatc
         objects.get_bytes("a")
     with pytest.raises(StorageError, match="object store"):
         objects.put_bytes("a", b"x")
+
+
+def test_the_storage_setting_takes_only_a_bucket_url(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from api.config import Settings
+
+    assert Settings(data_dir=tmp_path, storage_url="").storage_url is None
+    assert Settings(data_dir=tmp_path, storage_url="s3://scans/p").storage_url == "s3://scans/p"
+    for url in ("/srv/data", "https://s3.example.org/scans", "s3://"):
+        with pytest.raises(ValidationError, match="storage_url"):
+            Settings(data_dir=tmp_path, storage_url=url)
