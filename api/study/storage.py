@@ -223,6 +223,15 @@ class StudyStore:
         except (StorageError, pickle.UnpicklingError, AttributeError, EOFError, ImportError):
             return None
 
+    def unavailable(self) -> str | None:
+        """Why the store cannot be used now (a bucket unreachable, missing or refused), or
+        None; one listing, for /readyz."""
+        try:
+            self.objects.has_folder("studies/")
+        except StorageError as exc:
+            return exc.detail
+        return None
+
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
