@@ -31,7 +31,8 @@ Inspector = Callable[[Sequence[Path], CTSeries | None, BaseException | None], Aw
 
 @dataclass(frozen=True)
 class Received:
-    """A queued job, the files it was sent and the series chosen from them."""
+    """A queued job, the files it was sent and the series chosen from them (their paths as
+    received: in a bucket store's scratch, gone once the upload is kept)."""
 
     job_id: str
     files: tuple[Path, ...]

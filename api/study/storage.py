@@ -30,6 +30,7 @@ import logging
 import pickle
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -59,6 +60,13 @@ def _output_name(name: str) -> str:
 def _safe_name(name: str) -> bool:
     parts = PurePosixPath(name).parts
     return bool(parts) and parts[0] != "/" and ".." not in parts
+
+
+def _newest_mtime(folder: Path) -> float:
+    try:
+        return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+    except OSError:  # removed meanwhile
+        return time.time()
 
 
 def open_study_store(settings: Settings) -> StudyStore:
@@ -222,6 +230,19 @@ class StudyStore:
             return series
         except (StorageError, pickle.UnpicklingError, AttributeError, EOFError, ImportError):
             return None
+
+    def sweep_scratch(self, older_than_s: float = 6 * 3600, now: float | None = None) -> int:
+        """Remove scratch folders nothing has written to for ``older_than_s``: those of a
+        process killed mid-run or mid-upload (a live one writes within minutes). How many."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        removed = 0
+        for kind in ("incoming", "runs"):
+            folder = self.scratch / kind
+            for entry in list(folder.iterdir()) if folder.is_dir() else []:
+                if _newest_mtime(entry) < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+        return removed
 
     def unavailable(self) -> str | None:
         """Why the store cannot be used now (a bucket unreachable, missing or refused), or

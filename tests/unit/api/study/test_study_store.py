@@ -219,3 +219,18 @@ def test_retention_removes_every_object_of_an_expired_job(
     assert [name for name in listing() if old in name] == []
     assert any(name.startswith(f"studies/{running}/") for name in listing())
     assert store.read_result(running) == _example_result()
+
+
+def test_scratch_a_killed_process_left_is_swept_and_live_scratch_is_not(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path / "data")
+    dead = store.scratch / "runs" / f"{JOB}-0badf00d"
+    live = store.scratch / "incoming" / ("f" * 32)
+    for folder in (dead, live):
+        (folder / "deep").mkdir(parents=True)
+        (folder / "deep" / "a.dcm").write_bytes(b"A")
+    hours_ago = time.time() - 7 * 3600
+    for path in (dead, dead / "deep", dead / "deep" / "a.dcm", live):
+        os.utime(path, (hours_ago, hours_ago))
+    # live's file was written just now: the folder is in use, however old the folder is.
+    assert store.sweep_scratch(older_than_s=6 * 3600) == 1
+    assert not dead.exists() and (live / "deep" / "a.dcm").is_file()
