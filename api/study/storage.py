@@ -108,9 +108,13 @@ class StudyStore:
         if in_place is not None:
             in_place.mkdir(parents=True, exist_ok=False)
             return in_place
-        self.objects.make_folder(prefix)
         incoming = self._incoming(job_id)
         incoming.mkdir(parents=True, exist_ok=False)
+        try:
+            self.objects.make_folder(prefix)
+        except BaseException:
+            shutil.rmtree(incoming, ignore_errors=True)
+            raise
         return incoming
 
     def keep_upload(self, job_id: str) -> None:

@@ -234,3 +234,20 @@ def test_scratch_a_killed_process_left_is_swept_and_live_scratch_is_not(tmp_path
     # live's file was written just now: the folder is in use, however old the folder is.
     assert store.sweep_scratch(older_than_s=6 * 3600) == 1
     assert not dead.exists() and (live / "deep" / "a.dcm").is_file()
+
+
+def test_a_bucket_out_of_reach_refuses_an_upload_and_leaves_no_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.seaweedfs import _free_ports
+
+    (port,) = _free_ports(1)  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    store = open_study_store(Settings(data_dir=tmp_path / "d", storage_url="s3://scans/x"))
+    with pytest.raises(StorageError, match="object store"):
+        store.create(JOB)
+    assert [p for p in store.scratch.rglob("*") if p.is_file()] == []
+    assert not (store.scratch / "incoming" / JOB).exists()
+    assert store.unavailable() is not None and not (tmp_path / "d" / "studies").exists()
