@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test install install-dev model-repository lint typecheck bench demo-model clean system-packages
+.PHONY: serve test test-distributed install install-dev model-repository lint typecheck bench demo-model clean system-packages
 
 # The gateway binds BONEMETS_HOST:BONEMETS_PORT (default 127.0.0.1:8000), e.g.
 # `make serve BONEMETS_PORT=9000`; a .env file works too. Its first start prints a
@@ -12,8 +12,15 @@ PYTEST_ARGS ?=
 serve: install model-repository  ## set up and start Triton + the gateway on 127.0.0.1:8000 (first start: prints an API key)
 	$(BIN)/bonemets serve
 
-test: install-dev  ## set up and run every test (unit, API, integration)
+test: install-dev  ## set up and run every test: unit, API, integration, then the API tier on PostgreSQL + S3
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-distributed
+
+# The API tier again on the distributed seams: the job database in a real PostgreSQL
+# (Debian's, a cluster of the tests' own) and every object of every study in a real S3
+# server (SeaweedFS's weed, from the test extra), both started by the tests on free ports.
+test-distributed: install-dev  ## the API tier on PostgreSQL and S3 (BONEMETS_TEST_DATABASE=postgres BONEMETS_TEST_STORAGE=s3)
+	BONEMETS_TEST_DATABASE=postgres BONEMETS_TEST_STORAGE=s3 $(BIN)/python -m pytest tests/api $(PYTEST_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

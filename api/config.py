@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,6 +97,22 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         default=3, ge=1, description="claims of one job (restarts, lost workers) before it"
         " fails as interrupted",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="where uploads, results, masks and SEG/SR are kept: unset, under"
+        " data_dir; `s3://bucket/prefix`, an S3-compatible bucket (endpoint, region and"
+        " credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...)",
+    )
+    storage_part_mb: int = Field(
+        default=16, ge=5, le=5120,
+        description="with a bucket: files larger than this are sent as multipart uploads in"
+        " parts of this size, MiB (S3's smallest part is 5)",
+    )
+    scratch_dir: Path | None = Field(
+        default=None,
+        description="with a bucket: the local folder where uploads are received and a job's"
+        " files are fetched for its run, removed after; unset: data_dir/scratch",
     )
     max_upload_mb: int = Field(default=2048, gt=0, description="largest upload accepted, MB")
     max_slices: int = Field(default=2000, gt=0, description="most slices in one series")
@@ -221,6 +238,15 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value.get_secret_value()):
             raise ValueError("the key pepper is 64 hex digits (`openssl rand -hex 32`)")
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_is_s3(cls, value: str | None) -> str | None:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+                raise ValueError("storage_url must be s3://bucket or s3://bucket/prefix")
+        return value or None
 
     @field_validator("link_keys")
     @classmethod

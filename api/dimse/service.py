@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -26,14 +25,15 @@ async def submit_gathered(folder: Path, owner: str, services: Services) -> str:
     with no usable series becomes a failed job with the reason, not a silent loss."""
 
     async def move_in(upload: Path) -> None:
-        for path in sorted(folder.iterdir()):
-            os.replace(path, upload / path.name)
+        await asyncio.to_thread(_move_files, folder, upload)
 
     try:
         received = await intake.receive(move_in, services, owner, expand_zips=False)
     except InvalidUpload as exc:
         job_id = uuid.uuid4().hex
-        await asyncio.to_thread(services.store.create, job_id)  # a job is read with its folder
+        # A job is read with its folder: an empty one, nothing to keep in it.
+        await asyncio.to_thread(services.store.create, job_id)
+        await asyncio.to_thread(services.store.keep_upload, job_id)
         services.jobs.create(job_id, owner=owner, error=job_error(exc))  # never claimable
         log.warning("study received by C-STORE refused as job %s: %s", job_id, exc.type_uri)
         return job_id
@@ -41,6 +41,12 @@ async def submit_gathered(folder: Path, owner: str, services: Services) -> str:
         await asyncio.to_thread(shutil.rmtree, folder, True)
     log.info("study received by C-STORE queued as job %s", received.job_id)
     return received.job_id
+
+
+def _move_files(source: Path, target: Path) -> None:
+    for path in sorted(source.iterdir()):
+        # A move, not a rename: the scratch of a bucket store may be on another disk.
+        shutil.move(path, target / path.name)
 
 
 @asynccontextmanager

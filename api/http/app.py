@@ -30,7 +30,7 @@ from api.study.pipeline import StudyPipeline
 from api.study.retention import sweep_forever
 from api.study.runner import JobRunner, Leases, Routing
 from api.study.services import Services
-from api.study.storage import StudyStore
+from api.study.storage import StudyStore, open_study_store
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncItera
     """The job store, the study files, the model, and what works on them: the job runner,
     the delivery of results to the PACS, the retention sweep; stopped in reverse."""
     jobs = open_job_store(settings)
-    store = StudyStore(settings.data_dir)
+    store = open_study_store(settings)
     model = make_model(settings)
     decoder = DecoderPool(settings.decode_workers)
     pipeline = StudyPipeline(model=model, store=store, jobs=jobs, decoder=decoder,

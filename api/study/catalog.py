@@ -37,11 +37,15 @@ def mismatch(info: ModelInfo, settings: Settings) -> str | None:
 
 async def service_readiness(services: Services) -> str | None:
     """None when this process can do its part, else why not: an API replica needs its job
-    database (studies queue while no model answers); a worker also needs the model."""
+    database and object store (studies queue while no model answers); a worker also needs
+    the model."""
     try:
         await asyncio.to_thread(services.jobs.ping)
     except BoneMetsError as exc:
         return exc.detail
+    unavailable = await asyncio.to_thread(services.store.unavailable)
+    if unavailable is not None:
+        return unavailable
     if services.settings.role == "api":
         return None
     return await readiness(services.model, services.settings)

@@ -1,4 +1,5 @@
-"""Taking a study in: parts saved to the job's folder, zips expanded, headers checked, job queued.
+"""Taking a study in: parts saved to the job's folder (or to scratch, then to the bucket), zips
+expanded, headers checked, job queued.
 
 The header pass runs here, before the 202, so that a client who sent no CT (a PDF, a scout,
 an MR) hears so at once with a 4xx, and nothing is queued for it. Every entrance (the upload
@@ -17,6 +18,7 @@ from pathlib import Path
 from api.config import Settings
 from api.dicom.series import CTSeries, select_ct_series
 from api.dicom.sources import expand_upload, list_upload, zip_limits
+from api.study.series_record import keep_series
 from api.study.services import Services
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,8 @@ Inspector = Callable[[Sequence[Path], CTSeries | None, BaseException | None], Aw
 
 @dataclass(frozen=True)
 class Received:
-    """A queued job, the files it was sent and the series chosen from them."""
+    """A queued job, the files it was sent and the series chosen from them (their paths as
+    received: in a bucket store's scratch, gone once the upload is kept)."""
 
     job_id: str
     files: tuple[Path, ...]
@@ -50,7 +53,7 @@ def select_series(files: Sequence[Path], settings: Settings) -> CTSeries:
 
 
 async def receive_study(write_parts: PartWriter, services: Services, owner: str) -> str:
-    """Write the parts to disk, check that they hold a CT series, queue a job of ``owner``;
+    """Write the parts to storage, check that they hold a CT series, queue a job of ``owner``;
     return its id."""
     return (await receive(write_parts, services, owner)).job_id
 
@@ -61,7 +64,7 @@ async def receive(write_parts: PartWriter, services: Services, owner: str, *,
     (DICOMweb parts are DICOM instances), and ``inspect`` shown the files and the series
     chosen (or the error refusing them) while the files are still on disk."""
     job_id = uuid.uuid4().hex
-    upload = services.store.create(job_id)
+    upload = await asyncio.to_thread(services.store.create, job_id)
     try:
         await write_parts(upload)
         if expand_zips:
@@ -77,8 +80,10 @@ async def receive(write_parts: PartWriter, services: Services, owner: str, *,
             raise
         if inspect is not None:
             await inspect(files, series, None)
+        # Sent to the bucket, where there is one (on disk, the files are in place already).
+        await asyncio.to_thread(services.store.keep_upload, job_id)
         # The pipeline reads this back instead of a second header pass.
-        await asyncio.to_thread(services.store.write_series, job_id, series)
+        await asyncio.to_thread(keep_series, services.store, job_id, series, upload)
     except BaseException:
         # Nothing half-received is kept.
         await asyncio.to_thread(services.store.delete, job_id)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from api.dicom.series import CTSeries, load_slice_hounsfield
-from api.errors import StorageError
+from api.dicom.series import load_slice_hounsfield
 from api.inference.contract import Window
 from api.lesions.render import overlay_png
 from api.schemas import SliceResult, StudyResult
 from api.study.results import half_open
+from api.study.series_record import series_on_disk
 from api.study.storage import StudyStore
 
 
@@ -15,11 +15,10 @@ def render_overlay(store: StudyStore, job_id: str, result: StudyResult,
                    entry: SliceResult) -> bytes:
     """PNG of slice ``entry`` of a finished job (decodes that one slice from the upload)."""
     index = entry.index
-    series = store.read_series(job_id)
-    if not isinstance(series, CTSeries) or not 0 <= index < len(series.slices):
-        raise StorageError(f"the series of job {job_id} cannot be read")
-    # Decoded exactly as the model's input was, from the upload kept with the result.
-    hounsfield = load_slice_hounsfield(series.slices[index])
+    # Decoded exactly as the model's input was, from the upload kept with the result (its
+    # one file fetched, where the upload is in a bucket).
+    with series_on_disk(store, job_id, [index]) as series:
+        hounsfield = load_slice_hounsfield(series.slices[index])
     mask = store.read_mask(job_id, index, (entry.rows, entry.columns))
     first = result.model.windows[0]
     window = Window(level=first.level, width=first.width)

@@ -29,6 +29,7 @@ from api.study.decoding import DecodedBatch, decode_batch
 from api.study.intake import select_series
 from api.study.jobs import JobStore
 from api.study.results import StudyAccumulator
+from api.study.series_record import keep_series, placed, stored_series
 from api.study.storage import StudyStore
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,17 @@ class StudyPipeline:
 
     async def run(self, job_id: str) -> None:
         started = time.perf_counter()
-        self.store.clear_outputs(job_id)
-        upload = self.store.upload_dir(job_id)
+        await asyncio.to_thread(self.store.clear_outputs, job_id)
+        # The decoder pool reads files by path: the upload on disk, or a scratch copy of it
+        # for this run where it is in a bucket.
+        fetched = self.store.local_upload(job_id)
+        upload = await asyncio.to_thread(fetched.__enter__)
+        try:
+            await self._run(job_id, upload, started)
+        finally:
+            await asyncio.to_thread(fetched.__exit__, None, None, None)
+
+    async def _run(self, job_id: str, upload: Path, started: float) -> None:
         series = await asyncio.to_thread(self._series, job_id, upload)
         read_s = time.perf_counter() - started
         self.jobs.start(job_id, len(series.slices))
@@ -131,11 +141,13 @@ class StudyPipeline:
 
     def _series(self, job_id: str, upload: Path) -> CTSeries:
         """The series chosen at intake; read again from the files if that record is gone."""
-        cached = self.store.read_series(job_id)
-        if isinstance(cached, CTSeries) and all(ref.path.is_file() for ref in cached.slices):
-            return cached
+        cached = stored_series(self.store, job_id)
+        if cached is not None:
+            series = placed(cached, upload)
+            if all(ref.path.is_file() for ref in series.slices):
+                return series
         series = select_series(list_upload(upload), self.settings)
-        self.store.write_series(job_id, series)  # overlays read it back later
+        keep_series(self.store, job_id, series, upload)  # overlays read it back later
         return series
 
 

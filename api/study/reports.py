@@ -1,5 +1,5 @@
 """The DICOM SEG and SR of a finished study: made from the stored result, masks and upload
-headers when first asked for, then kept in the job's folder (deleted with the job)."""
+headers when first asked for, then kept with the job's objects (deleted with the job)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from api.dicom.series import CTSeries
 from api.errors import (
     JobNotFinished,
     JobNotFound,
     NoSegments,
     SegmentationUnsupported,
-    StorageError,
 )
 from api.reports.labels import lesion_boxes, lesion_labels
 from api.reports.outline import largest_region, outline
@@ -25,6 +23,7 @@ from api.reports.sources import SourceImages, read_sources
 from api.reports.sr import Outline, build_sr
 from api.schemas import StudyResult
 from api.study.jobs import JobState
+from api.study.series_record import series_on_disk
 from api.study.services import Services
 from api.study.storage import StudyStore
 from api.study.views import visible
@@ -88,16 +87,15 @@ def _cached(store: StudyStore, job_id: str, name: str, result: StudyResult) -> b
     return data
 
 
-def _series(store: StudyStore, job_id: str) -> CTSeries:
-    series = store.read_series(job_id)
-    if not isinstance(series, CTSeries):
-        raise StorageError(f"the series of job {job_id} cannot be read")
-    return series
+def _sources(store: StudyStore, job_id: str) -> SourceImages:
+    # Headers only, read while the files are on disk (fetched, where they are in a bucket).
+    with series_on_disk(store, job_id) as series:
+        return read_sources(series)
 
 
 def make_seg(store: StudyStore, job_id: str, result: StudyResult) -> Dataset:
     """The SEG dataset of a finished job with lesions."""
-    sources = read_sources(_series(store, job_id))
+    sources = _sources(store, job_id)
     images, labels = seg_input(store, job_id, result, sources)
     return build_seg(job_id, result, images, labels)
 
@@ -134,7 +132,7 @@ def seg_input(store: StudyStore, job_id: str, result: StudyResult,
 
 def make_sr(store: StudyStore, job_id: str, result: StudyResult) -> Dataset:
     """The SR dataset of a finished job, with or without lesions."""
-    sources = read_sources(_series(store, job_id))
+    sources = _sources(store, job_id)
     return build_sr(job_id, result, sources, lesion_outlines(store, job_id, result))
 
 

@@ -28,4 +28,6 @@ async def sweep_forever(jobs: JobStore, store: StudyStore, retention_h: float,
                         every_s: float = 600.0) -> None:
     while True:
         await asyncio.to_thread(sweep, jobs, store, retention_h)
+        # Scratch a killed process left (a bucket store's only): it would fill the disk.
+        await asyncio.to_thread(store.sweep_scratch)
         await asyncio.sleep(every_s)

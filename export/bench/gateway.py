@@ -152,9 +152,9 @@ class Gateway:
 
 def _bench_key(data_dir: Path) -> str:
     """An API key for the benchmark's client, in the key store the gateway will open."""
-    from api.auth.keys import KeyStore
+    from api.auth.keys import open_key_store
 
-    store = KeyStore(data_dir / "keys.sqlite")
+    store = open_key_store(data_dir)
     try:
         return store.create("bench", ["studies:write", "studies:read", "studies:delete"])[1]
     finally:

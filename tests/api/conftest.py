@@ -5,6 +5,10 @@ The job database is SQLite in each test's data folder, or, with
 (tests/postgres.py) for each test: ``BONEMETS_DATABASE_URL`` is set for the test, so every
 ``Settings`` a test builds uses it. CI runs the tier both ways (.ci/run).
 
+The app keeps its objects on disk, or with ``BONEMETS_TEST_STORAGE=s3`` in a real S3 server
+(SeaweedFS, a fresh prefix per test): the autouse ``storage`` fixture sets
+``BONEMETS_STORAGE_URL`` and the AWS variables, which every ``Settings()`` of the tier reads.
+
 Every route but the open ones needs credentials: ``client`` (a :class:`CheckedClient`)
 sends an API key it makes in the app's key store at start, for the client ``tests`` with
 studies:write, studies:read and studies:delete; ``client.api_key`` is that key.
@@ -31,6 +35,8 @@ from api.http.app import create_app
 from export.phantoms.ct_dicom import PixelFormat, SeriesIdentity, ct_series, ct_slice, write_series
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
+from tests.api.stored import StorageUnderTest
+from tests.conftest import storage_under_test
 
 
 @dataclass
@@ -105,8 +111,23 @@ def job_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     return url
 
 
+@pytest.fixture(autouse=True)
+def storage(request: pytest.FixtureRequest,
+            monkeypatch: pytest.MonkeyPatch) -> StorageUnderTest:
+    """Where the test's app keeps its objects: the data directory, or a prefix of its own in
+    the session's SeaweedFS when ``BONEMETS_TEST_STORAGE=s3``."""
+    monkeypatch.delenv("BONEMETS_STORAGE_URL", raising=False)
+    if storage_under_test() == "local":
+        return StorageUnderTest()
+    s3 = request.getfixturevalue("seaweedfs")
+    prefix = s3.new_prefix()
+    for name, value in s3.environment(prefix).items():
+        monkeypatch.setenv(name, value)
+    return StorageUnderTest(s3, prefix)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, storage: StorageUnderTest) -> Settings:
     return Settings(data_dir=tmp_path / "data", decode_workers=1, batch_size=2,
                     inflight_batches=2)
 

@@ -22,6 +22,7 @@ from tests.api.callers import as_caller, with_callers
 from tests.api.conftest import BuiltSeries, as_files, build_series
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
+from tests.api.stored import StorageUnderTest
 
 OLD_KEY, NEW_KEY = "o" * 32, "n" * 32
 INVALID = "urn:bonemets:problem:invalid-link"
@@ -85,9 +86,11 @@ def test_a_link_opens_without_credentials_and_shows_what_the_key_shows(
 
 
 def test_the_stored_result_keeps_plain_paths(api: TestClient, small: BuiltSeries,
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path, storage: StorageUnderTest) -> None:
     job = _result(api, "alice", small)
-    stored = json.loads((tmp_path / "data" / "studies" / job["id"] / "result.json").read_text())
+    kept = storage.get(Settings(data_dir=tmp_path / "data"), f"studies/{job['id']}/result.json")
+    assert kept is not None
+    stored = json.loads(kept)
     assert stored["slices"][1]["mask_url"] == f"/v1/studies/{job['id']}/slices/1/mask.png"
     assert stored["slices"][1]["overlay_url"] == f"/v1/studies/{job['id']}/slices/1/overlay.png"
     # Apart from the links, the answer is the stored result.

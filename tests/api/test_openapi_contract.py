@@ -25,6 +25,7 @@ from api.http.auth import authenticate
 from api.http.quotas import client_inflight
 from api.inference.protocol import ModelInfo, Segmentation
 from api.schemas import Problem
+from api.study.storage import open_study_store
 from tests.api.conftest import as_files, build_series, wait_finished
 from tests.api.contract import CheckedClient, Contract, Pair, example_path, new_key
 from tests.api.fakes import BrightBoneModel
@@ -132,7 +133,7 @@ def _tour_dicomweb(client: TestClient, small: list[Path]) -> None:
 
 
 def _tour_job(client: TestClient, model: SwitchableModel, small: list[Path], job_id: str,
-              data_dir: Path) -> None:
+              settings: Settings) -> None:
     unknown = "0123456789abcdef0123456789abcdef"
     assert client.get(f"/v1/studies/{job_id}").status_code == 200
     assert client.get(f"/v1/studies/{unknown}").status_code == 404
@@ -154,7 +155,8 @@ def _tour_job(client: TestClient, model: SwitchableModel, small: list[Path], job
     assert client.post(f"/v1/studies/{running}/deliveries").status_code == 409
     model.delay_s = 0.0
     wait_finished(client, running)
-    (data_dir / "studies" / running / "result.json").write_text('{"slices": "broken"}')
+    open_study_store(settings).objects.put_bytes(f"studies/{running}/result.json",
+                                                 b'{"slices": "broken"}')
     assert client.get(f"/v1/studies/{running}").status_code == 500
     assert client.delete(f"/v1/studies/{job_id}").status_code == 204
     assert client.delete(f"/v1/studies/{job_id}").status_code == 404
@@ -208,7 +210,7 @@ def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Pat
         job_id = _tour_submissions(client, model, small, large)
         _tour_dicomweb(client, small)
         _tour_listing_and_links(client, app, job_id)
-        _tour_job(client, model, small, job_id, settings.data_dir)
+        _tour_job(client, model, small, job_id, settings)
         _tour_credentials(client)
         declared = client.contract.pairs()
     # Any route can fail unexpectedly, so each documents a 500; the tour makes it happen where

@@ -20,6 +20,7 @@ from tests.api.conftest import as_files, build_series
 from tests.api.contract import CheckedClient
 from tests.api.dicom_checks import check_seg, check_sr, dciodvfy
 from tests.api.fakes import BrightBoneModel
+from tests.api.stored import StorageUnderTest
 from tests.conftest import corpus_series_files
 
 
@@ -150,18 +151,19 @@ def test_a_study_without_lesions_has_an_sr_that_says_so_and_no_seg(
 
 
 def test_the_objects_are_made_once_kept_with_the_job_and_deleted_with_it(
-    client: TestClient, settings: Settings, tmp_path: Path
+    client: TestClient, settings: Settings, tmp_path: Path, storage: StorageUnderTest
 ) -> None:
     job = client.post("/v1/studies?wait=60",
                       files=as_files(two_lesions(tmp_path / "s"))).json()
-    folder = settings.data_dir / "studies" / job["id"] / "outputs"
+    outputs = f"studies/{job['id']}/outputs/"
     first = {name: client.get(f"/v1/studies/{job['id']}/{name}").content
              for name in ("seg.dcm", "sr.dcm")}
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == first
-    (folder / "sr.dcm").write_bytes(first["seg.dcm"])  # served from the folder, not remade
+    kept = [key for key in storage.keys(settings, job["id"]) if key.startswith(outputs)]
+    assert {key.removeprefix(outputs): storage.get(settings, key) for key in kept} == first
+    storage.put(settings, outputs + "sr.dcm", first["seg.dcm"])  # served as kept, not remade
     assert client.get(f"/v1/studies/{job['id']}/sr.dcm").content == first["seg.dcm"]
     assert client.delete(f"/v1/studies/{job['id']}").status_code == 204
-    assert not folder.exists()
+    assert storage.leftovers(settings) == []
     assert client.get(f"/v1/studies/{job['id']}/seg.dcm").status_code == 404
 
 

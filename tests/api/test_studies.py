@@ -18,6 +18,7 @@ from api.http.app import create_app
 from tests.api.conftest import BuiltSeries, as_files, as_zip, build_series, wait_finished
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
+from tests.api.stored import StorageUnderTest
 
 PROBLEM = "application/problem+json"
 
@@ -131,18 +132,20 @@ def test_non_square_slices_come_back_at_their_own_size(client: TestClient, tmp_p
         rows.min(), rows.max(), cols.min(), cols.max())
 
 
-def test_not_dicom_is_415_and_nothing_is_kept(client: TestClient, settings: Settings) -> None:
+def test_not_dicom_is_415_and_nothing_is_kept(client: TestClient, settings: Settings,
+                                              storage: StorageUnderTest) -> None:
     response = client.post("/v1/studies", files=[("files", ("report.pdf", b"%PDF-1.4 x", "a/b"))])
     assert response.status_code == 415
     assert response.headers["content-type"] == PROBLEM
     body = response.json()
     assert body["type"] == "urn:bonemets:problem:not-dicom"
     assert body["status"] == 415 and body["detail"]
-    assert list((settings.data_dir / "studies").iterdir()) == []
+    assert storage.leftovers(settings) == []
 
 
-def test_an_upload_without_files_parts_is_a_400_problem(client: TestClient,
-                                                         settings: Settings) -> None:
+def test_an_upload_without_files_parts_is_a_400_problem(
+    client: TestClient, settings: Settings, storage: StorageUnderTest
+) -> None:
     form = client.post("/v1/studies", data={"x": "y"})
     assert form.status_code == 400
     assert form.headers["content-type"] == PROBLEM
@@ -153,7 +156,7 @@ def test_an_upload_without_files_parts_is_a_400_problem(client: TestClient,
     broken = client.post("/v1/studies", content=b"--xyz\r\nnot a part",
                          headers={"content-type": "multipart/form-data; boundary=xyz"})
     assert broken.status_code == 400
-    assert list((settings.data_dir / "studies").iterdir()) == []
+    assert storage.leftovers(settings) == []
 
 
 def test_upload_over_the_limit_is_413(tmp_path: Path, series: BuiltSeries) -> None:
@@ -166,13 +169,15 @@ def test_upload_over_the_limit_is_413(tmp_path: Path, series: BuiltSeries) -> No
         assert client.get("/healthz").status_code == 200
 
 
-def test_too_many_slices_is_413(tmp_path: Path, series: BuiltSeries) -> None:
+def test_too_many_slices_is_413(tmp_path: Path, series: BuiltSeries,
+                                storage: StorageUnderTest) -> None:
     settings = Settings(data_dir=tmp_path / "d", max_slices=4, decode_workers=1)
     app = create_app(settings, model_factory=lambda _: BrightBoneModel())
     with CheckedClient(app, raise_server_exceptions=False) as client:
         response = client.post("/v1/studies", files=as_files(series.paths))
         assert response.status_code == 413
         assert response.json()["type"] == "urn:bonemets:problem:too-many-slices"
+        assert storage.leftovers(settings) == []  # refused after the parts were kept
 
 
 def test_unknown_job_is_404_problem(client: TestClient) -> None:
@@ -190,11 +195,16 @@ def test_slice_out_of_range_is_404(client: TestClient, series: BuiltSeries) -> N
 
 
 def test_delete_removes_everything(client: TestClient, series: BuiltSeries,
-                                   settings: Settings) -> None:
+                                   settings: Settings, storage: StorageUnderTest) -> None:
     job = client.post("/v1/studies?wait=60", files=as_files(series.paths)).json()
-    assert (settings.data_dir / "studies" / job["id"]).is_dir()
+    assert client.get(job["result"]["slices"][2]["mask_url"]).status_code == 200
+    folder = f"studies/{job['id']}/"
+    kept = storage.keys(settings, job["id"])
+    assert {folder + name for name in ("result.json", "series.pickle", "masks/2.bits",
+                                       "masks/3.bits")} <= set(kept)
+    assert len([k for k in kept if k.startswith(f"{folder}upload/")]) == len(series.paths)
     assert client.delete(f"/v1/studies/{job['id']}").status_code == 204
-    assert not (settings.data_dir / "studies" / job["id"]).exists()
+    assert storage.leftovers(settings) == []
     assert client.get(f"/v1/studies/{job['id']}").status_code == 404
     assert client.delete(f"/v1/studies/{job['id']}").status_code == 404
 
@@ -256,7 +266,7 @@ def _multipart(paths: list[Path], boundary: str, *, closed: bool) -> bytes:
 
 
 def test_a_body_cut_short_is_a_400_not_a_smaller_study(
-    client: TestClient, settings: Settings, series: BuiltSeries
+    client: TestClient, settings: Settings, series: BuiltSeries, storage: StorageUnderTest
 ) -> None:
     headers = {"content-type": "multipart/form-data; boundary=cut"}
     whole = _multipart(series.paths, "cut", closed=True)
@@ -266,12 +276,13 @@ def test_a_body_cut_short_is_a_400_not_a_smaller_study(
         assert response.status_code == 400, response.text
         assert response.headers["content-type"] == PROBLEM
         assert "cut short" in response.json()["detail"]
-    assert list((settings.data_dir / "studies").iterdir()) == []
+    assert storage.leftovers(settings) == []
     accepted = client.post("/v1/studies", content=whole, headers=headers)
     assert accepted.status_code == 202, accepted.text
 
 
-def test_a_small_zip_cannot_inflate_past_the_upload_limit(tmp_path: Path) -> None:
+def test_a_small_zip_cannot_inflate_past_the_upload_limit(tmp_path: Path,
+                                                          storage: StorageUnderTest) -> None:
     """A 1 MB server takes at most 8 MiB out of a zip, not the default 4 GiB."""
     settings = Settings(data_dir=tmp_path / "d", max_upload_mb=1, decode_workers=1)
     buffer = io.BytesIO()
@@ -284,7 +295,7 @@ def test_a_small_zip_cannot_inflate_past_the_upload_limit(tmp_path: Path) -> Non
         response = client.post("/v1/studies", files=files)
         assert response.status_code == 413, response.text
         assert response.json()["type"] == "urn:bonemets:problem:upload-too-large"
-        assert list((settings.data_dir / "studies").iterdir()) == []
+        assert storage.leftovers(settings) == []
 
 
 def _label_body_part(paths: list[Path], body_part: str) -> None:
@@ -295,7 +306,7 @@ def _label_body_part(paths: list[Path], body_part: str) -> None:
 
 
 def test_a_series_record_lost_after_intake_is_chosen_again_by_the_same_rule(
-    tmp_path: Path
+    tmp_path: Path, storage: StorageUnderTest
 ) -> None:
     """A head series with more slices beside a trunk one: the trunk, at intake and after."""
     head = build_series(tmp_path / "head", slices=8, seed=1)
@@ -307,12 +318,13 @@ def test_a_series_record_lost_after_intake_is_chosen_again_by_the_same_rule(
     slow = BrightBoneModel(delay_s=5.0)
     with CheckedClient(create_app(settings, model_factory=lambda _: slow)) as client:
         job_id = client.post("/v1/studies", files=as_files(head.paths + trunk.paths)).json()["id"]
-    record = settings.data_dir / "studies" / job_id / "series.pickle"
-    record.unlink()
+    record = f"studies/{job_id}/series.pickle"
+    assert record in storage.keys(settings, job_id)
+    storage.remove(settings, record)
     with CheckedClient(create_app(settings, model_factory=lambda _: BrightBoneModel())) as client:
         job = wait_finished(client, job_id)
     assert job["state"] == "succeeded", job
     result = job["result"]
     assert (result["series_instance_uid"], result["slice_count"]) == (trunk_uid, 6)
     assert any("left out: BodyPartExamined is HEAD" in w for w in result["warnings"])
-    assert record.is_file()
+    assert record in storage.keys(settings, job_id)

@@ -43,7 +43,10 @@ API_ALLOWED: dict[str, set[str]] = {
     "reports": {"dicom", "errors", "inference", "lesions", "schemas"},
     # The job database: SQLite or PostgreSQL behind one interface; knows nothing of jobs.
     "db": {"errors"},
-    "study": {"auth", "config", "db", "dicom", "errors", "inference", "lesions", "reports",
+    # Objects by key, on disk or in an S3-compatible bucket; nothing of studies.
+    "objects": {"errors"},
+    "study": {"auth", "config", "db", "dicom", "errors", "inference", "lesions", "objects",
+              "reports",
               "schemas"},
     # DICOM in (STOW-RS's instances, the DIMSE listener): to the same intake as uploads.
     "dimse": {"auth", "config", "dicom", "errors", "study"},
