@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from api.config import Settings
+from api.db.sqlite import SqliteDatabase
 from api.dicom.series import select_ct_series
 from api.errors import StorageError
 from api.schemas import StudyResult
@@ -207,14 +208,15 @@ def test_retention_removes_every_object_of_an_expired_job(
     backend: tuple[StudyStore, Listing], tmp_path: Path
 ) -> None:
     store, listing = backend
-    jobs = JobStore(tmp_path / "jobs.sqlite")
+    jobs = JobStore(SqliteDatabase(tmp_path / "jobs.sqlite"))
     old, running = JOB, "f" * 32
     for job_id in (old, running):
         jobs.create(job_id)
         _received(store, {"a.dcm": b"A"}, job_id)
         store.write_result(job_id, _example_result())
     jobs.succeed(old)
-    jobs.start(running, 3)
+    claimed = jobs.claim("worker", lease_s=60)
+    assert claimed is not None and claimed.id == running
     assert sweep(jobs, store, retention_h=1, now=time.time() + 7200) == 1
     assert [name for name in listing() if old in name] == []
     assert any(name.startswith(f"studies/{running}/") for name in listing())
