@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from api.config import Settings
+from api.study.jobs import JobState
 from tests.unit.manifests import Manifest, by_kind, containers, pod_spec, render
 
 RENDERINGS = ("base", "overlays/quickstart", "overlays/production")
@@ -161,6 +162,8 @@ def test_production_autoscales_workers_on_the_queue_and_triton_on_its_queue_time
     assert queue["type"] == "postgresql"
     assert re.search(r"FROM jobs WHERE state IN \('queued', 'running'\)",
                      queue["metadata"]["query"])
+    # The words the job store writes in that column (api/study/jobs.py).
+    assert {JobState.QUEUED.value, JobState.RUNNING.value} == {"queued", "running"}
     assert queue["authenticationRef"]["name"] in by_kind(manifests, "TriggerAuthentication")
     (queue_time,) = scaled["bonemets-triton"]["spec"]["triggers"]
     assert queue_time["type"] == "prometheus"
