@@ -107,6 +107,17 @@ def c_store_to(pacs: Orthanc, clients: str) -> str:
             f'clients = {clients}\n')
 
 
+def c_store_in_stow_out(tmp_path: Path, pacs: Orthanc, monkeypatch: pytest.MonkeyPatch
+                        ) -> tuple[Settings, str]:
+    """The gateway's settings for studies in from ``pacs`` by C-STORE (their client named
+    after its AE title) and results back to it by STOW-RS; a key of that client."""
+    monkeypatch.setenv(PASSWORD_ENV, pacs.password)
+    settings = gateway_settings(
+        tmp_path, stow_to(pacs, '["dimse-PACS"]'), dicom_port=free_port(),
+        dicom_calling_aes=PACS_AE, dicom_quiet_s=0.5, dicom_client="dimse-{calling_ae}")
+    return settings, api_key(settings, "dimse-PACS")
+
+
 def delivered_job(base: str, key: str, timeout_s: float = 60) -> dict[str, Any]:
     """The caller's one study, once it succeeded and its one delivery is delivered."""
     headers = {"Authorization": f"Bearer {key}"}
@@ -161,11 +172,7 @@ def series(tmp_path: Path) -> BuiltSeries:
 def test_a_c_store_in_from_orthanc_gets_seg_and_sr_back_by_stow_rs(
         tmp_path: Path, series: BuiltSeries, monkeypatch: pytest.MonkeyPatch) -> None:
     with running_orthanc(tmp_path / "pacs", ae_title=PACS_AE) as pacs:
-        monkeypatch.setenv(PASSWORD_ENV, pacs.password)
-        settings = gateway_settings(
-            tmp_path, stow_to(pacs, '["dimse-PACS"]'), dicom_port=free_port(),
-            dicom_calling_aes=PACS_AE, dicom_quiet_s=0.5, dicom_client="dimse-{calling_ae}")
-        key = api_key(settings, "dimse-PACS")
+        settings, key = c_store_in_stow_out(tmp_path, pacs, monkeypatch)
         pacs.upload(series.paths)
         pacs.add_modality("bonemets", Modality("BONEMETS", settings.dicom_port or 0))
         with bonemets(settings, BrightBoneModel()) as base:
@@ -198,11 +205,7 @@ def test_orthanc_down_while_results_are_due_gets_them_once_back(
         tmp_path: Path, series: BuiltSeries, monkeypatch: pytest.MonkeyPatch) -> None:
     model = GatedModel()
     with running_orthanc(tmp_path / "pacs", ae_title=PACS_AE) as pacs:
-        monkeypatch.setenv(PASSWORD_ENV, pacs.password)
-        settings = gateway_settings(
-            tmp_path, stow_to(pacs, '["dimse-PACS"]'), dicom_port=free_port(),
-            dicom_calling_aes=PACS_AE, dicom_quiet_s=0.5, dicom_client="dimse-{calling_ae}")
-        key = api_key(settings, "dimse-PACS")
+        settings, key = c_store_in_stow_out(tmp_path, pacs, monkeypatch)
         headers = {"Authorization": f"Bearer {key}"}
         pacs.upload(series.paths)
         pacs.add_modality("bonemets", Modality("BONEMETS", settings.dicom_port or 0))
