@@ -82,6 +82,8 @@ class StudyJob(BaseModel):
     updated_at: float
     # Defaults, so that the published example (FastAPI drops its nulls) is a valid body too;
     # the answer always carries both keys.
+    priority: Literal["routine", "stat"] = Field(
+        default="routine", description="stat studies are taken before routine ones waiting")
     error: Problem | None = Field(default=None, description="why the job failed, once it has")
     result: StudyResult | None = Field(default=None, description="present once it succeeded")
     deliveries: list[Delivery] = Field(

@@ -52,14 +52,16 @@ def select_series(files: Sequence[Path], settings: Settings) -> CTSeries:
     )
 
 
-async def receive_study(write_parts: PartWriter, services: Services, owner: str) -> str:
-    """Write the parts to storage, check that they hold a CT series, queue a job of ``owner``;
-    return its id."""
-    return (await receive(write_parts, services, owner)).job_id
+async def receive_study(write_parts: PartWriter, services: Services, owner: str,
+                        priority: int = 0) -> str:
+    """Write the parts to storage, check that they hold a CT series, queue a job of ``owner``
+    at ``priority``; return its id."""
+    return (await receive(write_parts, services, owner, priority=priority)).job_id
 
 
 async def receive(write_parts: PartWriter, services: Services, owner: str, *,
-                  expand_zips: bool = True, inspect: Inspector | None = None) -> Received:
+                  expand_zips: bool = True, inspect: Inspector | None = None,
+                  priority: int = 0) -> Received:
     """:func:`receive_study`, telling what was received: zips expanded unless told not to
     (DICOMweb parts are DICOM instances), and ``inspect`` shown the files and the series
     chosen (or the error refusing them) while the files are still on disk."""
@@ -88,7 +90,8 @@ async def receive(write_parts: PartWriter, services: Services, owner: str, *,
         # Nothing half-received is kept.
         await asyncio.to_thread(services.store.delete, job_id)
         raise
-    services.jobs.create(job_id, slices_total=len(series.slices), owner=owner)
+    services.jobs.create(job_id, slices_total=len(series.slices), owner=owner,
+                         priority=priority)
     services.runner.submit(job_id)
     log.info("job %s queued: %d slices from %d files", job_id, len(series.slices), len(files))
     return Received(job_id, tuple(files), series)

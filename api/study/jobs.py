@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from api.config import Settings
 from api.db.connection import Cursor, Database
@@ -35,7 +35,10 @@ from api.study import deliveries
 from api.study.schema import MIGRATIONS
 
 COLUMNS = ("id, state, created_at, updated_at, slices_total, slices_done, attempts,"
-           " error_type, error_title, error_status, error_detail, owner, worker")
+           " error_type, error_title, error_status, error_detail, owner, worker, priority")
+# What a submission may ask for, and the rank a claim orders by (higher first).
+PriorityName = Literal["routine", "stat"]
+PRIORITY_RANKS: dict[PriorityName, int] = {"routine": 0, "stat": 1}
 ERROR_COLUMNS = "error_type = ?, error_title = ?, error_status = ?, error_detail = ?"
 
 
@@ -72,6 +75,11 @@ class Job:
     error: JobError | None
     owner: str | None = None  # the submitting client; None: stored before owners existed
     worker: str | None = None  # who claimed it last
+    priority: int = 0  # PRIORITY_RANKS: stat studies are claimed first
+
+    @property
+    def priority_name(self) -> PriorityName:
+        return next(name for name, rank in PRIORITY_RANKS.items() if rank == self.priority)
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ class JobStore:
         return self._db.transaction()
 
     def create(self, job_id: str, slices_total: int = 0, owner: str | None = None,
-               error: JobError | None = None) -> Job:
+               error: JobError | None = None, priority: int = 0) -> Job:
         """A queued job of ``owner`` (``slices_total`` from the header pass), or, given an
         ``error``, one that failed before it could be queued."""
         now = time.time()
@@ -117,9 +125,9 @@ class JobStore:
         with self._db.transaction() as cur:
             cur.execute(
                 "INSERT INTO jobs (id, state, created_at, updated_at, slices_total, owner,"
-                " error_type, error_title, error_status, error_detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, state.value, now, now, slices_total, owner, *reason),
+                " error_type, error_title, error_status, error_detail, priority)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, state.value, now, now, slices_total, owner, *reason, priority),
             )
         job = self.get(job_id)
         assert job is not None
@@ -165,7 +173,7 @@ class JobStore:
                 " attempts = attempts + 1, slices_done = 0, updated_at = ?"
                 " WHERE id = (SELECT id FROM jobs WHERE state = ? OR (state = ? AND"
                 f" (lease_until IS NULL OR lease_until < {clock}))"
-                f" ORDER BY created_at, id LIMIT 1{self._db.dialect.skip_locked})"
+                f" ORDER BY priority DESC, created_at, id LIMIT 1{self._db.dialect.skip_locked})"
                 f" RETURNING {COLUMNS}",
                 (JobState.RUNNING.value, worker, lease_s, time.time(),
                  JobState.QUEUED.value, JobState.RUNNING.value),
@@ -259,7 +267,7 @@ def _job(row: tuple[Any, ...]) -> Job:
     error = JobError(*row[7:11]) if row[7] else None
     return Job(id=row[0], state=JobState(row[1]), created_at=row[2], updated_at=row[3],
                slices_total=row[4], slices_done=row[5], attempts=row[6], error=error,
-               owner=row[11], worker=row[12])
+               owner=row[11], worker=row[12], priority=row[13])
 
 
 def _page_filter(page: Page) -> tuple[str, tuple[object, ...]]:

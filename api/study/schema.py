@@ -71,6 +71,12 @@ LEASES = (
     "CREATE INDEX jobs_by_state ON jobs (state, created_at)",
 )
 
+# A stat study is claimed before routine ones queued earlier (higher first).
+PRIORITIES = (
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX jobs_by_priority ON jobs (state, priority, created_at)",
+)
+
 MIGRATIONS = (
     Migration(
         1, "jobs and deliveries",
@@ -82,4 +88,5 @@ MIGRATIONS = (
         sqlite=tuple(s.format(time_type="REAL") for s in LEASES),
         postgres=tuple(s.format(time_type="DOUBLE PRECISION") for s in LEASES),
     ),
+    Migration(3, "job priorities", sqlite=PRIORITIES, postgres=PRIORITIES),
 )

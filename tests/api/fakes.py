@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +49,19 @@ class BrightBoneModel:
 
     async def close(self) -> None:
         return None
+
+
+class GatedModel(BrightBoneModel):
+    """The bright-bone fake, holding every request until ``gate`` is set (it starts closed):
+    a test queues what it needs while the first study waits at the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    async def segment(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
+        await asyncio.to_thread(self.gate.wait, 60)
+        return await super().segment(hounsfield)
 
 
 class DownModel(BrightBoneModel):

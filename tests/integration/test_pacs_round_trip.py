@@ -14,7 +14,6 @@ real one, bonemets served by uvicorn on a free port where Orthanc must reach it 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +24,6 @@ from typing import Any
 
 import highdicom as hd
 import httpx
-import numpy as np
-import numpy.typing as npt
 import pydicom
 import pytest
 import uvicorn
@@ -35,27 +32,13 @@ from api.auth.keys import open_key_store
 from api.commands.serve import with_dicom_listener
 from api.config import Settings
 from api.http.app import create_app
-from api.inference.protocol import Segmentation
 from tests.api.conftest import BuiltSeries, build_series
-from tests.api.fakes import BrightBoneModel
+from tests.api.fakes import BrightBoneModel, GatedModel
 from tests.api.test_dimse import free_port
 from tests.integration.orthanc import DicomWebServer, Modality, Orthanc, running_orthanc
 
 PACS_AE = "PACS"
 PASSWORD_ENV = "BONEMETS_TEST_PACS_PASSWORD"
-
-
-class GatedModel(BrightBoneModel):
-    """The bright-bone fake, holding each request until ``gate`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-        self.gate.set()
-
-    async def segment(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
-        await asyncio.to_thread(self.gate.wait, 60)
-        return await super().segment(hounsfield)
 
 
 @contextmanager
@@ -204,6 +187,7 @@ def test_a_stow_rs_in_from_orthanc_gets_seg_and_sr_back_by_c_store(
 def test_orthanc_down_while_results_are_due_gets_them_once_back(
         tmp_path: Path, series: BuiltSeries, monkeypatch: pytest.MonkeyPatch) -> None:
     model = GatedModel()
+    model.gate.set()
     with running_orthanc(tmp_path / "pacs", ae_title=PACS_AE) as pacs:
         settings, key = c_store_in_stow_out(tmp_path, pacs, monkeypatch)
         headers = {"Authorization": f"Bearer {key}"}

@@ -17,6 +17,7 @@ from api.http.problems import problem_response, problem_responses
 from api.http.quotas import UploadQuota
 from api.schemas import StudyJob, StudyList
 from api.study import intake, listing, views
+from api.study.jobs import PRIORITY_RANKS
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
@@ -56,6 +57,9 @@ async def submit_study(
     _: UploadQuota,
     links: LinksDep,
     wait: Annotated[float, Query(ge=0, le=600, description="seconds to wait for the result")] = 0,
+    priority: Annotated[Literal["routine", "stat"], Query(
+        description="stat: taken before every routine study waiting (not before one running)",
+    )] = "routine",
 ) -> Response | StudyJob:
     """Upload one CT study; 202 with the job, or 200 with the result when done within `wait`."""
     content_type = request.headers.get("content-type", "")
@@ -63,7 +67,8 @@ async def submit_study(
     async def write_parts(folder: Path) -> int:
         return await stream_parts(content_type, request.stream(), folder)
 
-    job_id = await intake.receive_study(write_parts, services, owner=principal.client)
+    job_id = await intake.receive_study(write_parts, services, owner=principal.client,
+                                        priority=PRIORITY_RANKS[priority])
     if wait > 0:
         await services.runner.wait(job_id, wait)
     job = views.job_view(job_id, services, principal.client, links)  # the owner: its submitter

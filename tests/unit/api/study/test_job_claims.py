@@ -16,7 +16,7 @@ from api.config import Settings
 from api.db.migrations import migrate
 from api.db.sqlite import SqliteDatabase
 from api.study.deliveries import DeliveryState
-from api.study.jobs import JobError, JobState, JobStore
+from api.study.jobs import PRIORITY_RANKS, JobError, JobState, JobStore
 from api.study.schema import MIGRATIONS
 from tests.unit.api.study.conftest import OpenStore
 
@@ -58,6 +58,17 @@ def test_claims_take_the_oldest_queued_job_first(jobs: JobStore) -> None:
                         [(3.0, "c"), (1.0, "a"), (2.0, "b")])
     order = [job.id for job in iter(lambda: jobs.claim("w", lease_s=30), None)]
     assert order == ["a", "b", "c"]
+
+
+def test_a_stat_job_is_claimed_before_older_routine_ones(jobs: JobStore) -> None:
+    for name in ("routine-1", "routine-2"):
+        jobs.create(name)
+    jobs.create("stat", priority=PRIORITY_RANKS["stat"])
+    jobs.create("routine-3")
+    order = [claimed.id for claimed in iter(lambda: jobs.claim("w", 60), None)]
+    assert order == ["stat", "routine-1", "routine-2", "routine-3"]
+    stat = jobs.get("stat")
+    assert stat is not None and stat.priority_name == "stat"
 
 
 def test_an_expired_lease_hands_the_job_to_another_worker(jobs: JobStore) -> None:
@@ -133,7 +144,7 @@ def test_migrations_run_once(open_store: OpenStore, tmp_path: Path) -> None:
     other = SqliteDatabase(tmp_path / "other.sqlite")
     with pytest.raises(ValueError, match="increase"):
         migrate(other, MIGRATIONS[::-1])
-    assert migrate(other, MIGRATIONS) == [1, 2]
+    assert migrate(other, MIGRATIONS) == [m.version for m in MIGRATIONS]
     assert migrate(other, MIGRATIONS) == []
     other.close()
 
@@ -180,7 +191,8 @@ def test_a_database_from_before_migrations_upgrades_in_place(tmp_path: Path) -> 
     assert resumed is not None and (resumed.id, resumed.attempts) == ("left", 2)
     with jobs.transaction() as cur:
         assert [row[0] for row in cur.execute("SELECT version FROM schema_migrations")
-                .fetchall()] == [1, 2]
+                .fetchall()] == [1, 2, 3]
+    assert resumed.priority_name == "routine"  # the jobs of before priorities are routine
 
 
 @pytest.mark.parametrize(("values", "message"), [
