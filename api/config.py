@@ -277,6 +277,11 @@ class Settings(BaseSettings):
         return frozenset(ae.strip() for ae in self.dicom_calling_aes.split(",") if ae.strip())
 
     @property
+    def key_pepper_hex(self) -> str | None:
+        """The key pepper's value, for the key store alone."""
+        return self.key_pepper.get_secret_value() if self.key_pepper else None
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 

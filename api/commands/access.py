@@ -84,8 +84,7 @@ def base_url(settings: Settings) -> str:
 
 def key_store(settings: Settings) -> KeyStore:
     """The key store the gateway reads, as ``settings`` name it."""
-    pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else None
-    return open_key_store(settings.data_dir, settings.database_url, pepper)
+    return open_key_store(settings.data_dir, settings.database_url, settings.key_pepper_hex)
 
 
 def first_start_key(settings: Settings, out: TextIO | None = None) -> Callable[[], None]:

@@ -96,8 +96,7 @@ def _store(args: argparse.Namespace, must_exist: bool = False) -> KeyStore:
     if must_exist and not settings.database_url and not path.is_file():
         raise ValueError(f"no key store at {path}: no key was made there yet"
                          " (check --data-dir or BONEMETS_DATA_DIR)")
-    pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else None
-    return open_key_store(data_dir, settings.database_url, pepper)
+    return open_key_store(data_dir, settings.database_url, settings.key_pepper_hex)
 
 
 def create_key(args: argparse.Namespace) -> int:

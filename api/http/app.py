@@ -126,8 +126,7 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         guard_plain_routes(app.routes, settings.auth_open_paths)
         oidc = oidc_verifier(settings)
-        pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else None
-        keys = open_key_store(settings.data_dir, settings.database_url, pepper)
+        keys = open_key_store(settings.data_dir, settings.database_url, settings.key_pepper_hex)
         links = SignedLinks(LinkSigner(link_keys(settings.link_keys, settings.data_dir)),
                             settings.link_ttl_s)
         try:
