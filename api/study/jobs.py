@@ -20,77 +20,35 @@ have none and only an admin sees them.
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from api.config import Settings
 from api.db.connection import Cursor, Database
 from api.db.migrations import migrate
 from api.db.opening import open_database
+from api.schemas.submission import NO_METADATA, SubmissionMetadata
 from api.study import deliveries
+from api.study.job_rows import (
+    PRIORITY_RANKS,
+    IdempotencyKey,
+    Job,
+    JobError,
+    JobState,
+    Page,
+    PriorityName,
+)
 from api.study.schema import MIGRATIONS
 
 COLUMNS = ("id, state, created_at, updated_at, slices_total, slices_done, attempts,"
-           " error_type, error_title, error_status, error_detail, owner, worker, priority")
-# What a submission may ask for, and the rank a claim orders by (higher first).
-PriorityName = Literal["routine", "stat"]
-PRIORITY_RANKS: dict[PriorityName, int] = {"routine": 0, "stat": 1}
+           " error_type, error_title, error_status, error_detail, owner, worker, priority,"
+           " metadata")
 ERROR_COLUMNS = "error_type = ?, error_title = ?, error_status = ?, error_detail = ?"
-
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED)
-
-
-@dataclass(frozen=True)
-class JobError:
-    """Why a job failed, in the words of a problem+json body."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    state: JobState
-    created_at: float
-    updated_at: float
-    slices_total: int
-    slices_done: int
-    attempts: int  # claims so far
-    error: JobError | None
-    owner: str | None = None  # the submitting client; None: stored before owners existed
-    worker: str | None = None  # who claimed it last
-    priority: int = 0  # PRIORITY_RANKS: stat studies are claimed first
-
-    @property
-    def priority_name(self) -> PriorityName:
-        return next(name for name, rank in PRIORITY_RANKS.items() if rank == self.priority)
-
-
-@dataclass(frozen=True)
-class Page:
-    """Which jobs one page of a listing holds: owner (None: any), states (none: any), where
-    it starts and how many."""
-
-    owner: str | None = None
-    states: tuple[JobState, ...] = ()
-    after: tuple[float, str] | None = None  # the (created_at, id) the last page ended on
-    limit: int = 50
+# The row types live in job_rows; they are named here too, where callers look for them.
+__all__ = ["PRIORITY_RANKS", "IdempotencyKey", "Job", "JobError", "JobState", "JobStore", "Page",
+           "PriorityName", "open_job_store"]
 
 
 def open_job_store(settings: Settings) -> JobStore:
@@ -115,23 +73,55 @@ class JobStore:
         return self._db.transaction()
 
     def create(self, job_id: str, slices_total: int = 0, owner: str | None = None,
-               error: JobError | None = None, priority: int = 0) -> Job:
+               error: JobError | None = None, priority: int = 0,
+               metadata: SubmissionMetadata = NO_METADATA,
+               key: IdempotencyKey | None = None) -> Job:
         """A queued job of ``owner`` (``slices_total`` from the header pass), or, given an
-        ``error``, one that failed before it could be queued."""
+        ``error``, one that failed before it could be queued.
+
+        Given a ``key`` that ``owner`` has already used, nothing is written and the job
+        created under it is returned instead: the caller compares ids to tell.
+        """
         now = time.time()
         state = JobState.QUEUED if error is None else JobState.FAILED
         reason = (None,) * 4 if error is None else (
             error.type, error.title, error.status, error.detail)
+        stored = None if metadata.is_empty() else metadata.model_dump_json(exclude_none=True)
         with self._db.transaction() as cur:
             cur.execute(
                 "INSERT INTO jobs (id, state, created_at, updated_at, slices_total, owner,"
-                " error_type, error_title, error_status, error_detail, priority)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, state.value, now, now, slices_total, owner, *reason, priority),
+                " error_type, error_title, error_status, error_detail, priority, metadata,"
+                " idempotency_key, request_digest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (owner, idempotency_key) DO NOTHING",
+                (job_id, state.value, now, now, slices_total, owner, *reason, priority,
+                 stored, key and key.key, key and key.digest),
             )
-        job = self.get(job_id)
+            created = cur.rowcount > 0
+        job = self.get(job_id) if created else self.keyed(owner, key)
         assert job is not None
         return job
+
+    def keyed(self, owner: str | None, key: IdempotencyKey | None,
+              since: float = 0.0) -> Job | None:
+        """The job ``owner`` created with ``key.key`` since ``since``, or None. A job whose key
+        is older than that forgets it, so that the key may be used again."""
+        if key is None:
+            return None
+        with self._db.transaction() as cur:
+            cur.execute("UPDATE jobs SET idempotency_key = NULL, request_digest = NULL"
+                        " WHERE owner = ? AND idempotency_key = ? AND created_at < ?",
+                        (owner, key.key, since))
+            row = cur.execute(f"SELECT {COLUMNS} FROM jobs WHERE owner = ? AND"
+                              " idempotency_key = ?", (owner, key.key)).fetchone()
+        return None if row is None else _job(row)
+
+    def digest_of(self, job_id: str) -> str | None:
+        """The digest of the request that created ``job_id`` under an idempotency key."""
+        with self._db.reading() as cur:
+            row = cur.execute("SELECT request_digest FROM jobs WHERE id = ?",
+                              (job_id,)).fetchone()
+        return None if row is None else row[0]
 
     def get(self, job_id: str) -> Job | None:
         with self._db.reading() as cur:
@@ -267,7 +257,9 @@ def _job(row: tuple[Any, ...]) -> Job:
     error = JobError(*row[7:11]) if row[7] else None
     return Job(id=row[0], state=JobState(row[1]), created_at=row[2], updated_at=row[3],
                slices_total=row[4], slices_done=row[5], attempts=row[6], error=error,
-               owner=row[11], worker=row[12], priority=row[13])
+               owner=row[11], worker=row[12], priority=row[13],
+               metadata=NO_METADATA if row[14] is None
+               else SubmissionMetadata.model_validate_json(row[14]))
 
 
 def _page_filter(page: Page) -> tuple[str, tuple[object, ...]]:

@@ -77,6 +77,15 @@ PRIORITIES = (
     "CREATE INDEX jobs_by_priority ON jobs (state, priority, created_at)",
 )
 
+# What the caller sent with the study (api.schemas.submission, as JSON), and the key a retried
+# submission is known by: one job per client and key while the key is kept.
+SUBMISSIONS = (
+    "ALTER TABLE jobs ADD COLUMN metadata TEXT",
+    "ALTER TABLE jobs ADD COLUMN idempotency_key TEXT",
+    "ALTER TABLE jobs ADD COLUMN request_digest TEXT",
+    "CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (owner, idempotency_key)",
+)
+
 MIGRATIONS = (
     Migration(
         1, "jobs and deliveries",
@@ -89,4 +98,6 @@ MIGRATIONS = (
         postgres=tuple(s.format(time_type="DOUBLE PRECISION") for s in LEASES),
     ),
     Migration(3, "job priorities", sqlite=PRIORITIES, postgres=PRIORITIES),
+    Migration(4, "submission metadata and idempotency keys", sqlite=SUBMISSIONS,
+              postgres=SUBMISSIONS),
 )
