@@ -38,6 +38,12 @@ def submit(client: TestClient, files: Files, key: str | None = None, query: str 
 
 
 @pytest.fixture
+def series(tmp_path: Path) -> BuiltSeries:
+    """Small: these tests are about the request, not the pixels."""
+    return build_series(tmp_path / "series", slices=3, size=64)
+
+
+@pytest.fixture
 def api(settings: Settings, fake_model: BrightBoneModel) -> Any:
     app = with_callers(create_app(settings, model_factory=lambda _: fake_model))
     with CheckedClient(app, raise_server_exceptions=False) as client:
@@ -163,10 +169,9 @@ def test_a_job_the_service_failed_runs_again_under_its_key(tmp_path: Path,
 
 def test_metadata_never_reaches_a_log_and_goes_with_the_job(
         api: TestClient, settings: Settings, caplog: pytest.LogCaptureFixture,
-        tmp_path: Path) -> None:
-    small = build_series(tmp_path / "small", slices=3, size=64)
+        series: BuiltSeries) -> None:
     caplog.set_level(logging.DEBUG)
-    sent = submit(api, with_metadata(as_files(small.paths), METADATA), key="A20261207-0042")
+    sent = submit(api, with_metadata(as_files(series.paths), METADATA), key="A20261207-0042")
     job = wait_finished(api, sent.json()["id"])
     assert job["metadata"] == METADATA
     assert api.delete(f"/v1/studies/{job['id']}", headers=as_caller("alice")).status_code == 204
