@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-distributed install install-dev model-repository lint typecheck bench demo-model clean system-packages
+.PHONY: serve test test-distributed install install-dev model-repository lint typecheck bench demo-model clean system-packages docs-images
 
 # The gateway binds BONEMETS_HOST:BONEMETS_PORT (default 127.0.0.1:8000), e.g.
 # `make serve BONEMETS_PORT=9000`; a .env file works too. Its first start prints a
@@ -46,13 +46,14 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.serving
 
 # Debian packages the tests start for real: dciodvfy (dicom3tools) checks every SEG and SR;
-# Orthanc with its DICOMweb plugin is the PACS of the round-trip tests. Installed as root
-# where apt-get exists; elsewhere those tests skip, saying so.
-SYSTEM_PACKAGES := dicom3tools orthanc orthanc-dicomweb postgresql
-system-packages:  ## install dciodvfy and Orthanc for the SEG/SR and PACS tests (Debian/Ubuntu, as root)
+# Orthanc with its DICOMweb plugin is the PACS of the round-trip tests; chromium opens the
+# viewer page. Installed as root where apt-get exists; elsewhere those tests skip, saying so.
+SYSTEM_PACKAGES := dicom3tools orthanc orthanc-dicomweb postgresql chromium fonts-liberation
+system-packages:  ## install dciodvfy, Orthanc, PostgreSQL and chromium for the tests that start them (Debian/Ubuntu, as root)
 	@command -v dciodvfy >/dev/null && command -v Orthanc >/dev/null \
 	  && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so \
-	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && exit 0; \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v chromium >/dev/null \
+	  && exit 0; \
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } \
@@ -77,6 +78,9 @@ demo-model: install-dev  ## retrain the shipped demo model from phantoms (about 
 
 bench: install-dev  ## benchmarks: prints a table, writes JSON, updates docs/benchmarks.md
 	$(BIN)/bonemets bench
+
+docs-images: install-dev  ## the README's picture of the viewer, taken by its test on the shipped model
+	BONEMETS_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/integration/test_readme.py
 
 lint: install-dev
 	$(BIN)/ruff check api export tests

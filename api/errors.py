@@ -16,6 +16,7 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     ├── InvalidLink                    403  invalid-link (a signed link tampered with or expired)
     ├── RateLimited                    429  rate-limited (Retry-After)
     ├── InvalidUpload                  400  invalid-upload
+    │   ├── InvalidMetadata            422  invalid-metadata (the upload's metadata part)
     │   ├── NotDicom                   415  not-dicom
     │   ├── MalformedDicom             422  malformed-dicom
     │   ├── NoPixelData                422  no-pixel-data
@@ -34,6 +35,7 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     ├── JobNotFinished                 409  job-not-finished
     ├── NoSegments                     404  no-segments (a study without lesions has no SEG)
     ├── SegmentationUnsupported        422  segmentation-unsupported (sources a SEG cannot hold)
+    ├── IdempotencyKeyReused           409  idempotency-key-reused (the key, another request)
     ├── NoDestination                  409  no-destination (a resend with nowhere to send to)
     ├── Interrupted                    503  interrupted (the service stopped during the job)
     ├── InferenceUnavailable           503  inference-unavailable (Retry-After)

@@ -22,7 +22,7 @@ from api.http.limits import BodySizeLimit
 from api.http.openapi_security import install_security_docs
 from api.http.problems import install_problem_handlers, problem_responses
 from api.http.quotas import install_quotas
-from api.http.routes import deliveries, dicomweb, health, models, reports, studies
+from api.http.routes import deliveries, dicomweb, health, models, reports, studies, viewer
 from api.inference.protocol import SegmentationModel
 from api.study.decoder_pool import DecoderPool
 from api.study.jobs import JobStore, open_job_store
@@ -154,6 +154,6 @@ def create_app(
     install_audit(app, settings)  # last: outermost, so it sees every refusal
     app.include_router(health.router)
     if settings.role != "worker":  # a worker answers its probes, nothing else
-        for router in (models, studies, dicomweb, reports, deliveries):
+        for router in (models, studies, dicomweb, reports, deliveries, viewer):
             app.include_router(router.router)
     return app

@@ -89,6 +89,9 @@ class StudyJob(BaseModel):
         default=None, description="what the submission's `metadata` part gave, as given")
     error: Problem | None = Field(default=None, description="why the job failed, once it has")
     result: StudyResult | None = Field(default=None, description="present once it succeeded")
+    viewer_url: str | None = Field(
+        default=None, description="once it succeeded: the study in a browser, slice by slice"
+        " with the lesion overlays (a signed link, like the result's `mask_url`)")
     deliveries: list[Delivery] = Field(
         default_factory=list, description="the SEG and SR sent to the configured destinations,"
         " once it succeeded; a delivery that fails never fails the job")

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from api.errors import JobNotFinished, JobNotFound, NoDestination, SliceNotFound
 from api.schemas import Delivery, Problem, Progress, SliceResult, StudyJob, StudyResult
 from api.study.deliveries import Delivery as StoredDelivery
 from api.study.jobs import Job, JobState
 from api.study.services import Services
+
+if TYPE_CHECKING:
+    from api.study.overlays import OverlayWindow
 
 # A stored link's path, and the study's owner, to the link a caller is given.
 LinkMaker = Callable[[str, str | None], str]
@@ -42,8 +46,10 @@ def job_view(job_id: str, services: Services, viewer: str | None,
     """The job document of ``GET /v1/studies/{id}``; ``link`` turns stored paths into links."""
     job = _job(job_id, services, viewer)
     result = services.store.read_result(job_id) if job.state is JobState.SUCCEEDED else None
+    viewer_url = None
     if result is not None and link is not None:
         result = _linked(result, job.owner, link)
+        viewer_url = link(f"/v1/studies/{job_id}/viewer", job.owner)
     error = None
     if job.error is not None:
         error = Problem(type=job.error.type, title=job.error.title, status=job.error.status,
@@ -52,6 +58,7 @@ def job_view(job_id: str, services: Services, viewer: str | None,
         id=job.id, state=job.state.value,
         progress=Progress(slices_done=job.slices_done, slices_total=job.slices_total),
         created_at=job.created_at, updated_at=job.updated_at, error=error, result=result,
+        viewer_url=viewer_url,
         priority=job.priority_name,
         metadata=None if job.metadata.is_empty() else job.metadata,
         deliveries=[_delivery(d) for d in services.jobs.deliveries.of_job(job_id)],
@@ -122,12 +129,14 @@ async def mask_png(job_id: str, index: int, services: Services, viewer: str | No
 
 
 async def overlay_png(job_id: str, index: int, services: Services,
-                      viewer: str | None) -> bytes:
-    """The slice in the model's (first) window with lesion outlines and boxes."""
+                      viewer: str | None, window: OverlayWindow = "model") -> bytes:
+    """The slice in the model's (first) window, or ``window``, with lesion outlines and
+    boxes."""
     from api.study.overlays import render_overlay
 
     result, entry = _slice_entry(job_id, index, services, viewer)
-    return await asyncio.to_thread(render_overlay, services.store, job_id, result, entry)
+    return await asyncio.to_thread(render_overlay, services.store, job_id, result, entry,
+                                   window)
 
 
 async def delete_job(job_id: str, services: Services, viewer: str | None) -> None:

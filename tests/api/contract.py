@@ -76,6 +76,8 @@ class Contract:
             assert response.content.startswith(PNG_SIGNATURE)
         elif media == "application/dicom":
             assert response.content[DICOM_PREAMBLE_END:DICOM_PREAMBLE_END + 4] == b"DICM"
+        elif media == "text/html":
+            assert response.text.lstrip().lower().startswith("<!doctype html>")
         else:
             self._validate(response, schema)
         return (template, method, status)

@@ -14,10 +14,7 @@ real one, bonemets served by uvicorn on a free port where Orthanc must reach it 
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -26,40 +23,16 @@ import highdicom as hd
 import httpx
 import pydicom
 import pytest
-import uvicorn
 
-from api.auth.keys import open_key_store
-from api.commands.serve import with_dicom_listener
 from api.config import Settings
-from api.http.app import create_app
 from tests.api.conftest import BuiltSeries, build_series
 from tests.api.fakes import BrightBoneModel, GatedModel
 from tests.api.test_dimse import free_port
 from tests.integration.orthanc import DicomWebServer, Modality, Orthanc, running_orthanc
+from tests.integration.served import api_key, bonemets
 
 PACS_AE = "PACS"
 PASSWORD_ENV = "BONEMETS_TEST_PACS_PASSWORD"
-
-
-@contextmanager
-def bonemets(settings: Settings, model: BrightBoneModel) -> Iterator[str]:
-    """The gateway (with its DICOM listener when ``settings.dicom_port``) on a free port; its
-    base URL."""
-    app = create_app(settings, model_factory=lambda _: model)
-    with_dicom_listener(app)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, name="bonemets", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "bonemets did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{settings.port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def gateway_settings(tmp_path: Path, destination: str, **values: Any) -> Settings:
@@ -68,14 +41,6 @@ def gateway_settings(tmp_path: Path, destination: str, **values: Any) -> Setting
     return Settings(data_dir=tmp_path / "data", port=free_port(), decode_workers=1,
                     batch_size=2, ae_title="BONEMETS", destinations=path,
                     delivery_backoff_s=0.2, delivery_backoff_max_s=1.0, **values)
-
-
-def api_key(settings: Settings, client: str) -> str:
-    keys = open_key_store(settings.data_dir)
-    try:
-        return keys.create(client, ["studies:write", "studies:read"])[1]
-    finally:
-        keys.close()
 
 
 def stow_to(pacs: Orthanc, clients: str) -> str:

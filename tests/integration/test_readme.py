@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
+import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,13 @@ from api.cli import main as bonemets
 from api.inference.contract import MODEL_NAME
 from api.tritonserver.launcher import LocalTriton, TritonDistribution, TritonStartError, free_ports
 from tests.conftest import REPO_ROOT
+from tests.integration.browser import (
+    CHROMIUM,
+    largest_slices,
+    red_pixels,
+    shown_slice,
+    viewer_page,
+)
 from tests.integration.test_gateway import Gateway, start_gateway, stop_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -114,3 +123,21 @@ def test_the_readme_answer_is_what_its_commands_give(
     shown_id = shown.pop("id")
     text = json.dumps(shown).replace(shown_id, actual["id"])
     _match(json.loads(text), actual, "answer")
+    if CHROMIUM is not None:
+        _see_in_the_viewer(shipped_gateway.base, actual, tmp_path / "viewer.png")
+
+
+def _see_in_the_viewer(base: str, job: dict[str, Any], picture: Path) -> None:
+    """The README's picture of the viewer: this study on the shipped model, its first lesion
+    clicked (written to docs/images under ``BONEMETS_SCREENSHOTS``: make docs-images)."""
+    lesions = job["result"]["lesions"]
+    with viewer_page(base) as (page, watched):
+        page.goto(base + job["viewer_url"])
+        assert page.locator("#lesions tbody tr").count() == len(lesions)
+        page.locator("#lesions tbody tr").first.click()
+        assert shown_slice(page) in largest_slices(job["result"], lesions[0]["id"])
+        assert red_pixels(page.locator("#slice").screenshot()) > 0
+        page.screenshot(path=str(picture))
+    assert watched.errors == [] and watched.elsewhere == []
+    if folder := os.environ.get("BONEMETS_SCREENSHOTS"):
+        shutil.copy(picture, Path(folder) / "viewer.png")

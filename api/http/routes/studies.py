@@ -20,6 +20,7 @@ from api.schemas import StudyJob, StudyList
 from api.schemas.submission import METADATA, NO_METADATA, SubmissionMetadata
 from api.study import intake, listing, views
 from api.study.jobs import PRIORITY_RANKS, IdempotencyKey
+from api.study.overlays import OverlayWindow
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
@@ -151,10 +152,14 @@ async def get_mask(job_id: str, index: int, services: ServicesDep,
 
 @router.get("/{job_id}/slices/{index}/overlay.png", response_class=Response,
             responses=SLICE_PNG)
-async def get_overlay(job_id: str, index: int, services: ServicesDep,
-                      principal: LinkOrReader) -> Response:
+async def get_overlay(
+    job_id: str, index: int, services: ServicesDep, principal: LinkOrReader,
+    window: Annotated[OverlayWindow, Query(
+        description="model: the model's own (bone) window; soft-tissue: L 40, W 400 HU",
+    )] = "model",
+) -> Response:
     """The slice in the bone window with lesion outlines and boxes; a signed link or a key."""
-    png = await views.overlay_png(job_id, index, services, viewer_of(principal))
+    png = await views.overlay_png(job_id, index, services, viewer_of(principal), window)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
