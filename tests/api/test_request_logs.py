@@ -16,6 +16,7 @@ from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 from tests.api.json_log import JsonLog, json_log
 from tests.api.test_audit import audit_lines
+from tests.api.test_no_patient_data import PHANTOM, leaks, phantom_study, searchable, submit
 
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 STAGES = ["read", "decode", "inference", "postprocess", "write"]
@@ -119,3 +120,14 @@ def test_the_audit_keeps_only_ids_the_service_made(
     client.get("/v1/models", headers={"X-Request-ID": "PATIENT-ID-1234"})
     first, second = audit_lines(json_settings)
     assert (first["request_id"], second["request_id"]) == (made, None)
+
+
+def test_an_identified_study_leaves_no_patient_data_in_the_json_lines(
+    client: TestClient, logged: JsonLog, tmp_path: Path
+) -> None:
+    values = set().union(*(searchable(value) for value in PHANTOM.values()))
+    phantom = phantom_study(tmp_path / "phantom")
+    assert submit(client, as_files(phantom)) == "succeeded"
+    lines = logged.text.splitlines()
+    assert len(logged.lines()) > 10
+    assert leaks(lines, values) == []
