@@ -164,12 +164,13 @@ class Settings(BaseSettings):
     audit_log: Path | None = Field(
         default=None, description="JSON lines, one per access; unset: <data_dir>/audit.log"
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="the service log (stderr): text lines, or JSON lines with"
+        " request_id, job_id and client (docs/operations.md)")
     client_max_inflight: int = Field(
-        default=4, ge=1, description="a client's studies queued or running at once (429 above)"
-    )
+        default=4, ge=1, description="a client's studies queued or running at once (429 above)")
     client_uploads_per_minute: int = Field(
-        default=30, ge=1, description="a client's uploads per minute (429 above)"
-    )
+        default=30, ge=1, description="a client's uploads per minute (429 above)")
     max_image_pixels: int = Field(
         default=DEFAULT_MAX_IMAGE_PIXELS, gt=0,
         description="most pixels one DICOM file may declare (Rows x Columns x frames x"

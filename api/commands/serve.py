@@ -12,6 +12,7 @@ from api.commands.access import check_auth_mode, check_tls, first_start_key
 from api.commands.stopping import SignalStop, StopRequested
 from api.config import Settings
 from api.delivery.destinations import load_destinations
+from api.logs import use_log_format
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -69,6 +70,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="TOML file of the PACS destinations (STOW-RS, C-STORE) each"
                              " finished study's SEG and SR go to (default"
                              " BONEMETS_DESTINATIONS; docs/integration.md)")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="the log on stderr: text lines, or JSON lines with request and"
+                             " job ids (default BONEMETS_LOG_FORMAT, text;"
+                             " docs/operations.md)")
     parser.set_defaults(func=run)
 
 
@@ -82,12 +87,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "ae_title": getattr(args, "ae_title", None),
         "destinations": getattr(args, "destinations", None),
         "role": getattr(args, "role", None),
+        "log_format": getattr(args, "log_format", None),
     }
     return Settings(**{key: value for key, value in options.items() if value is not None})
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    use_log_format(settings.log_format)
     check_auth_mode(settings)
     check_tls(settings)
     # A wrong destinations file (or a secret it names missing) stops here, before Triton.
@@ -106,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None]) -> int:
     import uvicorn
 
-    from api.http.access_log import hide_query_strings
+    from api.http.access_log import hide_query_strings, uvicorn_logging
     from api.http.app import create_app
 
     with ExitStack() as stack:
@@ -127,6 +134,7 @@ def _serve(settings: Settings, stop: SignalStop, on_started: Callable[[], None])
         server = _announcing_server(uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level="info",
             ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
+            **uvicorn_logging(settings.log_format),
         ), on_started)
         hide_query_strings()  # after uvicorn.Config, which configures its loggers
         # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the

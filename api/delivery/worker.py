@@ -18,6 +18,7 @@ from io import BytesIO
 import pydicom
 from pydicom.dataset import Dataset
 
+from api import logs
 from api.config import Settings
 from api.delivery.cstore import c_store
 from api.delivery.destinations import CStoreDestination, Destinations, StowDestination
@@ -99,6 +100,7 @@ class DeliveryWorker:
                 pass
 
     async def _attempt(self, delivery: Delivery) -> None:
+        logs.job_id.set(delivery.job_id)  # this task's own context: its lines name the job
         try:
             async with self._slots:
                 await self._deliver(delivery)

@@ -8,8 +8,12 @@ who reads the log until it expires. The audit log records the route, never the q
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+from api.logs import LogFormat
 
 ACCESS_LOGGER = "uvicorn.access"
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", ACCESS_LOGGER)
 
 
 class WithoutQuery(logging.Filter):
@@ -27,3 +31,19 @@ def hide_query_strings() -> None:
     logger = logging.getLogger(ACCESS_LOGGER)
     if not any(isinstance(f, WithoutQuery) for f in logger.filters):
         logger.addFilter(WithoutQuery())
+
+
+def uvicorn_logging(log_format: LogFormat) -> dict[str, Any]:
+    """``uvicorn.Config`` options for the service log's format.
+
+    Text: uvicorn's own handlers and access line, as always. JSON: uvicorn installs no
+    handler, so its lines reach the root logger's JSON handler, and its access line gives way
+    to the gateway's own (api/http/request_log.py: request id, client, duration).
+    """
+    if log_format == "text":
+        return {}
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    return {"log_config": None, "access_log": False}

@@ -22,6 +22,7 @@ from api.http.limits import BodySizeLimit
 from api.http.openapi_security import install_security_docs
 from api.http.problems import install_problem_handlers, problem_responses
 from api.http.quotas import install_quotas
+from api.http.request_log import Gateway
 from api.http.routes import deliveries, dicomweb, health, models, reports, studies, viewer
 from api.inference.protocol import SegmentationModel
 from api.study.decoder_pool import DecoderPool
@@ -138,7 +139,9 @@ def create_app(
             if oidc is not None:
                 await oidc.close()
 
-    app = FastAPI(
+    app = Gateway(
+        # JSON logs: the request's line is ours (uvicorn's has no duration nor request id).
+        access_lines=settings.log_format == "json",
         title="bonemets", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
         docs_url=None, redoc_url=None,  # install_docs: the same pages, without a CDN
         responses=problem_responses(500),  # any route, on an unexpected error

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
+from api import logs
 from api.auth.keys import KEY_PATTERN
 from api.auth.links import SIGNED_LINK
 from api.auth.principal import ANONYMOUS, LOCAL_OPERATOR, Principal, Scope
@@ -77,6 +78,7 @@ async def authenticate(request: Request) -> Principal:
     else:
         principal = await _verify(request, services)
     request.state.principal = principal
+    logs.client.set(principal.client)  # the request's log lines name it from here on
     return principal
 
 

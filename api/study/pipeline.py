@@ -61,6 +61,7 @@ class StudyPipeline:
     async def _run(self, job_id: str, upload: Path, started: float) -> None:
         series = await asyncio.to_thread(self._series, job_id, upload)
         read_s = time.perf_counter() - started
+        stage_line(job_id, "read", read_s)
         self.jobs.start(job_id, len(series.slices))
         info = await self.model.info()
         study = StudyAccumulator(job_id, series, info, self.store)
@@ -71,7 +72,15 @@ class StudyPipeline:
         result = await asyncio.to_thread(
             study.finish, read_s, time.perf_counter() - started, at_model.busy_s()
         )
+        # Batches overlap: decoding and post-processing summed over batches, the model's
+        # time as the study waited on it (the result's timings say the same).
+        timings = result.timings
+        stage_line(job_id, "decode", timings.decode_s)
+        stage_line(job_id, "inference", timings.inference_wall_s or timings.inference_s)
+        stage_line(job_id, "postprocess", timings.postprocess_s)
+        began = time.perf_counter()
         await asyncio.to_thread(self.store.write_result, job_id, result)
+        stage_line(job_id, "write", time.perf_counter() - began)
 
     async def _segmented(
         self, series: CTSeries, info: ModelInfo, at_model: BusyClock
@@ -149,6 +158,13 @@ class StudyPipeline:
         series = select_series(list_upload(upload), self.settings)
         keep_series(self.store, job_id, series, upload)  # overlays read it back later
         return series
+
+
+def stage_line(job_id: str, stage: str, seconds: float) -> None:
+    """The log's one line for a stage of a job (``stage`` and ``duration_ms`` fields)."""
+    duration_ms = round(seconds * 1000, 1)
+    log.info("job %s %s: %.1f ms", job_id, stage, duration_ms,
+             extra={"stage": stage, "duration_ms": duration_ms})
 
 
 class BusyClock:

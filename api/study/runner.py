@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
+from api import logs
 from api.errors import BoneMetsError, Interrupted
 from api.study.jobs import Job, JobError, JobStore
 
@@ -145,9 +146,10 @@ class JobRunner:
 
     async def _hold(self, job: Job) -> None:
         """Run a claimed job, renewing its lease until it ends."""
-        task = asyncio.create_task(self._run_one(job), name=f"job-{job.id}")
-        self._running[job.id] = task
-        heartbeat = asyncio.create_task(self._heartbeat(job.id, task))
+        with logs.working_on(job.id, job.owner):  # both tasks' lines name the job
+            task = asyncio.create_task(self._run_one(job), name=f"job-{job.id}")
+            self._running[job.id] = task
+            heartbeat = asyncio.create_task(self._heartbeat(job.id, task))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -3,7 +3,8 @@
 A phantom study carrying a name, an id, a birth date and an accession number, the corpus'
 real series, singles, edge cases and malformed files (their identifying values read from the
 files here) go through every route, failures included; then every record of every logger
-(root at DEBUG) and every line of the audit trail is searched for each value.
+(root at DEBUG), every line the JSON log format writes of them, and every line of the audit
+trail is searched for each value.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from api.config import Settings
 from api.http.audit import audit_path
 from export.phantoms.ct_dicom import PixelFormat, SeriesIdentity, ct_series, ct_slice, save
 from tests.api.conftest import as_files, as_zip, wait_finished
+from tests.api.json_log import json_log
 from tests.api.test_audit import audited_app
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "ct-corpus"
@@ -136,7 +138,8 @@ def test_no_identifying_value_reaches_any_log(
     caplog.set_level(logging.DEBUG)
     settings = Settings(data_dir=tmp_path / "data", decode_workers=1, batch_size=4,
                         client_uploads_per_minute=10_000, client_max_inflight=10_000,
-                        refused_body_parts="")  # the head series go all the way through
+                        refused_body_parts="",  # the head series go all the way through
+                        log_format="json")  # the request lines too
     phantom = phantom_study(tmp_path / "phantom")
     series = sorted(p for p in (CORPUS / "series").iterdir() if p.is_dir())
     singles = [*corpus_files("singles"), *corpus_files("edgecases"),
@@ -146,7 +149,8 @@ def test_no_identifying_value_reaches_any_log(
                                  *(p for s in series for p in files_under(s))])
     assert searchable(PHANTOM["PatientName"]) <= values
     assert len(values) > 20, values  # the corpus' own names and ids were read
-    with TestClient(audited_app(settings), raise_server_exceptions=False) as client:
+    with (json_log(logging.DEBUG) as json_lines,
+          TestClient(audited_app(settings), raise_server_exceptions=False) as client):
         assert submit(client, as_files(phantom)) == "succeeded"
         assert submit(client, as_zip(phantom)) == "succeeded"
         for folder in series:
@@ -161,5 +165,6 @@ def test_no_identifying_value_reaches_any_log(
         assert client.get("/v1/models").status_code == 200
     lines = [*caplog.text.splitlines(), *(r.getMessage() for r in caplog.records)]
     audit_lines = audit_path(settings).read_text().splitlines()
-    assert len(audit_lines) > 100 and len(lines) > 20
-    assert leaks([*lines, *audit_lines], values) == []
+    json_text = json_lines.text.splitlines()  # as written, each line one object
+    assert len(audit_lines) > 100 and len(lines) > 20 and len(json_lines.lines()) > 100
+    assert leaks([*lines, *audit_lines, *json_text], values) == []

@@ -32,6 +32,7 @@ EXPORT_LAYERS = {
 # other; the commands sit on top.
 API_ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "logs": set(),  # the log's formats and context (request, job, client): stdlib only
     "schemas": {"errors"},
     "auth": {"db", "errors"},  # who is calling: keys, tokens, signed links; no HTTP
     "dicom": {"errors"},
@@ -45,15 +46,15 @@ API_ALLOWED: dict[str, set[str]] = {
     "db": {"errors"},
     # Objects by key, on disk or in an S3-compatible bucket; nothing of studies.
     "objects": {"errors"},
-    "study": {"auth", "config", "db", "dicom", "errors", "inference", "lesions", "objects",
-              "reports",
-              "schemas"},
+    "study": {"auth", "config", "db", "dicom", "errors", "inference", "lesions", "logs",
+              "objects", "reports", "schemas"},
     # DICOM in (STOW-RS's instances, the DIMSE listener): to the same intake as uploads.
     "dimse": {"auth", "config", "dicom", "errors", "study"},
     # Results back to the PACS: the ledger's due rows, the job's SEG and SR, sent.
-    "delivery": {"config", "errors", "study"},
-    "http": {"auth", "config", "delivery", "dimse", "errors", "inference", "schemas", "study"},
-    "commands": {"auth", "config", "delivery", "dimse", "http", "tritonserver"},
+    "delivery": {"config", "errors", "logs", "study"},
+    "http": {"auth", "config", "delivery", "dimse", "errors", "inference", "logs", "schemas",
+             "study"},
+    "commands": {"auth", "config", "delivery", "dimse", "http", "logs", "tritonserver"},
     "cli": set(),
 }
 
