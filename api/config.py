@@ -225,6 +225,9 @@ class Settings(BaseSettings):
         default=2, ge=1, description="deliveries sent at once",
     )
 
+    fhir_report_status: Literal["preliminary", "final"] = Field(default="preliminary",
+        description="FHIR report status: preliminary (a radiologist confirms it) or final")
+
     @field_validator("window")
     @classmethod
     def _window_parses(cls, value: str | None) -> str | None:
