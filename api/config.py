@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(default=60.0, gt=0, description="per Triton request")
     inference_retries: int = Field(default=2, ge=0, description="retries of a failed request")
     job_retention_h: float = Field(default=168.0, gt=0, description="hours results are kept")
+    idempotency_window_h: float = Field(
+        default=24.0, gt=0, description="hours an Idempotency-Key answers with its job")
     public_url: str = Field(
         default="", description="base URL of the signed result links (mask, overlay) as clients"
         " reach the service, e.g. behind a proxy; empty: links are paths",
@@ -221,9 +223,7 @@ class Settings(BaseSettings):
         default=24.0, gt=0, description="hours after a job's success a failing delivery is"
         " tried for, then marked failed (a resend starts it again)",
     )
-    delivery_concurrency: int = Field(
-        default=2, ge=1, description="deliveries sent at once",
-    )
+    delivery_concurrency: int = Field(default=2, ge=1, description="deliveries sent at once")
 
     fhir_report_status: Literal["preliminary", "final"] = Field(default="preliminary",
         description="FHIR report status: preliminary (a radiologist confirms it) or final")

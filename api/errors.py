@@ -118,6 +118,12 @@ class InvalidUpload(BoneMetsError):
     status, slug, title = 400, "invalid-upload", "Invalid upload"
 
 
+class InvalidMetadata(InvalidUpload):
+    """A ``metadata`` part that is not the JSON object the API documents."""
+
+    status, slug, title = 422, "invalid-metadata", "Invalid submission metadata"
+
+
 class NotDicom(InvalidUpload):
     status, slug, title = 415, "not-dicom", "Not a DICOM file"
 
@@ -198,6 +204,12 @@ class SegmentationUnsupported(BoneMetsError):
     several multi-frame instances: a SEG derives from one); the SR still holds them."""
 
     status, slug, title = 422, "segmentation-unsupported", "No Segmentation for this series"
+
+
+class IdempotencyKeyReused(BoneMetsError):
+    """An ``Idempotency-Key`` the client already sent with another study or other metadata."""
+
+    status, slug, title = 409, "idempotency-key-reused", "Idempotency key used for another request"
 
 
 class NoDestination(BoneMetsError):

@@ -20,11 +20,14 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Hands over a quiet study's folder and its owner; the folder is the receiver's then.
-StudySubmitter = Callable[[Path, str], None]
+# Hands over a quiet study's folder, its owner and whether it is urgent; the folder is the
+# receiver's then.
+StudySubmitter = Callable[[Path, str, bool], None]
 Clock = Callable[[], float]
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._@-]")
 OWNER_FILE = ".owner"
+# Present when an instance of the study came with C-STORE priority HIGH: the study is stat.
+URGENT_FILE = ".urgent"
 
 
 @dataclass
@@ -66,8 +69,9 @@ class StudyGatherer:
             self._thread.join()
             self._thread = None
 
-    def begin(self, owner: str, study_uid: str) -> Path:
-        """The folder an instance of ``study_uid`` is written to; call :meth:`end` after."""
+    def begin(self, owner: str, study_uid: str, urgent: bool = False) -> Path:
+        """The folder an instance of ``study_uid`` is written to; call :meth:`end` after.
+        One ``urgent`` instance makes the study urgent."""
         key = (owner, SAFE_NAME.sub("_", study_uid)[:64] or "unknown")
         with self._lock:
             pending = self._pending.get(key)
@@ -77,6 +81,8 @@ class StudyGatherer:
                 (folder / OWNER_FILE).write_text(owner, encoding="utf-8")
                 pending = self._pending[key] = _Pending(folder, owner, self._clock())
             pending.writing += 1
+            if urgent:
+                (pending.folder / URGENT_FILE).touch()
             return pending.folder
 
     def end(self, owner: str, study_uid: str) -> None:
@@ -96,11 +102,13 @@ class StudyGatherer:
             studies = [self._pending.pop(key) for key in quiet]
         for study in studies:
             (study.folder / OWNER_FILE).unlink(missing_ok=True)
+            urgent = (study.folder / URGENT_FILE).exists()
+            (study.folder / URGENT_FILE).unlink(missing_ok=True)
             if not any(study.folder.iterdir()):
                 os.rmdir(study.folder)  # every instance of it was refused
                 continue
             try:
-                self._submit(study.folder, study.owner)
+                self._submit(study.folder, study.owner, urgent)
             except Exception:  # the thread must outlive one study's failure
                 log.exception("a study received by C-STORE could not be queued")
         return len(studies)

@@ -107,7 +107,8 @@ class DicomListener:
         except Exception:  # noqa: BLE001 - a data set that does not decode
             return _failure(CANNOT_UNDERSTAND, "the data set cannot be decoded")
         owner = owner_of(self.settings, event.assoc.requestor.ae_title)
-        folder = self.gatherer.begin(owner, study_uid)
+        # PS3.7 9.1.1.1.2: 0001H is HIGH; the sending modality or PACS router says "stat".
+        folder = self.gatherer.begin(owner, study_uid, urgent=event.request.Priority == 1)
         try:
             return self._write(event, folder, instance)
         finally:

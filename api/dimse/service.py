@@ -14,21 +14,25 @@ from pathlib import Path
 from api.dimse.listener import DicomListener
 from api.errors import InvalidUpload
 from api.study import intake
+from api.study.jobs import PRIORITY_RANKS
 from api.study.runner import job_error
 from api.study.services import Services
 
 log = logging.getLogger(__name__)
 
 
-async def submit_gathered(folder: Path, owner: str, services: Services) -> str:
-    """Queue the instances in ``folder`` as one study of ``owner``; the job's id. A study
-    with no usable series becomes a failed job with the reason, not a silent loss."""
+async def submit_gathered(folder: Path, owner: str, services: Services,
+                          urgent: bool = False) -> str:
+    """Queue the instances in ``folder`` as one study of ``owner`` (stat when ``urgent``);
+    the job's id. A study with no usable series becomes a failed job with the reason, not a
+    silent loss."""
 
     async def move_in(upload: Path) -> None:
         await asyncio.to_thread(_move_files, folder, upload)
 
     try:
-        received = await intake.receive(move_in, services, owner, expand_zips=False)
+        received = await intake.receive(move_in, services, owner, expand_zips=False,
+                                        priority=PRIORITY_RANKS["stat" if urgent else "routine"])
     except InvalidUpload as exc:
         job_id = uuid.uuid4().hex
         # A job is read with its folder: an empty one, nothing to keep in it.
@@ -57,9 +61,10 @@ async def dicom_listener(services: Services) -> AsyncIterator[DicomListener | No
         return
     loop = asyncio.get_running_loop()
 
-    def submit(folder: Path, owner: str) -> None:
+    def submit(folder: Path, owner: str, urgent: bool) -> None:
         # From the gatherer's thread: the intake and the runner live on the event loop.
-        asyncio.run_coroutine_threadsafe(submit_gathered(folder, owner, services), loop).result()
+        asyncio.run_coroutine_threadsafe(submit_gathered(folder, owner, services, urgent),
+                                         loop).result()
 
     listener = DicomListener(services.settings, submit)
     await asyncio.to_thread(listener.start)

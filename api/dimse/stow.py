@@ -44,7 +44,7 @@ class StowReceipt:
 
 
 async def receive_instances(write_parts: intake.PartWriter, services: Services,
-                            owner: str) -> StowReceipt:
+                            owner: str, priority: int = 0) -> StowReceipt:
     """Receive a STOW-RS body as one study of ``owner``. A body that cannot be read raises
     its InvalidUpload (a problem answer); instances that cannot be read fail one by one, and
     when none can be read the receipt has no job."""
@@ -57,7 +57,7 @@ async def receive_instances(write_parts: intake.PartWriter, services: Services,
 
     try:
         received = await intake.receive(write_parts, services, owner, expand_zips=False,
-                                        inspect=inspect)
+                                        inspect=inspect, priority=priority)
     except InvalidUpload as exc:
         if not found:
             raise  # the body itself, not its instances

@@ -8,7 +8,9 @@ under a name of our own (a client's file name never names a path).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,12 +22,25 @@ from api.errors import InvalidUpload
 FIELD = "files"
 MAX_PARTS = 100_000
 DICOM = b"application/dicom"
+# Form fields kept in memory beside the files (the submission's metadata), and their limit.
+FIELDS = ("metadata",)
+MAX_FIELD_BYTES = 16 * 1024
+
+
+@dataclass
+class FormParts:
+    """What a multipart/form-data upload held: how many files, the small fields, and a digest
+    of the files' bytes in order (the same for the same files, whatever the boundary)."""
+
+    files: int
+    fields: dict[str, bytes] = field(default_factory=dict)
+    digest: str = ""
 
 
 class _PartWriter:
     """Callbacks of the multipart parser: headers of each part, then its bytes to a file."""
 
-    def __init__(self, folder: Path, field: str | None = FIELD) -> None:
+    def __init__(self, folder: Path, field: str | None = FIELD, digest: bool = False) -> None:
         self.folder = folder
         self.field = field  # None: every part is a file (multipart/related)
         self.parts = 0
@@ -35,6 +50,10 @@ class _PartWriter:
         self._value = bytearray()
         self._headers: dict[bytes, bytes] = {}
         self.ended = False  # the closing boundary was read
+        self.fields: dict[str, bytearray] = {}
+        self._into: bytearray | None = None  # the field being read
+        # Only for an idempotent submission: hashing costs CPU on the event loop.
+        self.digest = hashlib.sha256() if digest else None
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -64,10 +83,17 @@ class _PartWriter:
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
+        if self.field is not None and name in FIELDS:
+            if name in self.fields:
+                raise InvalidUpload(f"more than one '{name}' part")
+            self._into = self.fields[name] = bytearray()
+            return
         if self.field is not None and name != self.field:
             self.ignored.add(name)
             return
         self.parts += 1
+        if self.digest is not None:
+            self.digest.update(b"\x00part\x00")
         if self.parts > MAX_PARTS:
             raise InvalidUpload(f"more than {MAX_PARTS} files in one upload")
         # Page-cache writes of the parser's 64 KiB chunks: cheaper than a thread hop each.
@@ -76,30 +102,40 @@ class _PartWriter:
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._out is not None:
             self._out.write(data[start:end])
+            if self.digest is not None:
+                self.digest.update(data[start:end])
+        elif self._into is not None:
+            self._into += data[start:end]
+            if len(self._into) > MAX_FIELD_BYTES:
+                raise InvalidUpload(f"a form field over {MAX_FIELD_BYTES // 1024} KiB")
 
     def _end(self) -> None:
         self.close()
 
     def close(self) -> None:
+        self._into = None
         if self._out is not None:
             self._out.close()
             self._out = None
 
 
-async def stream_parts(content_type: str, body: AsyncIterator[bytes], folder: Path) -> int:
-    """Write every ``files`` part of a multipart/form-data body into ``folder``; count them."""
+async def stream_parts(content_type: str, body: AsyncIterator[bytes], folder: Path,
+                       digest: bool = False) -> FormParts:
+    """Write every ``files`` part of a multipart/form-data body into ``folder``; keep the
+    ``metadata`` field; say how many files there were and, asked to, digest them."""
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise InvalidUpload(
             "send multipart/form-data with one or more 'files' parts (DICOM files or zips)"
         )
-    writer = _PartWriter(folder)
+    writer = _PartWriter(folder, digest=digest)
     await _parse(writer, boundary, body)
     if writer.parts == 0:
         extra = f" (found only: {', '.join(sorted(writer.ignored))})" if writer.ignored else ""
         raise InvalidUpload(f"the upload holds no 'files' parts{extra}")
-    return writer.parts
+    return FormParts(writer.parts, {k: bytes(v) for k, v in writer.fields.items()},
+                     "" if writer.digest is None else writer.digest.hexdigest())
 
 
 async def stream_related_parts(content_type: str, body: AsyncIterator[bytes],

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.errors import NotDicom
 from api.schemas.result import StudyResult, example
+from api.schemas.submission import SubmissionMetadata
 
 PROGRESS: dict[str, Any] = {"slices_done": 48, "slices_total": 120}
 
@@ -84,6 +85,8 @@ class StudyJob(BaseModel):
     # the answer always carries both keys.
     priority: Literal["routine", "stat"] = Field(
         default="routine", description="stat studies are taken before routine ones waiting")
+    metadata: SubmissionMetadata | None = Field(
+        default=None, description="what the submission's `metadata` part gave, as given")
     error: Problem | None = Field(default=None, description="why the job failed, once it has")
     result: StudyResult | None = Field(default=None, description="present once it succeeded")
     deliveries: list[Delivery] = Field(

@@ -9,7 +9,9 @@ route, STOW-RS, the DIMSE listener) ends in :func:`receive`, so all choose the s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,13 +20,28 @@ from pathlib import Path
 from api.config import Settings
 from api.dicom.series import CTSeries, select_ct_series
 from api.dicom.sources import expand_upload, list_upload, zip_limits
+from api.errors import IdempotencyKeyReused
+from api.schemas.submission import NO_METADATA, SubmissionMetadata
+from api.study.job_rows import IdempotencyKey, Job
 from api.study.series_record import keep_series
 from api.study.services import Services
 
 log = logging.getLogger(__name__)
 
-# Writes the upload's parts into the folder it is given; raises InvalidUpload for a bad body.
-PartWriter = Callable[[Path], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a caller asked for besides its files: read with them, so known once they are."""
+
+    priority: int = 0
+    metadata: SubmissionMetadata = NO_METADATA
+    key: IdempotencyKey | None = None  # the caller's Idempotency-Key, with the body's digest
+
+
+# Writes the upload's parts into the folder it is given, and says what else the body asked
+# for (None: nothing); raises InvalidUpload for a bad body.
+PartWriter = Callable[[Path], Awaitable[Submission | None]]
 # What a caller sees of the files and the chosen series before the job is queued.
 Inspector = Callable[[Sequence[Path], CTSeries | None, BaseException | None], Awaitable[None]]
 
@@ -52,11 +69,27 @@ def select_series(files: Sequence[Path], settings: Settings) -> CTSeries:
     )
 
 
-async def receive_study(write_parts: PartWriter, services: Services, owner: str,
-                        priority: int = 0) -> str:
-    """Write the parts to storage, check that they hold a CT series, queue a job of ``owner``
-    at ``priority``; return its id."""
-    return (await receive(write_parts, services, owner, priority=priority)).job_id
+def request_digest(files_digest: str, metadata: SubmissionMetadata, priority: int) -> str:
+    """What an idempotent submission is compared by: its files, its metadata, its priority."""
+    text = f"{files_digest}\n{metadata.model_dump_json(exclude_none=True)}\n{priority}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Replayed(Exception):  # noqa: N818 - not an error: the key's job is the answer
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+async def receive_study(write_parts: PartWriter, services: Services,
+                        owner: str) -> tuple[str, bool]:
+    """Write the parts to storage, check that they hold a CT series, queue a job of
+    ``owner``; return its id, and whether it is an earlier job the same Idempotency-Key and
+    body made (nothing new queued)."""
+    try:
+        return (await receive(write_parts, services, owner)).job_id, False
+    except _Replayed as replayed:
+        return replayed.job_id, True
 
 
 async def receive(write_parts: PartWriter, services: Services, owner: str, *,
@@ -64,11 +97,13 @@ async def receive(write_parts: PartWriter, services: Services, owner: str, *,
                   priority: int = 0) -> Received:
     """:func:`receive_study`, telling what was received: zips expanded unless told not to
     (DICOMweb parts are DICOM instances), and ``inspect`` shown the files and the series
-    chosen (or the error refusing them) while the files are still on disk."""
+    chosen (or the error refusing them) while the files are still on disk. A study at
+    ``priority`` unless the body says otherwise."""
     job_id = uuid.uuid4().hex
     upload = await asyncio.to_thread(services.store.create, job_id)
     try:
-        await write_parts(upload)
+        asked = await write_parts(upload) or Submission(priority=priority)
+        await _replay(services, owner, asked.key)
         if expand_zips:
             limits = zip_limits(services.settings.max_upload_bytes)
             files = await asyncio.to_thread(expand_upload, upload, limits)
@@ -90,8 +125,31 @@ async def receive(write_parts: PartWriter, services: Services, owner: str, *,
         # Nothing half-received is kept.
         await asyncio.to_thread(services.store.delete, job_id)
         raise
-    services.jobs.create(job_id, slices_total=len(series.slices), owner=owner,
-                         priority=priority)
+    job = services.jobs.create(job_id, slices_total=len(series.slices), owner=owner,
+                               priority=asked.priority, metadata=asked.metadata, key=asked.key)
+    if job.id != job_id:  # the same key, queued by a request that ran beside this one
+        await asyncio.to_thread(services.store.delete, job_id)
+        _check_same(job, asked.key, services)
+        raise _Replayed(job.id)
     services.runner.submit(job_id)
     log.info("job %s queued: %d slices from %d files", job_id, len(series.slices), len(files))
     return Received(job_id, tuple(files), series)
+
+
+async def _replay(services: Services, owner: str, key: IdempotencyKey | None) -> None:
+    """Raise _Replayed for the job ``key`` already made (IdempotencyKeyReused when it was
+    made from another body). A job the service failed (5xx) is not an answer to keep: its
+    key is forgotten and the study runs again."""
+    since = time.time() - services.settings.idempotency_window_h * 3600
+    job = await asyncio.to_thread(services.jobs.keyed, owner, key, since)
+    if job is None:
+        return
+    _check_same(job, key, services)
+    raise _Replayed(job.id)
+
+
+def _check_same(job: Job, key: IdempotencyKey | None, services: Services) -> None:
+    if key is not None and services.jobs.digest_of(job.id) != key.digest:
+        raise IdempotencyKeyReused(
+            f"this Idempotency-Key was sent with another study or metadata (job {job.id});"
+            " use a new key for a new request")

@@ -105,13 +105,15 @@ class JobStore:
     def keyed(self, owner: str | None, key: IdempotencyKey | None,
               since: float = 0.0) -> Job | None:
         """The job ``owner`` created with ``key.key`` since ``since``, or None. A job whose key
-        is older than that forgets it, so that the key may be used again."""
+        is older than that, or that the service failed (a 5xx), forgets it, so that the key
+        may be used again."""
         if key is None:
             return None
         with self._db.transaction() as cur:
             cur.execute("UPDATE jobs SET idempotency_key = NULL, request_digest = NULL"
-                        " WHERE owner = ? AND idempotency_key = ? AND created_at < ?",
-                        (owner, key.key, since))
+                        " WHERE owner = ? AND idempotency_key = ? AND (created_at < ?"
+                        " OR (state = ? AND error_status >= 500))",
+                        (owner, key.key, since, JobState.FAILED.value))
             row = cur.execute(f"SELECT {COLUMNS} FROM jobs WHERE owner = ? AND"
                               " idempotency_key = ?", (owner, key.key)).fetchone()
         return None if row is None else _job(row)

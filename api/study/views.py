@@ -53,6 +53,7 @@ def job_view(job_id: str, services: Services, viewer: str | None,
         progress=Progress(slices_done=job.slices_done, slices_total=job.slices_total),
         created_at=job.created_at, updated_at=job.updated_at, error=error, result=result,
         priority=job.priority_name,
+        metadata=None if job.metadata.is_empty() else job.metadata,
         deliveries=[_delivery(d) for d in services.jobs.deliveries.of_job(job_id)],
     )
 

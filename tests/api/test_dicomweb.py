@@ -146,3 +146,15 @@ def test_the_published_document_declares_dicom_json_answers(client: TestClient) 
     operation = client.get("/openapi.json").json()["paths"][STOW]["post"]
     for status in ("200", "202", "409"):
         assert list(operation["responses"][status]["content"]) == ["application/dicom+json"]
+
+
+def test_stow_takes_a_priority_as_uploads_do(client: TestClient, series: BuiltSeries) -> None:
+    parts = [path.read_bytes() for path in series.paths]
+    body, headers = related(parts)
+    stat = client.post(f"{STOW}?priority=stat", content=body, headers=headers)
+    routine = client.post(STOW, content=body, headers=headers)
+    refused = client.post(f"{STOW}?priority=now", content=body, headers=headers)
+    assert (stat.status_code, routine.status_code, refused.status_code) == (200, 200, 422)
+    priorities = [client.get(answer.headers["Location"]).json()["priority"]
+                  for answer in (stat, routine)]
+    assert priorities == ["stat", "routine"]

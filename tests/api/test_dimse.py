@@ -26,7 +26,7 @@ from api.dicom.pixels import decoder_problem
 from api.dimse.instances import SOP_CLASS_NOT_SUPPORTED, failure_code
 from api.errors import InvalidUpload
 from api.http.app import create_app
-from tests.api.conftest import BuiltSeries, as_files, wait_finished
+from tests.api.conftest import BuiltSeries, as_files, build_series, wait_finished
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 from tests.api.test_dicomweb import as_mr
@@ -226,3 +226,22 @@ def test_stopping_the_gateway_closes_the_port_and_aborts_open_associations(
         assert probe.connect_ex(("127.0.0.1", port)) != 0
     # The instance waits on disk for the next start, which queues it once quiet.
     assert len(list((settings.data_dir / "dimse" / "incoming").rglob("*.dcm"))) == 1
+
+
+def test_a_study_sent_with_c_store_priority_high_is_a_stat_study(
+    listening: tuple[TestClient, int], tmp_path: Path
+) -> None:
+    client, port = listening
+    urgent = build_series(tmp_path / "urgent", slices=3, size=64)
+    usual = build_series(tmp_path / "usual", slices=4, size=64)
+    assoc = associate(port)
+    # PS3.7: 0001H HIGH, 0000H MEDIUM; one HIGH instance is enough.
+    statuses = [assoc.send_c_store(pydicom.dcmread(path), priority=int(k == 0)).Status
+                for k, path in enumerate(urgent.paths)]
+    statuses += [assoc.send_c_store(pydicom.dcmread(path)).Status for path in usual.paths]
+    assoc.release()
+    assert statuses == [0x0000] * 7
+    jobs = wait_for_jobs(client, 2)
+    priorities = {job["progress"]["slices_total"]:
+                  client.get(f"/v1/studies/{job['id']}").json()["priority"] for job in jobs}
+    assert priorities == {3: "stat", 4: "routine"}

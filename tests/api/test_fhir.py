@@ -5,7 +5,6 @@ FHIR server (a real one on a free port, that parses what arrives) through the de
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,13 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 
 from api.config import Settings
-from api.schemas.submission import METADATA, SubmissionMetadata
-from api.study.fhir import bundle_json
+from api.schemas.submission import METADATA
 from tests.api.conftest import as_files, build_series
 from tests.api.fakes import BrightBoneModel
 from tests.api.fhir_server import FhirServer
 from tests.api.test_delivery import serving, submit, wait_delivery
 from tests.api.test_reports import two_lesions
+from tests.api.test_submissions import with_metadata
 
 FHIR_JSON = "application/fhir+json"
 
@@ -92,19 +91,19 @@ def test_a_study_without_lesions_has_no_observation_and_no_seg(
 
 def test_the_caller_s_references_travel_into_the_bundle(
         client: TestClient, tmp_path: Path) -> None:
-    job_id = submit(client, build_series(tmp_path / "s", size=64))["id"]
-    services = client.app_state["services"]
-    job, result = services.jobs.get(job_id), services.store.read_result(job_id)
-    given = replace(job, metadata=SubmissionMetadata.model_validate(METADATA))
-    bundle = Bundle.model_validate_json(bundle_json(services.store, given, result, "final"))
+    # No callback_url: the FHIR references alone, whatever the webhook allow-list says.
+    given = {key: value for key, value in METADATA.items() if key != "callback_url"}
+    files = with_metadata(as_files(build_series(tmp_path / "s", size=64).paths), given)
+    job = client.post("/v1/studies?wait=60", files=files).json()
+    bundle = Bundle.model_validate_json(client.get(f"/v1/studies/{job['id']}/fhir").content)
     [report], [observation] = by_type(bundle, "DiagnosticReport"), by_type(bundle, "Observation")
     for resource in (report, observation):
         assert resource.subject.reference == METADATA["subject"]
         assert resource.encounter.reference == METADATA["encounter"]
         assert [ref.reference for ref in resource.basedOn] == [METADATA["service_request"]]
-        assert resource.status == "final"
     assert report.identifier[1].value == METADATA["accession_number"]
     assert report.identifier[1].system == METADATA["accession_system"]
+    assert report.identifier[1].type.coding[0].code == "ACSN"
     assert report.conclusion.startswith("1 suspected bone metastasis, ")
 
 

@@ -103,6 +103,10 @@ def _tour_submissions(client: TestClient, model: SwitchableModel, small: list[Pa
     assert client.post("/v1/studies", data={"x": "y"}).status_code == 400
     assert client.post("/v1/studies", files=as_files(large)).status_code == 413
     assert client.post("/v1/studies?wait=-1", files=as_files(small)).status_code == 422
+    keyed = {"Idempotency-Key": "tour-1"}
+    assert client.post("/v1/studies", files=as_files(small), headers=keyed).status_code == 202
+    assert client.post("/v1/studies", files=as_files(small[:1]),
+                       headers=keyed).status_code == 409
     assert _submit_failing(client, model, small, RuntimeError("bug")) == 500
     assert _submit_failing(client, model, small, ModelError("x")) == 502
     assert _submit_failing(client, model, small, InferenceUnavailable("x")) == 503
@@ -124,6 +128,7 @@ def _tour_dicomweb(client: TestClient, small: list[Path]) -> None:
     body, headers = related([b"not dicom"])
     assert client.post(STOW, content=body, headers=headers).status_code == 409
     assert client.post(STOW, content=body[:-9], headers=headers).status_code == 400
+    assert client.post(f"{STOW}?priority=now", content=body, headers=headers).status_code == 422
     too_large = {**headers, "Content-Length": str(10**13)}
     assert client.post(STOW, content=body, headers=too_large).status_code == 413
     client.app.dependency_overrides[client_inflight] = lambda: 10**6

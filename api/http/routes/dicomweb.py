@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.dimse.stow import receive_instances, store_response
@@ -14,6 +14,7 @@ from api.http.deps import ServicesDep
 from api.http.multipart import stream_related_parts
 from api.http.problems import problem_responses
 from api.http.quotas import UploadQuota
+from api.study.jobs import PRIORITY_RANKS
 
 router = APIRouter(prefix="/v1/dicomweb", tags=["dicomweb"])
 
@@ -43,21 +44,26 @@ STORED: dict[int | str, dict[str, Any]] = {
           "content": _STORE_RESPONSE},
     409: {"description": "No instance could be stored; nothing queued",
           "content": _STORE_RESPONSE},
-    **problem_responses(400, 403, 413, 429),
+    **problem_responses(400, 403, 413, 422, 429),
 }
 
 
 @router.post("/studies", status_code=200, response_class=DicomJSONResponse,
              openapi_extra=STOW_BODY, responses=STORED)
-async def store_instances(request: Request, services: ServicesDep, principal: Submitter,
-                          _: UploadQuota) -> DicomJSONResponse:
+async def store_instances(
+    request: Request, services: ServicesDep, principal: Submitter, _: UploadQuota,
+    priority: Annotated[Literal["routine", "stat"], Query(
+        description="stat: taken before every routine study waiting, as for `POST /v1/studies`",
+    )] = "routine",
+) -> DicomJSONResponse:
     """STOW-RS: store a CT study's instances and queue it, as `POST /v1/studies` does."""
     content_type = request.headers.get("content-type", "")
 
-    async def write_parts(folder: Path) -> int:
-        return await stream_related_parts(content_type, request.stream(), folder)
+    async def write_parts(folder: Path) -> None:
+        await stream_related_parts(content_type, request.stream(), folder)
 
-    receipt = await receive_instances(write_parts, services, owner=principal.client)
+    receipt = await receive_instances(write_parts, services, owner=principal.client,
+                                      priority=PRIORITY_RANKS[priority])
     headers: dict[str, str] = {}
     job_url = None
     if receipt.job_id is not None:

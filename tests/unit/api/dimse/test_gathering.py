@@ -15,8 +15,9 @@ class Clock:
         return self.now
 
 
-def receive(gatherer: StudyGatherer, owner: str, study: str, name: str) -> None:
-    folder = gatherer.begin(owner, study)
+def receive(gatherer: StudyGatherer, owner: str, study: str, name: str,
+            urgent: bool = False) -> None:
+    folder = gatherer.begin(owner, study, urgent)
     (folder / name).write_bytes(b"instance")
     gatherer.end(owner, study)
 
@@ -24,7 +25,7 @@ def receive(gatherer: StudyGatherer, owner: str, study: str, name: str) -> None:
 def test_each_study_is_handed_over_once_when_quiet(tmp_path: Path) -> None:
     clock, handed = Clock(), []
     gatherer = StudyGatherer(tmp_path / "spool", 10.0,
-                             lambda folder, owner: handed.append(
+                             lambda folder, owner, urgent: handed.append(
                                  (owner, sorted(p.name for p in folder.iterdir()))),
                              clock=clock)
     gatherer.spool.mkdir()
@@ -51,12 +52,12 @@ def test_studies_left_by_a_stopped_process_are_handed_over_after_a_restart(
     tmp_path: Path
 ) -> None:
     clock, handed = Clock(), []
-    first = StudyGatherer(tmp_path / "spool", 10.0, lambda f, o: handed.append(o), clock=clock)
+    first = StudyGatherer(tmp_path / "spool", 10.0, lambda f, o, u: handed.append(o), clock=clock)
     first.start()
     receive(first, "pacs", "1.2.3", "a.dcm")
     first.stop()
     assert handed == []
-    second = StudyGatherer(tmp_path / "spool", 10.0, lambda f, o: handed.append(o), clock=clock)
+    second = StudyGatherer(tmp_path / "spool", 10.0, lambda f, o, u: handed.append(o), clock=clock)
     second.start()
     try:
         clock.now = 20.0
@@ -68,7 +69,7 @@ def test_studies_left_by_a_stopped_process_are_handed_over_after_a_restart(
 
 def test_a_study_whose_every_instance_was_refused_is_not_handed_over(tmp_path: Path) -> None:
     clock, handed = Clock(), []
-    gatherer = StudyGatherer(tmp_path / "spool", 1.0, lambda f, o: handed.append(o), clock=clock)
+    gatherer = StudyGatherer(tmp_path / "spool", 1.0, lambda f, o, u: handed.append(o), clock=clock)
     gatherer.spool.mkdir()
     gatherer.begin("pacs", "1.2.3")
     gatherer.end("pacs", "1.2.3")  # its file was deleted: a failure status was sent
@@ -76,3 +77,23 @@ def test_a_study_whose_every_instance_was_refused_is_not_handed_over(tmp_path: P
     assert gatherer.hand_over_quiet() == 1
     assert handed == []
     assert list(gatherer.spool.iterdir()) == []
+
+
+def test_one_urgent_instance_makes_its_study_urgent_even_after_a_restart(tmp_path: Path) -> None:
+    clock, handed = Clock(), []
+    first = StudyGatherer(tmp_path / "spool", 10.0, lambda f, o, u: None, clock=clock)
+    first.start()
+    receive(first, "pacs", "1.2.3", "a.dcm")
+    receive(first, "pacs", "1.2.3", "b.dcm", urgent=True)  # C-STORE priority HIGH
+    receive(first, "pacs", "4.5.6", "c.dcm")
+    first.stop()
+    second = StudyGatherer(tmp_path / "spool", 10.0, lambda folder, owner, urgent: handed.append(
+        (sorted(p.name for p in folder.iterdir()), urgent)), clock=clock)
+    second.start()
+    try:
+        clock.now = 20.0
+        assert second.hand_over_quiet() == 2
+    finally:
+        second.stop()
+    # The marker tells the receiver, and is not handed over as an instance.
+    assert sorted(handed) == [(["a.dcm", "b.dcm"], True), (["c.dcm"], False)]

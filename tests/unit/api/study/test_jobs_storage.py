@@ -13,7 +13,7 @@ import pytest
 from api.db.sqlite import SqliteDatabase
 from api.errors import InvalidRequest, StorageError
 from api.schemas import StudyResult
-from api.study.jobs import JobError, JobState, JobStore, Page
+from api.study.jobs import IdempotencyKey, JobError, JobState, JobStore, Page
 from api.study.listing import decode_cursor, encode_cursor
 from api.study.retention import sweep
 from api.study.storage import StudyStore
@@ -183,3 +183,19 @@ def test_a_cursor_the_service_did_not_make_is_refused(cursor: str) -> None:
 def test_a_cursor_names_its_job_exactly(jobs: JobStore) -> None:
     job = jobs.create(JOB)
     assert decode_cursor(encode_cursor(job)) == (job.created_at, JOB)
+
+
+def test_one_job_per_client_and_idempotency_key_even_when_two_race(
+        open_store: OpenStore) -> None:
+    jobs = open_store()
+    key = IdempotencyKey("order-7", "digest-1")
+    first = jobs.create("a" * 32, owner="ris", key=key)
+    # A second request with the same key got past the lookup before the first was written.
+    raced = jobs.create("b" * 32, owner="ris", key=IdempotencyKey("order-7", "digest-2"))
+    other = jobs.create("c" * 32, owner="pacs", key=key)
+    assert (first.id, raced.id, other.id) == ("a" * 32, "a" * 32, "c" * 32)
+    assert jobs.get("b" * 32) is None
+    assert jobs.digest_of("a" * 32) == "digest-1"
+    assert jobs.keyed("ris", key, since=0.0) == first
+    assert jobs.keyed("ris", key, since=time.time() + 1) is None  # past its window: forgotten
+    assert jobs.create("d" * 32, owner="ris", key=key).id == "d" * 32
