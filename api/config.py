@@ -224,9 +224,10 @@ class Settings(BaseSettings):
         default=24.0, gt=0, description="hours after a job's success a failing delivery is"
         " tried for, then marked failed (a resend starts it again)",
     )
-    delivery_concurrency: int = Field(
-        default=2, ge=1, description="deliveries sent at once",
-    )
+    delivery_concurrency: int = Field(default=2, ge=1, description="deliveries sent at once")
+
+    fhir_report_status: Literal["preliminary", "final"] = Field(default="preliminary",
+        description="FHIR report status: preliminary (a radiologist confirms it) or final")
 
     @field_validator("window")
     @classmethod

@@ -1,4 +1,5 @@
-"""Where finished studies' SEG and SR go: the destinations file (TOML), read once at start.
+"""Where finished studies' SEG and SR (or, to a FHIR server, their Bundle) go: the
+destinations file (TOML), read once at start.
 
     [[destination]]
     name = "pacs-web"
@@ -15,6 +16,12 @@
     host = "pacs.example.org"
     port = 4242
     clients = ["ris-router", "dimse-CT1"]         # only these clients' studies
+
+    [[destination]]
+    name = "ehr"
+    kind = "fhir"
+    url = "https://fhir.example.org/r4"          # the FHIR base: the transaction is POSTed there
+    token_env = "EHR_FHIR_TOKEN"                  # or username + password_env; ca_file, timeout_s
 
 A study goes to every destination whose ``clients`` name its owner (or ``*``).
 """
@@ -45,19 +52,18 @@ class _Destination(BaseModel):
         return ANY_CLIENT in self.clients or (client is not None and client in self.clients)
 
 
-class StowDestination(_Destination):
-    """A DICOMweb STOW-RS service (a PACS's or a VNA's DICOMweb root)."""
+class _HttpDestination(_Destination):
+    """A service over HTTP(S), with its credentials kept in environment variables."""
 
-    kind: Literal["stow-rs"]
     url: str = Field(pattern=r"^https?://[^\s]+$")
     username: str | None = None
     password_env: str | None = None  # HTTP Basic with ``username``
     token_env: str | None = None  # Authorization: Bearer
-    ca_file: Path | None = None  # the PACS's CA, for HTTPS with a private one
+    ca_file: Path | None = None  # the server's CA, for HTTPS with a private one
     timeout_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
-    def _one_credential(self) -> StowDestination:
+    def _one_credential(self) -> _HttpDestination:
         if self.token_env and (self.username or self.password_env):
             raise ValueError("give username/password_env or token_env, not both")
         if bool(self.username) != bool(self.password_env):
@@ -75,6 +81,18 @@ class StowDestination(_Destination):
         return value
 
 
+class StowDestination(_HttpDestination):
+    """A DICOMweb STOW-RS service (a PACS's or a VNA's DICOMweb root)."""
+
+    kind: Literal["stow-rs"]
+
+
+class FhirDestination(_HttpDestination):
+    """A FHIR R4 server (its base URL): each study's Bundle POSTed as a transaction."""
+
+    kind: Literal["fhir"]
+
+
 class CStoreDestination(_Destination):
     """A DICOM C-STORE SCP (a PACS's DIMSE port)."""
 
@@ -85,15 +103,16 @@ class CStoreDestination(_Destination):
     timeout_s: float = Field(default=60.0, gt=0)
 
 
-Destination = Annotated[StowDestination | CStoreDestination, Field(discriminator="kind")]
+AnyDestination = StowDestination | CStoreDestination | FhirDestination
+Destination = Annotated[AnyDestination, Field(discriminator="kind")]
 _FILE = TypeAdapter(dict[Literal["destination"], list[Destination]])
 
 
 class Destinations:
     """The configured destinations, by name."""
 
-    def __init__(self, destinations: list[StowDestination | CStoreDestination]) -> None:
-        self.by_name: Mapping[str, StowDestination | CStoreDestination] = {
+    def __init__(self, destinations: list[AnyDestination]) -> None:
+        self.by_name: Mapping[str, AnyDestination] = {
             d.name: d for d in destinations}
         if len(self.by_name) != len(destinations):
             raise ValueError("destination names must be unique")
@@ -119,7 +138,7 @@ def load_destinations(path: Path | None) -> Destinations:
         raise ValueError(f"{path}: {problems}") from None
     loaded = Destinations(destinations)
     for destination in destinations:
-        if isinstance(destination, StowDestination):  # a missing secret fails at start
+        if isinstance(destination, _HttpDestination):  # a missing secret fails at start
             destination.secret(destination.password_env)
             destination.secret(destination.token_env)
     return loaded

@@ -1,4 +1,5 @@
-"""The delivery loop: due rows of the ledger sent, each attempt's outcome recorded.
+"""The delivery loop: due rows of the ledger sent (the SEG and SR to a PACS, the FHIR Bundle
+to a FHIR server), each attempt's outcome recorded.
 
 Runs in the gateway's event loop; each attempt runs in a thread (network and DICOM encoding).
 A failure for now is tried again after a backoff that doubles from ``delivery_backoff_s`` up
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import dataclass
 from io import BytesIO
 
 import pydicom
@@ -21,11 +23,19 @@ from pydicom.dataset import Dataset
 from api import logs
 from api.config import Settings
 from api.delivery.cstore import c_store
-from api.delivery.destinations import CStoreDestination, Destinations, StowDestination
+from api.delivery.destinations import (
+    AnyDestination,
+    Destinations,
+    FhirDestination,
+    StowDestination,
+)
 from api.delivery.failures import DeliveryFailed
+from api.delivery.fhir import post_transaction
 from api.delivery.stow import stow
 from api.errors import BoneMetsError
-from api.study.deliveries import Delivery, DeliveryLedger
+from api.study.deliveries import Delivery
+from api.study.fhir import transaction_json
+from api.study.jobs import JobStore
 from api.study.reports import report_files
 from api.study.storage import StudyStore
 
@@ -44,19 +54,46 @@ def backoff_s(attempts: int, first_s: float, most_s: float) -> float:
     return wait * random.uniform(0.8, 1.0)
 
 
-def send(destination: StowDestination | CStoreDestination, datasets: list[Dataset],
-         calling_ae: str) -> str | None:
+@dataclass(frozen=True)
+class Payload:
+    """What one destination is sent for a job: the SEG and SR (DICOM destinations) or the
+    Bundle (a FHIR server), the names the job document lists, and a note on what was left
+    out."""
+
+    objects: tuple[str, ...]
+    datasets: tuple[Dataset, ...] = ()
+    bundle: bytes = b""
+    note: str | None = None
+
+
+def payload(store: StudyStore, jobs: JobStore, destination: AnyDestination, job_id: str,
+            settings: Settings) -> Payload:
+    """What ``destination`` is sent for finished job ``job_id``; BoneMetsError when its result
+    is gone."""
+    if isinstance(destination, FhirDestination):
+        bundle = transaction_json(store, jobs, job_id, settings.fhir_report_status)
+        return Payload(("fhir",), bundle=bundle)
+    files, note = report_files(store, job_id)
+    return Payload(tuple(files), datasets=tuple(_datasets(files)), note=note)
+
+
+def send(destination: AnyDestination, sent: Payload, calling_ae: str) -> str | None:
+    """Send ``sent`` to ``destination``: a note on how it was taken, DeliveryFailed if not."""
+    if isinstance(destination, FhirDestination):
+        post_transaction(destination, sent.bundle)
+        return None
     if isinstance(destination, StowDestination):
-        return stow(destination, datasets)
-    return c_store(destination, datasets, calling_ae)
+        return stow(destination, list(sent.datasets))
+    return c_store(destination, list(sent.datasets), calling_ae)
 
 
 class DeliveryWorker:
     """Sends what is due, a few destinations at once."""
 
-    def __init__(self, ledger: DeliveryLedger, store: StudyStore, destinations: Destinations,
+    def __init__(self, jobs: JobStore, store: StudyStore, destinations: Destinations,
                  settings: Settings) -> None:
-        self._ledger = ledger
+        self._jobs = jobs
+        self._ledger = jobs.deliveries
         self._store = store
         self._destinations = destinations
         self._settings = settings
@@ -119,20 +156,19 @@ class DeliveryWorker:
             self._ledger.failed(job_id, name, (), "this destination is no longer configured")
             return
         try:
-            files, note = await asyncio.to_thread(report_files, self._store, job_id)
+            sent = await asyncio.to_thread(payload, self._store, self._jobs, destination,
+                                           job_id, self._settings)
         except BoneMetsError as exc:  # the result is gone (deleted, expired) or unreadable
             self._ledger.failed(job_id, name, (), f"nothing to send: {exc.detail}")
             return
-        objects = tuple(files)
         try:
-            warning = await asyncio.to_thread(send, destination, _datasets(files),
-                                              self._settings.ae_title)
+            warning = await asyncio.to_thread(send, destination, sent, self._settings.ae_title)
         except DeliveryFailed as exc:
-            self._failed(delivery, objects, exc)
+            self._failed(delivery, sent.objects, exc)
             return
-        self._ledger.delivered(job_id, name, objects, "; ".join(filter(None, (note, warning)))
-                               or None)
-        log.info("job %s delivered to %s (%s)", job_id, name, ", ".join(objects))
+        self._ledger.delivered(job_id, name, sent.objects,
+                               "; ".join(filter(None, (sent.note, warning))) or None)
+        log.info("job %s delivered to %s (%s)", job_id, name, ", ".join(sent.objects))
 
     def _failed(self, delivery: Delivery, objects: tuple[str, ...], exc: DeliveryFailed) -> None:
         settings = self._settings

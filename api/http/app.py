@@ -91,7 +91,7 @@ async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncItera
     pipeline = StudyPipeline(model=model, store=store, jobs=jobs, decoder=decoder,
                              settings=settings)
     destinations = load_destinations(settings.destinations)
-    delivery = DeliveryWorker(jobs.deliveries, store, destinations, settings)
+    delivery = DeliveryWorker(jobs, store, destinations, settings)
     leases = Leases(settings.job_lease_s, settings.job_heartbeat_s, settings.job_max_attempts)
     runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs, leases=leases,
                        deliver_to=destinations.for_client, on_success=delivery.wake,

@@ -19,3 +19,10 @@ def report_uid(job_id: str, part: str) -> str:
 def tracking_uid(job_id: str, lesion_id: int) -> str:
     """The tracking UID of one lesion, the same in the SEG and in the SR."""
     return report_uid(job_id, f"lesion-{lesion_id}")
+
+
+def resource_urn(job_id: str, part: str) -> str:
+    """The urn:uuid fullUrl of the FHIR resource named ``part`` in job ``job_id``'s Bundle:
+    the same study gives the same Bundle, and a transaction's entries reference each other
+    by it before the server names them."""
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{job_id}/fhir/{part}')}"

@@ -60,7 +60,8 @@ class Delivery(BaseModel):
         description="pending: not yet delivered, tried again at next_attempt_at; failed: given"
         " up (refused as sent, or still failing after delivery_give_up_h)")
     attempts: int
-    objects: list[str] = Field(description="what the last attempt sent (seg.dcm, sr.dcm)")
+    objects: list[str] = Field(description="what the last attempt sent: seg.dcm, sr.dcm; fhir"
+                               " (the Bundle, to a FHIR server)")
     since: float = Field(description="when this delivery began: the job's success, or a resend")
     last_attempt_at: float | None = None
     next_attempt_at: float | None = None

@@ -22,7 +22,7 @@ from api.reports.seg import build_seg
 from api.reports.sources import SourceImages, read_sources
 from api.reports.sr import Outline, build_sr
 from api.schemas import StudyResult
-from api.study.jobs import JobState
+from api.study.jobs import Job, JobState
 from api.study.series_record import series_on_disk
 from api.study.services import Services
 from api.study.storage import StudyStore
@@ -31,7 +31,7 @@ from api.study.views import visible
 
 async def seg_dicom(job_id: str, services: Services, viewer: str | None) -> bytes:
     """The study's SEG (Part 10 bytes); NoSegments for a study without lesions."""
-    result = _finished(job_id, services, viewer)
+    _, result = finished_job(job_id, services, viewer)
     if not result.lesions:
         raise NoSegments("the study has no lesion, and a DICOM Segmentation holds at least one"
                          " segment; its SR (sr.dcm) records that nothing was found")
@@ -40,7 +40,7 @@ async def seg_dicom(job_id: str, services: Services, viewer: str | None) -> byte
 
 async def sr_dicom(job_id: str, services: Services, viewer: str | None) -> bytes:
     """The study's TID 1500 SR (Part 10 bytes), one measurement group per lesion."""
-    result = _finished(job_id, services, viewer)
+    _, result = finished_job(job_id, services, viewer)
     return await asyncio.to_thread(_cached, services.store, job_id, "sr.dcm", result)
 
 
@@ -61,17 +61,20 @@ def report_files(store: StudyStore, job_id: str) -> tuple[dict[str, bytes], str 
     return files, note
 
 
-def _finished(job_id: str, services: Services, viewer: str | None) -> StudyResult:
+def finished_job(job_id: str, services: Services, viewer: str | None,
+                 what: str = "DICOM") -> tuple[Job, StudyResult]:
+    """The job ``viewer`` sees and its result: JobNotFound when it sees none, JobNotFinished
+    until it has succeeded (``what`` names what the caller asked for)."""
     job = services.jobs.get(job_id) if services.store.exists(job_id) else None
     if job is None or not visible(job.owner, viewer):
         raise JobNotFound("no such study job; it may have been deleted or expired")
     if job.state is not JobState.SUCCEEDED:
-        raise JobNotFinished(f"study job {job_id} is {job.state.value}; DICOM comes with the"
+        raise JobNotFinished(f"study job {job_id} is {job.state.value}; {what} comes with the"
                              " result")
     result = services.store.read_result(job_id)
     if result is None:
         raise JobNotFound(f"the result of study job {job_id} is gone")
-    return result
+    return job, result
 
 
 def _cached(store: StudyStore, job_id: str, name: str, result: StudyResult) -> bytes:

@@ -37,12 +37,14 @@ MASK = "/v1/studies/{job_id}/slices/{index}/mask.png"
 OVERLAY = "/v1/studies/{job_id}/slices/{index}/overlay.png"
 SEG = "/v1/studies/{job_id}/seg.dcm"
 SR = "/v1/studies/{job_id}/sr.dcm"
+FHIR = "/v1/studies/{job_id}/fhir"
 DELIVERIES = "/v1/studies/{job_id}/deliveries"
 VIEWER = "/v1/studies/{job_id}/viewer"
 # FastAPI documents a 422 for every route with a parameter; a str path parameter (or query)
 # cannot fail validation, so these are declared (as problems, like any 422) but cannot happen.
 NEVER_ANSWERED = {(JOB, "get", "422"), (JOB, "delete", "422"), (SEG, "get", "422"),
-                  (SR, "get", "422"), (DELIVERIES, "post", "422"), (VIEWER, "get", "422")}
+                  (SR, "get", "422"), (FHIR, "get", "422"), (DELIVERIES, "post", "422"),
+                  (VIEWER, "get", "422")}
 
 
 class SwitchableModel(BrightBoneModel):
@@ -149,7 +151,7 @@ def _tour_job(client: TestClient, model: SwitchableModel, small: list[Path], job
         assert client.get(f"/v1/studies/{job_id}/slices/x/{png}").status_code == 422
     assert client.get(f"/v1/studies/{job_id}/slices/1/overlay.png?window=soft-tissue"
                       ).status_code == 200
-    for dicom in ("seg.dcm", "sr.dcm", "viewer"):
+    for dicom in ("seg.dcm", "sr.dcm", "fhir", "viewer"):
         assert client.get(f"/v1/studies/{job_id}/{dicom}").status_code == 200
         assert client.get(f"/v1/studies/{unknown}/{dicom}").status_code == 404
     assert client.post(f"/v1/studies/{job_id}/deliveries").status_code == 202
@@ -158,7 +160,7 @@ def _tour_job(client: TestClient, model: SwitchableModel, small: list[Path], job
     running = client.post("/v1/studies", files=as_files(small)).json()["id"]
     for png in ("mask.png", "overlay.png"):
         assert client.get(f"/v1/studies/{running}/slices/0/{png}").status_code == 409
-    for dicom in ("seg.dcm", "sr.dcm", "viewer"):
+    for dicom in ("seg.dcm", "sr.dcm", "fhir", "viewer"):
         assert client.get(f"/v1/studies/{running}/{dicom}").status_code == 409
     assert client.post(f"/v1/studies/{running}/deliveries").status_code == 409
     model.delay_s = 0.0
@@ -227,7 +229,7 @@ def test_every_declared_route_and_status_is_answered_as_documented(tmp_path: Pat
     assert {("/v1/studies", "post", "500"), (JOB, "get", "500")} <= seen
     assert declared - seen - unexpected - NEVER_ANSWERED == set()
     assert NEVER_ANSWERED <= declared
-    assert {MASK, OVERLAY, SEG, SR, VIEWER} <= {pair[0] for pair in seen}
+    assert {MASK, OVERLAY, SEG, SR, FHIR, VIEWER} <= {pair[0] for pair in seen}
 
 
 def test_every_operation_documents_a_problem_for_500(client: TestClient) -> None:

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
-from api.delivery.destinations import CStoreDestination, StowDestination, load_destinations
+from api.delivery.destinations import (
+    CStoreDestination,
+    FhirDestination,
+    StowDestination,
+    load_destinations,
+)
 
 BOTH = """
 [[destination]]
@@ -83,3 +88,19 @@ def test_serve_stops_on_a_wrong_file_in_one_line_before_starting_anything(
     assert err.startswith("bonemets serve: error:") and str(path) in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "data").exists()
+
+
+def test_a_fhir_server_is_a_destination_whose_secret_must_be_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = ("[[destination]]\nname = 'ehr'\nkind = 'fhir'\nurl = 'https://fhir.example.org/r4'\n"
+            "token_env = 'TEST_EHR_TOKEN'\ntimeout_s = 7\nclients = ['ris']\n")
+    monkeypatch.delenv("TEST_EHR_TOKEN", raising=False)
+    with pytest.raises(ValueError, match="TEST_EHR_TOKEN is not set"):
+        load_destinations(write(tmp_path, text))
+    monkeypatch.setenv("TEST_EHR_TOKEN", "t")
+    loaded = load_destinations(write(tmp_path, text))
+    ehr = loaded.by_name["ehr"]
+    assert isinstance(ehr, FhirDestination)
+    assert (ehr.url, ehr.timeout_s, ehr.secret(ehr.token_env)) == (
+        "https://fhir.example.org/r4", 7.0, "t")
+    assert loaded.for_client("ris") == ["ehr"] and loaded.for_client("other") == []
