@@ -12,14 +12,15 @@ from api.delivery.destinations import FhirDestination
 from api.delivery.failures import DeliveryFailed
 
 FHIR_JSON = "application/fhir+json"
-# Worth asking again: the server timed out on us, or asked us to slow down. Any other 4xx
-# says the request itself (or our credentials) is wrong, and sending it again cannot help.
-RETRIED_CLIENT_ERRORS = {408, 429}
+# Worth asking again, as for STOW-RS: what may be fixed on the other side (credentials, a
+# permission, a route: 401, 403, 404), a timeout, or a request to slow down. Any other 4xx
+# says the Bundle itself is refused, and sending it again cannot help.
+RETRIED_CLIENT_ERRORS = {401, 403, 404, 408, 429}
 
 
 def post_transaction(destination: FhirDestination, bundle: bytes) -> None:
     """POST ``bundle`` (a transaction) to ``destination``; DeliveryFailed unless it answers 2xx,
-    permanent for a 4xx other than 408 and 429."""
+    permanent for a 4xx the Bundle itself is refused with (not 401, 403, 404, 408, 429)."""
     where = urlsplit(destination.url).netloc
     try:
         with _client(destination) as client:

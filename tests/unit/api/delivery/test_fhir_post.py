@@ -37,7 +37,7 @@ def test_a_transaction_the_server_takes_is_delivered() -> None:
 
 
 @pytest.mark.parametrize(("status", "permanent"), [
-    (400, True), (401, True), (404, True), (422, True),
+    (400, True), (401, False), (403, False), (404, False), (422, True),
     (408, False), (429, False), (500, False), (503, False)])
 def test_an_error_answer_is_retried_unless_the_request_itself_is_wrong(
         status: int, permanent: bool) -> None:
