@@ -12,6 +12,7 @@ from api.commands.access import check_auth_mode, check_tls, first_start_key
 from api.commands.stopping import SignalStop, StopRequested
 from api.config import Settings
 from api.delivery.destinations import load_destinations
+from api.delivery.webhook_clients import load_webhooks
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -30,6 +31,7 @@ EPILOG = """examples:
   BONEMETS_AUTH=off bonemets serve                # no credentials: loopback only, warned
   bonemets serve --dicom-port 11112 --ae-title BONEMETS   # also a DICOM (C-STORE) listener
   bonemets serve --destinations /etc/bonemets/destinations.toml   # SEG and SR to the PACS
+  BONEMETS_WEBHOOK_ALLOW=ris.example.org bonemets serve --webhooks webhooks.toml
   bonemets serve --role api --port 8000           # an API replica (shared database and store)
   bonemets serve --role worker --port 8080        # a worker: runs jobs; /healthz, /readyz only
 
@@ -69,6 +71,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="TOML file of the PACS destinations (STOW-RS, C-STORE) each"
                              " finished study's SEG and SR go to (default"
                              " BONEMETS_DESTINATIONS; docs/integration.md)")
+    parser.add_argument("--webhooks",
+                        help="TOML file of the clients called back when their jobs end"
+                             " (secrets, default URLs; default BONEMETS_WEBHOOKS; hosts"
+                             " allowed by BONEMETS_WEBHOOK_ALLOW; docs/integration.md)")
     parser.set_defaults(func=run)
 
 
@@ -82,6 +88,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "ae_title": getattr(args, "ae_title", None),
         "destinations": getattr(args, "destinations", None),
         "role": getattr(args, "role", None),
+        "webhooks": getattr(args, "webhooks", None),
     }
     return Settings(**{key: value for key, value in options.items() if value is not None})
 
@@ -92,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     check_tls(settings)
     # A wrong destinations file (or a secret it names missing) stops here, before Triton.
     load_destinations(settings.destinations)
+    load_webhooks(settings.webhooks, settings.webhook_allow)  # the same for webhooks
     # A worker takes no request that needs a key: it makes none.
     on_started = first_start_key(settings) if settings.role != "worker" else (lambda: None)
     stop = SignalStop()

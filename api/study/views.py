@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from api.errors import JobNotFinished, JobNotFound, NoDestination, SliceNotFound
-from api.schemas import Delivery, Problem, Progress, SliceResult, StudyJob, StudyResult
+from api.schemas import (
+    Delivery,
+    Problem,
+    Progress,
+    SliceResult,
+    StudyJob,
+    StudyResult,
+    WebhookDelivery,
+)
 from api.study.deliveries import Delivery as StoredDelivery
 from api.study.jobs import Job, JobState
 from api.study.services import Services
+from api.study.webhooks import Webhook
 
 # A stored link's path, and the study's owner, to the link a caller is given.
 LinkMaker = Callable[[str, str | None], str]
@@ -54,6 +64,7 @@ def job_view(job_id: str, services: Services, viewer: str | None,
         created_at=job.created_at, updated_at=job.updated_at, error=error, result=result,
         priority=job.priority_name,
         deliveries=[_delivery(d) for d in services.jobs.deliveries.of_job(job_id)],
+        webhooks=[_webhook(w) for w in services.jobs.webhooks.of_job(job_id)],
     )
 
 
@@ -75,6 +86,16 @@ def _delivery(row: StoredDelivery) -> Delivery:
                     objects=list(row.objects), since=row.since,
                     last_attempt_at=row.last_attempt_at, next_attempt_at=row.next_attempt_at,
                     delivered_at=row.delivered_at, detail=row.detail)
+
+
+def _webhook(row: Webhook) -> WebhookDelivery:
+    # The host only: the URL's path and query may carry the caller's own tokens.
+    return WebhookDelivery(event=row.event_type, host=urlsplit(row.url).hostname or "",
+                           state=row.state.value, attempts=row.attempts,
+                           last_status=row.last_status, since=row.since,
+                           last_attempt_at=row.last_attempt_at,
+                           next_attempt_at=row.next_attempt_at, delivered_at=row.delivered_at,
+                           detail=row.detail)
 
 
 def submit_status(job: StudyJob) -> int:
