@@ -30,8 +30,9 @@ from api.study.webhooks import Webhook as Event
 
 log = logging.getLogger(__name__)
 
-# Set while an event is sent: httpx logs every request's URL at INFO, and a callback URL is the
-# caller's (it may carry its own token), so those lines are dropped.
+# Set while an event is sent: httpx logs every request's URL at INFO (httpcore its host at
+# DEBUG), and a callback URL is the caller's (it may carry its own token), so those lines
+# are dropped. A logger's filter sees only its own records, hence each logger by name.
 _SENDING = contextvars.ContextVar("sending_webhook", default=False)
 
 
@@ -41,6 +42,7 @@ class _QuietWhileSending(logging.Filter):
 
 
 QUIET = _QuietWhileSending()
+CHATTY_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2")
 IDLE_POLL_S = 1.0  # another process's job end is seen within this
 CONCURRENCY = 4
 
@@ -62,7 +64,8 @@ class WebhookWorker:
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._task: asyncio.Task[None] | None = None
-        logging.getLogger("httpx").addFilter(QUIET)  # once: the same filter is not added twice
+        for name in CHATTY_LOGGERS:  # once: the same filter is not added twice
+            logging.getLogger(name).addFilter(QUIET)
         self._http = httpx.AsyncClient(timeout=self._policy.timeout_s, follow_redirects=False,
                                        trust_env=False)  # no proxy: the address is checked
 

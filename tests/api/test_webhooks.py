@@ -252,3 +252,18 @@ def test_serve_stops_on_a_missing_secret_or_a_default_url_off_the_allow_list(
     monkeypatch.setenv("BONEMETS_WEBHOOK_ALLOW", "*.hospital.example")
     assert main(["serve", "--data-dir", str(tmp_path / "d"), "--webhooks", str(path)]) == 2
     assert time.monotonic() - started < 10 and not (tmp_path / "d").exists()
+
+
+def test_a_receiver_answering_410_gone_is_not_called_again(
+        tmp_path: Path, series: BuiltSeries, secret: str) -> None:
+    receiver = Receiver(secret, statuses=[410])
+    try:
+        with served(tmp_path, webhooks_file(tmp_path, SECRET_ENV, receiver.url)) as client:
+            job_id = client.post("/v1/studies", files=as_files(series.paths)).json()["id"]
+            row = wait_webhook(services_of(client).jobs.webhooks.of_job, job_id)
+            time.sleep(0.3)  # several backoffs: a retry would have come by now
+    finally:
+        receiver.close()
+    assert len(receiver.received) == 1
+    assert (row.state.value, row.attempts, row.last_status) == ("failed", 1, 410)
+    assert "410 Gone" in row.detail

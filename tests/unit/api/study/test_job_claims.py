@@ -191,7 +191,7 @@ def test_a_database_from_before_migrations_upgrades_in_place(tmp_path: Path) -> 
     assert resumed is not None and (resumed.id, resumed.attempts) == ("left", 2)
     with jobs.transaction() as cur:
         assert [row[0] for row in cur.execute("SELECT version FROM schema_migrations")
-                .fetchall()] == [1, 2, 3]
+                .fetchall()] == [m.version for m in MIGRATIONS]
     assert resumed.priority_name == "routine"  # the jobs of before priorities are routine
 
 
