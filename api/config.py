@@ -55,10 +55,8 @@ class Settings(BaseSettings):
         default="auto",
         description="send tensors through system shared memory; auto: when Triton is local",
     )
-    model_repository: Path = Field(
-        default=PROJECT_ROOT / "model_repository",
-        description="model repository for the local Triton",
-    )
+    model_repository: Path = Field(default=PROJECT_ROOT / "model_repository",
+                                   description="model repository for the local Triton")
     triton_grpc_port: int = Field(default=8101, description="local Triton gRPC port")
     triton_http_port: int = Field(default=8100, description="local Triton HTTP port")
     triton_metrics_port: int = Field(default=8102, description="local Triton metrics port")
@@ -218,9 +216,7 @@ class Settings(BaseSettings):
         default=24.0, gt=0, description="hours after a job's success a failing delivery is"
         " tried for, then marked failed (a resend starts it again)",
     )
-    delivery_concurrency: int = Field(
-        default=2, ge=1, description="deliveries sent at once",
-    )
+    delivery_concurrency: int = Field(default=2, ge=1, description="deliveries sent at once")
     webhooks: Path | None = Field(default=None, description="TOML file of the clients that"
                                   " may be called back when a job ends: secrets, default URLs")
     webhook_allow: str = Field(

@@ -4,6 +4,7 @@
     backoff_s = 10         # wait before the second attempt; doubles, with jitter
     backoff_max_s = 600    # longest wait between two attempts
     give_up_s = 86400      # after the job's end, a failing event is failed for good
+    ca_file = "/etc/bonemets/hospital-ca.pem"   # a private CA for HTTPS receivers (optional)
 
     [[client]]
     client = "ris-router"                               # the API client (its key or token)
@@ -21,11 +22,13 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
+import certifi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from standardwebhooks.webhooks import Webhook
 
@@ -54,6 +57,7 @@ class WebhookFile(BaseModel):
     backoff_s: float = Field(default=10.0, gt=0)
     backoff_max_s: float = Field(default=600.0, gt=0)
     give_up_s: float = Field(default=86400.0, gt=0)
+    ca_file: Path | None = None  # trusted besides the system's CAs
     client: list[WebhookClient] = []
 
 
@@ -115,6 +119,10 @@ def load_webhooks(path: Path | None, allow_text: str) -> Webhooks:
         problems = "; ".join(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
                              for error in exc.errors(include_url=False))
         raise ValueError(f"{path}: {problems}") from None
+    try:
+        trusted_cas(config)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"{path}: ca_file: {exc.strerror or exc}") from None
     names = [c.client for c in config.client]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: each client may have one [[client]] table")
@@ -127,6 +135,15 @@ def load_webhooks(path: Path | None, allow_text: str) -> Webhooks:
             except CallbackRefused as exc:
                 raise ValueError(f"{path}: client {entry.client}: {exc.detail}") from None
     return webhooks
+
+
+def trusted_cas(config: WebhookFile) -> ssl.SSLContext:
+    """The CAs an HTTPS receiver's certificate may come from: httpx's own (certifi's), and
+    the file's ``ca_file`` when there is one."""
+    trusted = ssl.create_default_context(cafile=certifi.where())
+    if config.ca_file is not None:
+        trusted.load_verify_locations(config.ca_file)
+    return trusted
 
 
 def _secret(entry: WebhookClient) -> bytes:

@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, urlunsplit
 import httpx
 
 from api.delivery.allow_list import pinned_address
-from api.delivery.webhook_clients import Webhooks, parse_callback
+from api.delivery.webhook_clients import Webhooks, parse_callback, trusted_cas
 from api.delivery.webhook_events import event_body, event_document, signed_headers
 from api.delivery.worker import backoff_s
 from api.errors import BoneMetsError, CallbackRefused
@@ -67,6 +67,7 @@ class WebhookWorker:
         for name in CHATTY_LOGGERS:  # once: the same filter is not added twice
             logging.getLogger(name).addFilter(QUIET)
         self._http = httpx.AsyncClient(timeout=self._policy.timeout_s, follow_redirects=False,
+                                       verify=trusted_cas(self._policy),
                                        trust_env=False)  # no proxy: the address is checked
 
     def start(self) -> None:

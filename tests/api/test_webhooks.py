@@ -27,7 +27,14 @@ from tests.api.conftest import BuiltSeries, as_files, wait_finished
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 from tests.api.test_dimse import free_port
-from tests.api.webhook_receiver import Receiver, event_of, new_secret, wait_webhook, webhooks_file
+from tests.api.webhook_receiver import (
+    Receiver,
+    event_of,
+    new_secret,
+    self_signed,
+    wait_webhook,
+    webhooks_file,
+)
 
 SECRET_ENV = "BONEMETS_TEST_WEBHOOK_SECRET"
 METADATA = SubmissionMetadata(accession_number="ACC-778899", placer_order="ORD-55443",
@@ -267,3 +274,21 @@ def test_a_receiver_answering_410_gone_is_not_called_again(
     assert len(receiver.received) == 1
     assert (row.state.value, row.attempts, row.last_status) == ("failed", 1, 410)
     assert "410 Gone" in row.detail
+
+
+def test_an_https_receiver_is_reached_at_the_checked_address_under_its_own_name(
+        tmp_path: Path, series: BuiltSeries, secret: str) -> None:
+    # The request goes to the address checked (127.0.0.1), yet TLS checks the certificate
+    # against the URL's name (SNI) and the Host header names it: both must hold, or no event.
+    ca_file, tls = self_signed(tmp_path)
+    receiver = Receiver(secret, tls=tls)
+    url = f"https://localhost:{receiver.port}/events"
+    try:
+        with served(tmp_path, webhooks_file(tmp_path, SECRET_ENV, url, ca_file=ca_file)) as client:
+            job_id = client.post("/v1/studies", files=as_files(series.paths)).json()["id"]
+            row = wait_webhook(services_of(client).jobs.webhooks.of_job, job_id)
+    finally:
+        receiver.close()
+    assert (row.state.value, row.last_status, row.detail) == ("delivered", 204, None)
+    (sent,) = receiver.received
+    assert sent.verified is not None and sent.headers["host"] == f"localhost:{receiver.port}"

@@ -93,6 +93,7 @@ GOOD = "whsec_" + base64.b64encode(b"k" * 32).decode()
     ('[[client]]\nclient = "ris"\nsecret_env = "HOOK_SECRET"\n' * 2, GOOD, "one \\[\\[client"),
     ('give_up_s = 0\n', GOOD, "give_up_s"),
     ('[[client]\n', GOOD, "not TOML"),
+    ('ca_file = "/nonexistent/ca.pem"\n', GOOD, "ca_file: No such file"),
     ('[[client]]\nclient = "ris"\nsecret_env = "HOOK_SECRET"\nurl = "https://x.example/"\n',
      GOOD, "client ris: the callback URL's host is not on the allow-list"),
 ])
