@@ -37,11 +37,8 @@ class Settings(BaseSettings):
         " jobs, sends results to the PACS, sweeps expired studies; serves /healthz and /readyz"
         " only); api and worker share BONEMETS_DATABASE_URL and BONEMETS_STORAGE_URL",
     )
-    host: str = Field(
-        default="127.0.0.1",
-        description="address `bonemets serve` binds; the service has no authentication yet,"
-        " so only this machine by default",
-    )
+    host: str = Field(default="127.0.0.1", description="address `bonemets serve` binds;"
+                      " only this machine by default")
     port: int = Field(default=8000, ge=1, le=65535, description="port `bonemets serve` binds")
     triton_url: str | None = Field(
         default=None,
@@ -58,10 +55,8 @@ class Settings(BaseSettings):
         default="auto",
         description="send tensors through system shared memory; auto: when Triton is local",
     )
-    model_repository: Path = Field(
-        default=PROJECT_ROOT / "model_repository",
-        description="model repository for the local Triton",
-    )
+    model_repository: Path = Field(default=PROJECT_ROOT / "model_repository",
+                                   description="model repository for the local Triton")
     triton_grpc_port: int = Field(default=8101, description="local Triton gRPC port")
     triton_http_port: int = Field(default=8100, description="local Triton HTTP port")
     triton_metrics_port: int = Field(default=8102, description="local Triton metrics port")
@@ -228,6 +223,11 @@ class Settings(BaseSettings):
 
     fhir_report_status: Literal["preliminary", "final"] = Field(default="preliminary",
         description="FHIR report status: preliminary (a radiologist confirms it) or final")
+    webhooks: Path | None = Field(default=None, description="TOML file of the clients that"
+                                  " may be called back when a job ends: secrets, default URLs")
+    webhook_allow: str = Field(
+        default="", description="hosts callback URLs may name, comma-separated: names,"
+        " `*.domain`, networks (10.0.0.0/8); empty: no callbacks (docs/integration.md)")
 
     @field_validator("window")
     @classmethod

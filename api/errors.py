@@ -37,6 +37,7 @@ layer itself (a bad query, an unknown path) and of a job cut short by restarts. 
     ├── SegmentationUnsupported        422  segmentation-unsupported (sources a SEG cannot hold)
     ├── IdempotencyKeyReused           409  idempotency-key-reused (the key, another request)
     ├── NoDestination                  409  no-destination (a resend with nowhere to send to)
+    ├── CallbackRefused                422  callback-refused (a callback URL not allowed)
     ├── Interrupted                    503  interrupted (the service stopped during the job)
     ├── InferenceUnavailable           503  inference-unavailable (Retry-After)
     │   └── InferenceTimeout           504  inference-timeout
@@ -218,6 +219,13 @@ class NoDestination(BoneMetsError):
     """No destination is configured for the study's client: there is nowhere to resend to."""
 
     status, slug, title = 409, "no-destination", "No destination for this study"
+
+
+class CallbackRefused(BoneMetsError):
+    """A callback URL the service will not call: its host is not on the allow-list, or the
+    client has no webhook secret to sign with."""
+
+    status, slug, title = 422, "callback-refused", "Callback URL refused"
 
 
 class Interrupted(BoneMetsError):

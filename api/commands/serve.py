@@ -12,6 +12,7 @@ from api.commands.access import check_auth_mode, check_tls, first_start_key
 from api.commands.stopping import SignalStop, StopRequested
 from api.config import Settings
 from api.delivery.destinations import load_destinations
+from api.delivery.webhook_clients import load_webhooks
 from api.logs import use_log_format
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ EPILOG = """examples:
   BONEMETS_AUTH=off bonemets serve                # no credentials: loopback only, warned
   bonemets serve --dicom-port 11112 --ae-title BONEMETS   # also a DICOM (C-STORE) listener
   bonemets serve --destinations /etc/bonemets/destinations.toml   # SEG and SR to the PACS
+  BONEMETS_WEBHOOK_ALLOW=ris.example.org bonemets serve --webhooks webhooks.toml
   bonemets serve --role api --port 8000           # an API replica (shared database and store)
   bonemets serve --role worker --port 8080        # a worker: runs jobs; /healthz, /readyz only
 
@@ -74,6 +76,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="the log on stderr: text lines, or JSON lines with request and"
                              " job ids (default BONEMETS_LOG_FORMAT, text;"
                              " docs/operations.md)")
+    parser.add_argument("--webhooks",
+                        help="TOML file of the clients called back when their jobs end"
+                             " (secrets, default URLs; default BONEMETS_WEBHOOKS; hosts"
+                             " allowed by BONEMETS_WEBHOOK_ALLOW; docs/integration.md)")
     parser.set_defaults(func=run)
 
 
@@ -88,6 +94,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "destinations": getattr(args, "destinations", None),
         "role": getattr(args, "role", None),
         "log_format": getattr(args, "log_format", None),
+        "webhooks": getattr(args, "webhooks", None),
     }
     return Settings(**{key: value for key, value in options.items() if value is not None})
 
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     check_tls(settings)
     # A wrong destinations file (or a secret it names missing) stops here, before Triton.
     load_destinations(settings.destinations)
+    load_webhooks(settings.webhooks, settings.webhook_allow)  # the same for webhooks
     # A worker takes no request that needs a key: it makes none.
     on_started = first_start_key(settings) if settings.role != "worker" else (lambda: None)
     stop = SignalStop()

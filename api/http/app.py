@@ -14,6 +14,8 @@ from api.auth.links import LinkSigner, SignedLinks, link_keys
 from api.auth.oidc import OidcVerifier
 from api.config import Settings, get_settings
 from api.delivery.destinations import load_destinations
+from api.delivery.webhook_clients import Webhooks, load_webhooks
+from api.delivery.webhook_worker import WebhookWorker
 from api.delivery.worker import DeliveryWorker
 from api.http.audit import install_audit
 from api.http.auth import authenticate, guard_plain_routes
@@ -29,7 +31,7 @@ from api.study.decoder_pool import DecoderPool
 from api.study.jobs import JobStore, open_job_store
 from api.study.pipeline import StudyPipeline
 from api.study.retention import sweep_forever
-from api.study.runner import JobRunner, Leases, Routing
+from api.study.runner import Callbacks, JobRunner, Leases, Routing
 from api.study.services import Services
 from api.study.storage import StudyStore, open_study_store
 
@@ -81,9 +83,10 @@ def oidc_verifier(settings: Settings) -> OidcVerifier | None:
 
 @asynccontextmanager
 async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncIterator[
-        tuple[JobStore, StudyStore, SegmentationModel, JobRunner, Routing]]:
+        tuple[JobStore, StudyStore, SegmentationModel, JobRunner, Routing, Webhooks]]:
     """The job store, the study files, the model, and what works on them: the job runner,
-    the delivery of results to the PACS, the retention sweep; stopped in reverse."""
+    the delivery of results to the PACS, the webhooks, the retention sweep; stopped in
+    reverse."""
     jobs = open_job_store(settings)
     store = open_study_store(settings)
     model = make_model(settings)
@@ -92,24 +95,29 @@ async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncItera
                              settings=settings)
     destinations = load_destinations(settings.destinations)
     delivery = DeliveryWorker(jobs, store, destinations, settings)
+    webhooks = load_webhooks(settings.webhooks, settings.webhook_allow)
+    callbacks = WebhookWorker(jobs, store, webhooks, settings.public_url)
     leases = Leases(settings.job_lease_s, settings.job_heartbeat_s, settings.job_max_attempts)
     runner = JobRunner(jobs, pipeline.run, settings.concurrent_jobs, leases=leases,
                        deliver_to=destinations.for_client, on_success=delivery.wake,
-                       has_upload=store.exists)
+                       has_upload=store.exists,
+                       callbacks=Callbacks(webhooks.url_of, callbacks.wake))
     # An API replica queues jobs and answers reads; workers (or the one process) run them.
     runs_jobs = settings.role != "api"
     sweeper: asyncio.Task[None] | None = None
     if runs_jobs:
         delivery.start()
+        callbacks.start()
         runner.start()  # it claims what a stopped process gave back, or a dead one's lease left
         sweeper = asyncio.create_task(sweep_forever(jobs, store, settings.job_retention_h))
     try:
-        yield jobs, store, model, runner, destinations.for_client
+        yield jobs, store, model, runner, destinations.for_client, webhooks
     finally:
         if sweeper is not None:
             sweeper.cancel()
         await runner.stop()
         await delivery.stop()
+        await callbacks.stop()
         decoder.shutdown(wait=True, cancel_futures=True)
         await model.close()
         jobs.close()
@@ -131,9 +139,11 @@ def create_app(
         links = SignedLinks(LinkSigner(link_keys(settings.link_keys, settings.data_dir)),
                             settings.link_ttl_s)
         try:
-            async with study_flow(settings, make_model) as (jobs, store, model, runner, routes):
+            async with study_flow(settings, make_model) as flow:
+                jobs, store, model, runner, routes, webhooks = flow
                 yield {"services": Services(settings, jobs, store, model, runner, keys, oidc,
-                                            links, deliver_to=routes)}
+                                            links, deliver_to=routes,
+                                            check_callback=webhooks.check_callback)}
         finally:
             keys.close()
             if oidc is not None:

@@ -12,6 +12,7 @@ from api.schemas.envelopes import (
     StudyJob,
     StudyList,
     StudySummary,
+    WebhookDelivery,
 )
 from api.schemas.result import (
     Box2D,
@@ -29,6 +30,6 @@ from api.schemas.result import (
 __all__ = [
     "Box2D", "Box3D", "Delivery", "Health", "Lesion", "LesionBox", "ModelOut", "Problem",
     "Progress", "SliceBox", "SliceResult", "StudyJob", "StudyList", "StudyResult", "StudySummary",
-    "Timings",
+    "Timings", "WebhookDelivery",
     "WindowOut",
 ]

@@ -71,6 +71,34 @@ class Delivery(BaseModel):
         " left out, a warning the destination gave)")
 
 
+WEBHOOK: dict[str, Any] = {
+    "event": "study.succeeded", "host": "ris.example.org", "state": "delivered",
+    "attempts": 2, "last_status": 200, "since": 1796394031.2, "last_attempt_at": 1796394033.4,
+    "next_attempt_at": None, "delivered_at": 1796394033.4,
+    "detail": None,
+}
+
+
+class WebhookDelivery(BaseModel):
+    """The signed event announcing the job's end, and how far it got."""
+
+    model_config = example(WEBHOOK)
+
+    event: Literal["study.succeeded", "study.failed"]
+    host: str = Field(description="the callback URL's host (the URL itself is not shown)")
+    state: Literal["pending", "delivered", "failed"] = Field(
+        description="pending: tried again at next_attempt_at; failed: given up (410 Gone, a"
+        " host off the allow-list, or still failing at the end of the retry time)")
+    attempts: int
+    last_status: int | None = Field(default=None,
+                                    description="the receiver's last HTTP status")
+    since: float = Field(description="when the job ended: the event's time")
+    last_attempt_at: float | None = None
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+    detail: str | None = Field(default=None, description="the last failure's reason")
+
+
 class StudyJob(BaseModel):
     model_config = example({
         "id": "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10", "state": "running", "progress": PROGRESS,
@@ -96,6 +124,9 @@ class StudyJob(BaseModel):
     deliveries: list[Delivery] = Field(
         default_factory=list, description="the SEG and SR sent to the configured destinations,"
         " once it succeeded; a delivery that fails never fails the job")
+    webhooks: list[WebhookDelivery] = Field(
+        default_factory=list, description="the event sent to the callback URL once the job"
+        " ended (succeeded or failed); a receiver that fails never touches the job")
 
 
 _JOB_ID = "5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10"

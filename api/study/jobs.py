@@ -30,7 +30,7 @@ from api.db.connection import Cursor, Database
 from api.db.migrations import migrate
 from api.db.opening import open_database
 from api.schemas.submission import NO_METADATA, SubmissionMetadata
-from api.study import deliveries
+from api.study import deliveries, webhooks
 from api.study.job_rows import (
     PRIORITY_RANKS,
     IdempotencyKey,
@@ -64,6 +64,7 @@ class JobStore:
         self._db = database
         migrate(database, MIGRATIONS)
         self.deliveries = deliveries.DeliveryLedger(database)
+        self.webhooks = webhooks.WebhookLedger(database)
 
     def close(self) -> None:
         self._db.close()
@@ -198,9 +199,10 @@ class JobStore:
         self._update_running(job_id, "slices_done = ?", (slices_done,))
 
     def succeed(self, job_id: str, deliver_to: Sequence[str] = (),
-                worker: str | None = None) -> bool:
-        """The job succeeded; its SEG and SR are due at ``deliver_to`` (destination names).
-        Given a ``worker``, only while it holds the job; False when nothing was written."""
+                worker: str | None = None, callback: str | None = None) -> bool:
+        """The job succeeded; its SEG and SR are due at ``deliver_to`` (destination names),
+        its event at ``callback``. Given a ``worker``, only while it holds the job; False when
+        nothing was written."""
         now = time.time()
         with self._db.transaction() as cur:
             cur.execute(
@@ -210,21 +212,31 @@ class JobStore:
             if cur.rowcount == 0:
                 return False
             deliveries.add_pending(cur, job_id, deliver_to, now)
+            if callback is not None:
+                webhooks.add_event(cur, job_id, "study.succeeded", callback, now)
         return True
 
-    def fail(self, job_id: str, error: JobError, worker: str | None = None) -> bool:
-        """The job failed with ``error``; given a ``worker``, only while it holds the job."""
+    def fail(self, job_id: str, error: JobError, worker: str | None = None,
+             callback: str | None = None) -> bool:
+        """The job failed with ``error``, its event due at ``callback``; given a ``worker``,
+        only while it holds the job."""
+        now = time.time()
         with self._db.transaction() as cur:
             cur.execute(
                 f"UPDATE jobs SET state = ?, {ERROR_COLUMNS}, lease_until = NULL,"
                 f" updated_at = ? WHERE id = ?{_held(worker)}",
                 (JobState.FAILED.value, error.type, error.title, error.status, error.detail,
-                 time.time(), job_id, *_holder(worker)))
-            return cur.rowcount > 0
+                 now, job_id, *_holder(worker)))
+            if cur.rowcount == 0:
+                return False
+            if callback is not None:
+                webhooks.add_event(cur, job_id, "study.failed", callback, now)
+        return True
 
     def delete(self, job_id: str) -> bool:
         with self._db.transaction() as cur:
             cur.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
+            cur.execute("DELETE FROM webhooks WHERE job_id = ?", (job_id,))
             cur.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             return cur.rowcount > 0
 

@@ -33,6 +33,14 @@ POLL_S = 1.0  # how often an idle worker looks for work it was not woken for
 
 
 @dataclass(frozen=True)
+class Callbacks:
+    """Where a job's end is announced (the webhooks of api/delivery), and what to wake then."""
+
+    url_of: Callable[[Job], str | None] = lambda _: None
+    wake: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
 class Leases:
     """How long a claim lasts unrenewed, how often it is renewed, how often a job is tried."""
 
@@ -61,12 +69,14 @@ class JobRunner:
                  leases: Leases = Leases(),
                  deliver_to: Routing = lambda _: (),
                  on_success: Callable[[], None] = lambda: None,
+                 callbacks: Callbacks = Callbacks(),
                  has_upload: Callable[[str], bool] = lambda _: True) -> None:
         self._jobs = jobs
         self._process = process
         self._leases = leases
         self._deliver_to = deliver_to
         self._on_success = on_success
+        self._callbacks = callbacks
         self._has_upload = has_upload
         self._workers = workers
         self.name = worker_name()
@@ -180,19 +190,20 @@ class JobRunner:
     async def _run_one(self, job: Job) -> None:
         try:
             if job.attempts > self._leases.max_attempts:
-                await self._fail(job.id, Interrupted(
+                await self._fail(job, Interrupted(
                     f"processing stopped during this job {job.attempts - 1} times (the service"
                     " restarted or its worker was lost); upload it again"))
                 return
             if not await asyncio.to_thread(self._has_upload, job.id):
-                await self._fail(job.id, Interrupted("the upload of this job is gone; upload"
-                                                     " it again"))
+                await self._fail(job, Interrupted("the upload of this job is gone; upload"
+                                                  " it again"))
                 return
             await self._process(job.id)
-            if await asyncio.to_thread(self._jobs.succeed, job.id,
-                                       self._deliver_to(job.owner), self.name):
+            if await asyncio.to_thread(self._jobs.succeed, job.id, self._deliver_to(job.owner),
+                                       self.name, self._callbacks.url_of(job)):
                 log.info("job %s succeeded", job.id)
                 self._on_success()
+                self._callbacks.wake()
             else:
                 log.warning("job %s finished after its lease passed on: outcome dropped", job.id)
         except asyncio.CancelledError:
@@ -202,7 +213,7 @@ class JobRunner:
         except Exception as exc:  # every failure ends as a failed job, never a stuck one
             if not isinstance(exc, BoneMetsError):
                 log.exception("job %s failed unexpectedly", job.id)
-            await self._fail(job.id, exc)
+            await self._fail(job, exc)
         finally:
             self._finished.set()
             self._finished = asyncio.Event()
@@ -214,9 +225,11 @@ class JobRunner:
         except Exception as exc:  # its lease runs out instead
             log.warning("cannot give job %s back: %s", job_id, exc)
 
-    async def _fail(self, job_id: str, exc: BaseException) -> None:
+    async def _fail(self, job: Job, exc: BaseException) -> None:
         error = job_error(exc)
-        if await asyncio.to_thread(self._jobs.fail, job_id, error, self.name):
-            log.info("job %s failed: %s", job_id, error.type)
+        if await asyncio.to_thread(self._jobs.fail, job.id, error, self.name,
+                                   self._callbacks.url_of(job)):
+            log.info("job %s failed: %s", job.id, error.type)
+            self._callbacks.wake()
         else:
-            log.warning("job %s failed after its lease passed on: outcome dropped", job_id)
+            log.warning("job %s failed after its lease passed on: outcome dropped", job.id)

@@ -86,6 +86,27 @@ SUBMISSIONS = (
     "CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (owner, idempotency_key)",
 )
 
+
+def _webhooks(time_type: str) -> tuple[str, ...]:
+    """One event per finished job that has a callback URL (api/study/webhooks.py)."""
+    return (f"""
+    CREATE TABLE webhooks (
+        job_id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        url TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        since {time_type} NOT NULL,
+        next_attempt_at {time_type},
+        last_attempt_at {time_type},
+        delivered_at {time_type},
+        last_status INTEGER,
+        detail TEXT
+    )
+    """, "CREATE INDEX webhooks_due ON webhooks (state, next_attempt_at)")
+
+
 MIGRATIONS = (
     Migration(
         1, "jobs and deliveries",
@@ -100,4 +121,6 @@ MIGRATIONS = (
     Migration(3, "job priorities", sqlite=PRIORITIES, postgres=PRIORITIES),
     Migration(4, "submission metadata and idempotency keys", sqlite=SUBMISSIONS,
               postgres=SUBMISSIONS),
+    Migration(5, "webhook events", sqlite=_webhooks("REAL"),
+              postgres=_webhooks("DOUBLE PRECISION")),
 )

@@ -9,10 +9,15 @@ from api.auth.keys import KeyStore
 from api.auth.oidc import OidcVerifier
 from api.auth.principal import LinkVerifier
 from api.config import Settings
+from api.errors import CallbackRefused
 from api.inference.protocol import SegmentationModel
 from api.study.jobs import JobStore
 from api.study.runner import JobRunner
 from api.study.storage import StudyStore
+
+
+def no_callbacks(url: str, client: str | None) -> None:
+    raise CallbackRefused("this service calls no callback URL (BONEMETS_WEBHOOKS is not set)")
 
 
 @dataclass
@@ -30,3 +35,6 @@ class Services:
     links: LinkVerifier | None = None  # signed result links, for requests without a header
     # The destinations (api/delivery) a client's results are sent to, by client.
     deliver_to: Callable[[str | None], Sequence[str]] = lambda _: ()
+    # check_callback(url, client): None, or CallbackRefused (422) for a callback URL the
+    # client may not ask for (api/delivery/webhook_clients.py).
+    check_callback: Callable[[str, str | None], None] = no_callbacks

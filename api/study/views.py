@@ -10,12 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from api.errors import JobNotFinished, JobNotFound, NoDestination, SliceNotFound
-from api.schemas import Delivery, Problem, Progress, SliceResult, StudyJob, StudyResult
+from api.schemas import (
+    Delivery,
+    Problem,
+    Progress,
+    SliceResult,
+    StudyJob,
+    StudyResult,
+    WebhookDelivery,
+)
 from api.study.deliveries import Delivery as StoredDelivery
 from api.study.jobs import Job, JobState
 from api.study.services import Services
+from api.study.webhooks import Webhook
 
 if TYPE_CHECKING:
     from api.study.overlays import OverlayWindow
@@ -62,6 +72,7 @@ def job_view(job_id: str, services: Services, viewer: str | None,
         priority=job.priority_name,
         metadata=None if job.metadata.is_empty() else job.metadata,
         deliveries=[_delivery(d) for d in services.jobs.deliveries.of_job(job_id)],
+        webhooks=[_webhook(w) for w in services.jobs.webhooks.of_job(job_id)],
     )
 
 
@@ -83,6 +94,16 @@ def _delivery(row: StoredDelivery) -> Delivery:
                     objects=list(row.objects), since=row.since,
                     last_attempt_at=row.last_attempt_at, next_attempt_at=row.next_attempt_at,
                     delivered_at=row.delivered_at, detail=row.detail)
+
+
+def _webhook(row: Webhook) -> WebhookDelivery:
+    # The host only: the URL's path and query may carry the caller's own tokens.
+    return WebhookDelivery(event=row.event_type, host=urlsplit(row.url).hostname or "",
+                           state=row.state.value, attempts=row.attempts,
+                           last_status=row.last_status, since=row.since,
+                           last_attempt_at=row.last_attempt_at,
+                           next_attempt_at=row.next_attempt_at, delivered_at=row.delivered_at,
+                           detail=row.detail)
 
 
 def submit_status(job: StudyJob) -> int:
