@@ -115,7 +115,8 @@ class StudyJob(BaseModel):
     priority: Literal["routine", "stat"] = Field(
         default="routine", description="stat studies are taken before routine ones waiting")
     metadata: SubmissionMetadata | None = Field(
-        default=None, description="what the submission's `metadata` part gave, as given")
+        default=None, description="what the submission's `metadata` part gave, as given but"
+        " for the callback URL's query (it may hold the caller's token)")
     error: Problem | None = Field(default=None, description="why the job failed, once it has")
     result: StudyResult | None = Field(default=None, description="present once it succeeded")
     viewer_url: str | None = Field(

@@ -103,6 +103,8 @@ async def receive(write_parts: PartWriter, services: Services, owner: str, *,
     upload = await asyncio.to_thread(services.store.create, job_id)
     try:
         asked = await write_parts(upload) or Submission(priority=priority)
+        if asked.metadata.callback_url is not None:  # before any work: no SSRF by the back door
+            services.check_callback(asked.metadata.callback_url, owner)
         await _replay(services, owner, asked.key)
         if expand_zips:
             limits = zip_limits(services.settings.max_upload_bytes)

@@ -22,6 +22,7 @@ from api.schemas import (
     StudyResult,
     WebhookDelivery,
 )
+from api.schemas.submission import SubmissionMetadata
 from api.study.deliveries import Delivery as StoredDelivery
 from api.study.jobs import Job, JobState
 from api.study.services import Services
@@ -70,10 +71,22 @@ def job_view(job_id: str, services: Services, viewer: str | None,
         created_at=job.created_at, updated_at=job.updated_at, error=error, result=result,
         viewer_url=viewer_url,
         priority=job.priority_name,
-        metadata=None if job.metadata.is_empty() else job.metadata,
+        metadata=_shown(job.metadata),
         deliveries=[_delivery(d) for d in services.jobs.deliveries.of_job(job_id)],
         webhooks=[_webhook(w) for w in services.jobs.webhooks.of_job(job_id)],
     )
+
+
+def _shown(metadata: SubmissionMetadata) -> SubmissionMetadata | None:
+    """The metadata as submitted, but the callback URL's query: it may carry the caller's
+    own token, which an admin reading the job has no use for."""
+    if metadata.is_empty():
+        return None
+    url = metadata.callback_url
+    if url is None:
+        return metadata
+    return metadata.model_copy(update={"callback_url": urlsplit(url)._replace(
+        query="", fragment="").geturl()})
 
 
 def resend(job_id: str, services: Services, viewer: str | None) -> list[Delivery]:

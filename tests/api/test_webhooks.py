@@ -27,6 +27,7 @@ from tests.api.conftest import BuiltSeries, as_files, wait_finished
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 from tests.api.test_dimse import free_port
+from tests.api.test_submissions import with_metadata
 from tests.api.webhook_receiver import (
     Receiver,
     event_of,
@@ -69,9 +70,9 @@ def services_of(client: CheckedClient) -> Services:
 
 def queue_with_metadata(client: CheckedClient, series: BuiltSeries | None,
                         metadata: SubmissionMetadata) -> str:
-    """A job of the test client with ``metadata``, queued as intake queues one (the upload
-    route's metadata part is the lead's; this stores the same rows and files). Without a
-    series, the job has no upload and fails when run."""
+    """A job of the test client with ``metadata``, stored as intake stores one. Without a
+    series, the job has no upload and fails when run: a failed job's event, without a
+    model that fails."""
     services = services_of(client)
     job_id = uuid.uuid4().hex
     slices = 0
@@ -211,6 +212,19 @@ def test_callback_urls_off_the_allow_list_are_refused_at_submission(
         assert url not in refusal.value.detail  # the caller's URL is not quoted back
 
 
+def test_an_upload_whose_callback_url_is_off_the_allow_list_is_refused_and_not_kept(
+        tmp_path: Path, series: BuiltSeries, secret: str) -> None:
+    with served(tmp_path, webhooks_file(tmp_path, SECRET_ENV), allow="ris.example.org") as client:
+        refused = client.post("/v1/studies", files=with_metadata(
+            as_files(series.paths), {"callback_url": "http://169.254.169.254/latest/meta-data"}))
+        listed = client.get("/v1/studies").json()["items"]
+        studies = list((tmp_path / "data" / "studies").glob("*"))
+    assert refused.status_code == 422
+    assert refused.json()["type"] == CallbackRefused.type_uri
+    assert "169.254" not in refused.json()["detail"]
+    assert listed == [] and studies == []
+
+
 def test_a_name_resolving_to_loopback_is_refused_at_send_time_when_only_a_public_network_is_allowed(
         tmp_path: Path, series: BuiltSeries, receiver: Receiver) -> None:
     # "localhost" passes at submission (a network is listed: the addresses decide), but it
@@ -231,8 +245,12 @@ def test_a_succeeded_job_with_metadata_echoes_it_and_its_events_go_with_the_job(
         tmp_path: Path, series: BuiltSeries, receiver: Receiver) -> None:
     with served(tmp_path, webhooks_file(tmp_path, SECRET_ENV)) as client:
         metadata = METADATA.model_copy(update={"callback_url": receiver.url})
-        job_id = queue_with_metadata(client, series, metadata)
-        assert wait_finished(client, job_id)["state"] == "succeeded"
+        files = with_metadata(as_files(series.paths), metadata.model_dump(exclude_none=True))
+        job_id = client.post("/v1/studies", files=files).json()["id"]
+        finished = wait_finished(client, job_id)
+        assert finished["state"] == "succeeded"
+        # The job shows the callback without its query: the caller's token stays the caller's.
+        assert finished["metadata"]["callback_url"] == receiver.url.split("?")[0]
         services = services_of(client)
         wait_webhook(services.jobs.webhooks.of_job, job_id)
         assert client.delete(f"/v1/studies/{job_id}").status_code == 204
