@@ -89,14 +89,17 @@ def phantom_study(folder: Path, slices: int = 4) -> list[Path]:
                  folder / f"Quixote_Dulcinea_{k}.dcm") for k in range(slices)]
 
 
-def drive_finished_job(client: TestClient, job_id: str) -> str:
-    """Read, download and delete a job, then ask for it again (404s); its final state."""
+def drive_finished_job(client: TestClient, job_id: str, reports: bool = False) -> str:
+    """Read, download and delete a job, then ask for it again (404s); its final state. With
+    ``reports``, its SEG, SR, FHIR Bundle and viewer page too (made from the headers)."""
     job = wait_finished(client, job_id)
     assert client.get(f"/v1/studies/{job_id}").status_code == 200
     if job["state"] == "succeeded":
         for kind in ("mask", "overlay"):
             assert client.get(f"/v1/studies/{job_id}/slices/0/{kind}.png").status_code == 200
             assert client.get(f"/v1/studies/{job_id}/slices/9999/{kind}.png").status_code == 404
+        for path in ("seg.dcm", "sr.dcm", "fhir", "viewer") if reports else ():
+            assert client.get(f"/v1/studies/{job_id}/{path}").status_code == 200, path
     assert client.delete(f"/v1/studies/{job_id}").status_code == 204
     for path in ("", "/slices/0/mask.png", "/slices/0/overlay.png"):
         assert client.get(f"/v1/studies/{job_id}{path}").status_code == 404
@@ -104,13 +107,13 @@ def drive_finished_job(client: TestClient, job_id: str) -> str:
     return str(job["state"])
 
 
-def submit(client: TestClient, files: list) -> str:
+def submit(client: TestClient, files: list, reports: bool = False) -> str:
     """Send ``files``, follow the job through every route; its state, or "refused"."""
     response = client.post("/v1/studies", files=files)
     assert response.status_code < 500, response.text
     if response.status_code != 202:
         return "refused"
-    return drive_finished_job(client, response.json()["id"])
+    return drive_finished_job(client, response.json()["id"], reports)
 
 
 def corpus_files(folder: str) -> list[Path]:
@@ -151,7 +154,7 @@ def test_no_identifying_value_reaches_any_log(
     assert len(values) > 20, values  # the corpus' own names and ids were read
     with (json_log(logging.DEBUG) as json_lines,
           TestClient(audited_app(settings), raise_server_exceptions=False) as client):
-        assert submit(client, as_files(phantom)) == "succeeded"
+        assert submit(client, as_files(phantom), reports=True) == "succeeded"
         assert submit(client, as_zip(phantom)) == "succeeded"
         for folder in series:
             assert submit(client, as_zip(files_under(folder))) == "succeeded", folder.name
