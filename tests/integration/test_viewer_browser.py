@@ -7,7 +7,6 @@ style the Content-Security-Policy refused would be one)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,9 +29,11 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium here: `make system-packages` installs Debian's")
 
 
-@pytest.fixture
-def finished(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A served gateway and one finished phantom study with a lesion over three slices."""
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A served gateway and one finished phantom study with a lesion over three slices (one
+    for the module: its tests only read)."""
+    tmp_path = tmp_path_factory.mktemp("viewer")
     settings = Settings(data_dir=tmp_path / "data", port=free_port(), decode_workers=1,
                         batch_size=4)
     series = build_series(tmp_path / "series", slices=8, size=256, lesion_slices=(3, 5))
