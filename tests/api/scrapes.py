@@ -1,0 +1,27 @@
+"""Prometheus text read back as samples, through prometheus-client's own parser."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of an exposition, keyed by its name and labels."""
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 when absent (a labelled counter not yet incremented)."""
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def metric_names(text: str) -> set[str]:
+    """The names of every family and every sample (``x``, ``x_total``, ``x_bucket``, ...)."""
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+    return names
