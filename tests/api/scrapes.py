@@ -18,10 +18,17 @@ def value(found: Samples, name: str, **labels: str) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
 
 
+# The sample names a family of each type writes: a labelled metric no code path has
+# touched yet is exposed as its HELP and TYPE lines alone, and is still there to query.
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
+            "summary": ("_count", "_sum"), "gauge": ("",), "untyped": ("",)}
+
+
 def metric_names(text: str) -> set[str]:
-    """The names of every family and every sample (``x``, ``x_total``, ``x_bucket``, ...)."""
+    """Every name a query may use: each family's, its samples', and those its type writes."""
     names = set()
     for family in text_string_to_metric_families(text):
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
+        names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ()))
     return names
