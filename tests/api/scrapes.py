@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -32,3 +33,9 @@ def metric_names(text: str) -> set[str]:
         names.update(sample.name for sample in family.samples)
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ()))
     return names
+
+
+def counted(name: str, **labels: str) -> float:
+    """A sample of this process's own registry (where the in-process app counts); 0 when
+    absent."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -20,8 +20,9 @@ from api.tritonserver.launcher import free_ports
 from tests.api.conftest import BuiltSeries, as_files, build_series, wait_finished
 from tests.api.contract import CLIENT_SCOPES, CheckedClient, new_key
 from tests.api.fakes import BrightBoneModel, DownModel
-from tests.api.scrapes import Samples, samples, value
+from tests.api.scrapes import Samples, counted, samples, value
 from tests.api.test_authentication import assert_unauthenticated
+from tests.api.test_dicomweb import STOW, related
 
 CLIENT = "ris-metrics-7"
 STAGES = ("upload", "header", "read", "decode", "inference", "postprocess", "write")
@@ -96,6 +97,21 @@ def test_a_failed_study_is_counted_under_its_problem_slug(settings: Settings,
     labels = {"outcome": "failed", "problem": slug}
     assert value(after, "bonemets_studies_total", **labels) \
         - value(before, "bonemets_studies_total", **labels) == 1
+
+
+def test_stow_rs_and_stat_studies_are_counted_under_their_entrance_and_priority(
+    settings: Settings, small: BuiltSeries
+) -> None:
+    labels = {"entrance": "stow", "priority": "stat"}
+    before = counted("bonemets_submissions_total", **labels)
+    before_bytes = counted("bonemets_received_bytes_total", entrance="stow")
+    body, headers = related([path.read_bytes() for path in small.paths])
+    with watching(settings, BrightBoneModel()) as client:
+        answer = client.post(f"{STOW}?priority=stat", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    assert counted("bonemets_submissions_total", **labels) - before == 1
+    sent = sum(path.stat().st_size for path in small.paths)
+    assert counted("bonemets_received_bytes_total", entrance="stow") - before_bytes == sent
 
 
 def test_queue_depth_and_oldest_age_come_from_the_job_database(

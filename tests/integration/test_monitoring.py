@@ -4,13 +4,17 @@ on a port of their own, in front of a live Triton, after one study) or in that T
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from api.errors import InferenceTimeout
+from api.inference.triton import TritonSegmenter
 from tests.api.conftest import as_files, build_series
-from tests.api.scrapes import metric_names, samples, value
+from tests.api.scrapes import counted, metric_names, samples, value
 from tests.integration.conftest import TritonEndpoint, free_ports
 from tests.integration.test_gateway import start_gateway, stop_gateway
 from tests.monitoring import names_used
@@ -77,3 +81,28 @@ def test_every_metric_on_the_dashboard_and_in_the_alerts_exists(
     assert {"nv_gpu_utilization", "nv_gpu_memory_used_bytes"} <= set(used)
     assert {"nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
             "nv_inference_request_success", "nv_inference_request_failure"} <= exposed & set(used)
+
+
+def test_a_failed_inference_request_is_counted_under_its_endpoint_and_error(
+    triton_server: TritonEndpoint,
+) -> None:
+    hounsfield = np.full((2, 512, 512), 40, dtype=np.int16)
+    labels = {"endpoint": triton_server.grpc_url}
+
+    async def time_out() -> None:
+        model = TritonSegmenter(triton_server.grpc_url, triton_server.model_name, timeout_s=60)
+        try:
+            await model.info()  # asked once, then cached: only the request times out
+            model.timeout_s = 1e-4
+            with pytest.raises(InferenceTimeout):
+                await model.segment(hounsfield)
+        finally:
+            await model.close()
+
+    errors = counted("bonemets_triton_errors_total", error="timeout", **labels)
+    requests = counted("bonemets_triton_request_duration_seconds_count", **labels)
+    slices = counted("bonemets_triton_batch_size_sum", **labels)
+    asyncio.run(time_out())
+    assert counted("bonemets_triton_errors_total", error="timeout", **labels) == errors + 1
+    assert counted("bonemets_triton_request_duration_seconds_count", **labels) == requests + 1
+    assert counted("bonemets_triton_batch_size_sum", **labels) == slices + 2
