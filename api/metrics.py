@@ -73,5 +73,5 @@ ready.set(float("nan"))  # no probe yet is no news, not readiness lost
 
 
 def problem_slug(problem_type: str) -> str:
-    """``urn:bonemets:problem:decoder-crashed`` -> ``decoder-crashed``: the bounded label."""
+    """A problem type URI's last part (its slug, e.g. ``decoder-crashed``): the bounded label."""
     return problem_type.rsplit(":", 1)[-1] or "unknown"
