@@ -90,7 +90,9 @@ def test_a_failed_study_is_counted_under_its_problem_slug(settings: Settings,
         _, before = scrape(client)
         job_id = client.post("/v1/studies", files=as_files(small.paths)).json()["id"]
         job = wait_finished(client, job_id)
+        assert client.get("/readyz").status_code == 503
         _, after = scrape(client)
+    assert value(after, "bonemets_ready") == 0  # the probe's last word, for the alert
     assert job["state"] == "failed"
     slug = job["error"]["type"].rsplit(":", 1)[-1]
     assert slug == "inference-unavailable"
