@@ -14,6 +14,7 @@ class Scope(StrEnum):
     WRITE = "studies:write"  # submit a study
     READ = "studies:read"  # its own results, masks, overlays
     DELETE = "studies:delete"  # delete its own studies
+    METRICS = "metrics:read"  # this process's Prometheus metrics (GET /metrics)
     ADMIN = "admin"  # every client's studies; keys
 
 

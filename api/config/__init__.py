@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from api.config.integration import IntegrationSettings
+from api.config.observability import ObservabilitySettings
 from api.dicom.bounds import DEFAULT_MAX_IMAGE_PIXELS
 from api.dicom.headers import body_part_code
 from api.inference.contract import MODEL_NAME, parse_windows
@@ -25,7 +26,7 @@ DEFAULT_REFUSED_BODY_PARTS = (
 )
 
 
-class Settings(IntegrationSettings):
+class Settings(IntegrationSettings, ObservabilitySettings):
     """Every knob of the gateway. Defaults run the local, CPU-only service; the ones of the
     systems around it (a PACS, an EHR, callers' webhooks) are in ``IntegrationSettings``."""
 

@@ -19,6 +19,7 @@ from urllib.parse import SplitResult, urlunsplit
 
 import httpx
 
+from api import metrics
 from api.delivery.allow_list import pinned_address
 from api.delivery.webhook_clients import Webhooks, parse_callback, trusted_cas
 from api.delivery.webhook_events import event_body, event_document, signed_headers
@@ -110,6 +111,7 @@ class WebhookWorker:
                 await self._send(event)
         except Exception:  # a bug here must not stop other events, nor the loop
             log.exception("webhook of job %s stopped unexpectedly", event.job_id)
+            metrics.webhooks.labels("failed").inc()
             self._ledger.failed(event.job_id, None, "sending stopped on an unexpected error;"
                                 " it has been logged")
         finally:
@@ -129,6 +131,7 @@ class WebhookWorker:
                                            _port(target))
         except CallbackRefused as exc:
             await asyncio.to_thread(self._ledger.failed, event.job_id, None, exc.detail, False)
+            metrics.webhooks.labels("failed").inc()
             log.warning("webhook of job %s refused: %s", event.job_id, exc.detail)
             return
         except OSError as exc:  # the name does not resolve now: DNS may come back
@@ -156,11 +159,13 @@ class WebhookWorker:
             return
         if 200 <= status < 300:
             await asyncio.to_thread(self._ledger.delivered, event.job_id, status)
+            metrics.webhooks.labels("delivered").inc()
             log.info("webhook %s of job %s delivered (%d)", event.event_type, event.job_id,
                      status)
         elif status == 410:
             await asyncio.to_thread(self._ledger.failed, event.job_id, status,
                                     "the receiver answered 410 Gone: not sent again")
+            metrics.webhooks.labels("failed").inc()
             log.warning("webhook of job %s: the receiver answered 410 Gone", event.job_id)
         else:
             await self._retry(event, status, f"the receiver answered {status}")
@@ -173,9 +178,11 @@ class WebhookWorker:
             detail = f"{detail}; still failing after {attempts} attempts over" \
                      f" {policy.give_up_s:g} s"
             await asyncio.to_thread(self._ledger.failed, event.job_id, status, detail)
+            metrics.webhooks.labels("failed").inc()
             log.warning("webhook of job %s failed: %s", event.job_id, detail)
             return
         await asyncio.to_thread(self._ledger.retry, event.job_id, at, status, detail)
+        metrics.webhooks.labels("retried").inc()
         log.info("webhook of job %s failed (attempt %d), retrying in %.1f s: %s",
                  event.job_id, attempts, at - time.time(), detail)
 

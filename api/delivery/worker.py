@@ -20,7 +20,7 @@ from io import BytesIO
 import pydicom
 from pydicom.dataset import Dataset
 
-from api import logs
+from api import logs, metrics
 from api.config import Settings
 from api.delivery.cstore import c_store
 from api.delivery.destinations import (
@@ -144,6 +144,7 @@ class DeliveryWorker:
         except Exception:  # a bug here must not stop other deliveries, nor the loop
             log.exception("delivery of job %s to %s stopped unexpectedly", delivery.job_id,
                           delivery.destination)
+            self._count(delivery.destination, "failed")
             self._ledger.failed(delivery.job_id, delivery.destination, (),
                                 "delivery stopped on an unexpected error; it has been logged")
         finally:
@@ -154,12 +155,14 @@ class DeliveryWorker:
         destination = self._destinations.by_name.get(name)
         if destination is None:
             self._ledger.failed(job_id, name, (), "this destination is no longer configured")
+            self._count(name, "failed")
             return
         try:
             sent = await asyncio.to_thread(payload, self._store, self._jobs, destination,
                                            job_id, self._settings)
         except BoneMetsError as exc:  # the result is gone (deleted, expired) or unreadable
             self._ledger.failed(job_id, name, (), f"nothing to send: {exc.detail}")
+            self._count(name, "failed")
             return
         try:
             warning = await asyncio.to_thread(send, destination, sent, self._settings.ae_title)
@@ -168,6 +171,7 @@ class DeliveryWorker:
             return
         self._ledger.delivered(job_id, name, sent.objects,
                                "; ".join(filter(None, (sent.note, warning))) or None)
+        self._count(name, "delivered")
         log.info("job %s delivered to %s (%s)", job_id, name, ", ".join(sent.objects))
 
     def _failed(self, delivery: Delivery, objects: tuple[str, ...], exc: DeliveryFailed) -> None:
@@ -181,12 +185,21 @@ class DeliveryWorker:
                 f" attempts over {settings.delivery_give_up_h:g} h"
             self._ledger.failed(delivery.job_id, delivery.destination, objects,
                                 f"{exc.detail}; {why}")
+            self._count(delivery.destination, "failed")
             log.warning("delivery of job %s to %s failed: %s", delivery.job_id,
                         delivery.destination, exc.detail)
             return
         self._ledger.retry(delivery.job_id, delivery.destination, at, objects, exc.detail)
+        self._count(delivery.destination, "retried")
         log.info("delivery of job %s to %s failed (attempt %d), retrying in %.0f s: %s",
                  delivery.job_id, delivery.destination, attempts, at - time.time(), exc.detail)
+
+
+    def _count(self, name: str, outcome: str) -> None:
+        """An attempt in the metrics, under its destination's kind (never its name)."""
+        destination = self._destinations.by_name.get(name)
+        kind = destination.kind if destination is not None else "unknown"
+        metrics.deliveries.labels(kind, outcome).inc()
 
 
 def _datasets(files: dict[str, bytes]) -> list[Dataset]:

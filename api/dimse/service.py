@@ -32,7 +32,8 @@ async def submit_gathered(folder: Path, owner: str, services: Services,
 
     try:
         received = await intake.receive(move_in, services, owner, expand_zips=False,
-                                        priority=PRIORITY_RANKS["stat" if urgent else "routine"])
+                                        priority=PRIORITY_RANKS["stat" if urgent else "routine"],
+                                        entrance="dimse")
     except InvalidUpload as exc:
         job_id = uuid.uuid4().hex
         # A job is read with its folder: an empty one, nothing to keep in it.

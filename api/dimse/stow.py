@@ -57,7 +57,8 @@ async def receive_instances(write_parts: intake.PartWriter, services: Services,
 
     try:
         received = await intake.receive(write_parts, services, owner, expand_zips=False,
-                                        inspect=inspect, priority=priority)
+                                        inspect=inspect, priority=priority,
+                                        entrance="stow")
     except InvalidUpload as exc:
         if not found:
             raise  # the body itself, not its instances

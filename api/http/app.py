@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import Depends, FastAPI
 
@@ -21,11 +21,21 @@ from api.http.audit import install_audit
 from api.http.auth import authenticate, guard_plain_routes
 from api.http.docs_page import install_docs
 from api.http.limits import BodySizeLimit
+from api.http.metrics import metrics_listener
 from api.http.openapi_security import install_security_docs
 from api.http.problems import install_problem_handlers, problem_responses
 from api.http.quotas import install_quotas
 from api.http.request_log import Gateway
-from api.http.routes import deliveries, dicomweb, health, models, reports, studies, viewer
+from api.http.routes import (
+    deliveries,
+    dicomweb,
+    health,
+    metrics,
+    models,
+    reports,
+    studies,
+    viewer,
+)
 from api.inference.protocol import SegmentationModel
 from api.study.decoder_pool import DecoderPool
 from api.study.jobs import JobStore, open_job_store
@@ -123,6 +133,17 @@ async def study_flow(settings: Settings, make_model: ModelFactory) -> AsyncItera
         jobs.close()
 
 
+@contextmanager
+def metrics_served(settings: Settings, jobs: JobStore) -> Iterator[None]:
+    """This process's metrics on their own port while the app runs (``port:NNNN``)."""
+    port = settings.metrics_port
+    if port is None:
+        yield
+        return
+    with metrics_listener(settings.host, port, jobs):
+        yield
+
+
 def create_app(
     settings: Settings | None = None, model_factory: ModelFactory | None = None
 ) -> FastAPI:
@@ -141,9 +162,10 @@ def create_app(
         try:
             async with study_flow(settings, make_model) as flow:
                 jobs, store, model, runner, routes, webhooks = flow
-                yield {"services": Services(settings, jobs, store, model, runner, keys, oidc,
-                                            links, deliver_to=routes,
-                                            check_callback=webhooks.check_callback)}
+                with metrics_served(settings, jobs):
+                    yield {"services": Services(settings, jobs, store, model, runner, keys,
+                                                oidc, links, deliver_to=routes,
+                                                check_callback=webhooks.check_callback)}
         finally:
             keys.close()
             if oidc is not None:
@@ -166,6 +188,8 @@ def create_app(
     install_quotas(app, settings)
     install_audit(app, settings)  # last: outermost, so it sees every refusal
     app.include_router(health.router)
+    if settings.metrics == "route":  # every role: each process is scraped on its own
+        app.include_router(metrics.router)
     if settings.role != "worker":  # a worker answers its probes, nothing else
         for router in (models, studies, dicomweb, reports, deliveries, viewer):
             app.include_router(router.router)

@@ -23,11 +23,12 @@ from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import logs
+from api import logs, metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 access_log = logging.getLogger("bonemets.access")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def request_id_of(scope: Scope) -> tuple[str, bool]:
@@ -72,8 +73,10 @@ class RequestLog:
         try:
             await self.app(scope, receive, identified_send)
         finally:
+            seconds = time.perf_counter() - began
+            _count(scope, status, seconds)
             if self.access_lines:
-                self._write(scope, status, time.perf_counter() - began)
+                self._write(scope, status, seconds)
             logs.client.reset(client_token)
             logs.request_id.reset(token)
 
@@ -88,6 +91,16 @@ class RequestLog:
             extra={"method": method, "path": path, "status": status,
                    "duration_ms": duration_ms, "client": getattr(principal, "client", None)},
         )
+
+
+def _count(scope: Scope, status: int, seconds: float) -> None:
+    """The request in the metrics, under its route's template: a raw path would make a
+    label per job id."""
+    route = str(getattr(scope.get("route"), "path", "unmatched"))
+    method = scope.get("method", "")
+    method = method if method in METHODS else "other"  # a client may send any word
+    metrics.http_requests.labels(route, method, str(status)).inc()
+    metrics.http_duration.labels(route, method).observe(seconds)
 
 
 class Gateway(FastAPI):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from api import metrics
 from api.errors import InferenceTimeout, InferenceUnavailable, ModelError
 from api.inference.contract import (
     INPUT_NAME,
@@ -40,6 +42,13 @@ if TYPE_CHECKING:
 __all__ = ["TritonSegmenter"]
 
 log = logging.getLogger(__name__)
+
+def error_kind(exc: Exception) -> str:
+    """The metrics' name for a failed inference request."""
+    if isinstance(exc, InferenceTimeout):
+        return "timeout"
+    return "unavailable" if isinstance(exc, InferenceUnavailable) else "model"
+
 
 class TritonSegmenter:
     """A :class:`~api.inference.protocol.SegmentationModel` served by Triton over gRPC."""
@@ -143,13 +152,22 @@ class TritonSegmenter:
         return parse_outputs(result, len(hounsfield), info.input_size)
 
     async def _infer(self, inputs: list[Any], outputs: list[Any]) -> Any:
-        return await self._call(
-            "inference",
-            self._connection().infer(
-                self.model_name, inputs, model_version=self.model_version,
-                outputs=outputs, client_timeout=self.timeout_s,
-            ),
-        )
+        """One inference request, counted in the metrics under this endpoint."""
+        metrics.triton_batch.labels(self.url).observe(inputs[0].shape()[0])
+        began = time.perf_counter()
+        try:
+            return await self._call(
+                "inference",
+                self._connection().infer(
+                    self.model_name, inputs, model_version=self.model_version,
+                    outputs=outputs, client_timeout=self.timeout_s,
+                ),
+            )
+        except (InferenceTimeout, InferenceUnavailable, ModelError) as exc:
+            metrics.triton_errors.labels(self.url, error_kind(exc)).inc()
+            raise
+        finally:
+            metrics.triton_duration.labels(self.url).observe(time.perf_counter() - began)
 
     async def _shared_pool(self) -> SharedMemoryPool | None:
         if not self.shared_memory:

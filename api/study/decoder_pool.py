@@ -16,6 +16,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from api import metrics
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -46,6 +48,7 @@ class DecoderPool(Executor):
         broken = self._pool
         self._pool = self._new_pool()
         self.respawns += 1
+        metrics.decoder_restarts.inc()
         log.error("a decode worker died; started a fresh decode pool (%d so far)", self.respawns)
         broken.shutdown(wait=False, cancel_futures=True)
 

@@ -16,13 +16,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from api import metrics
 from api.config import Settings
 from api.dicom.series import CTSeries, select_ct_series
 from api.dicom.sources import expand_upload, list_upload, zip_limits
 from api.errors import IdempotencyKeyReused
 from api.schemas.submission import NO_METADATA, SubmissionMetadata
-from api.study.job_rows import IdempotencyKey, Job
+from api.study.job_rows import IdempotencyKey, Job, priority_name
 from api.study.series_record import keep_series
 from api.study.services import Services
 
@@ -39,6 +41,8 @@ class Submission:
     key: IdempotencyKey | None = None  # the caller's Idempotency-Key, with the body's digest
 
 
+# The ways a study comes in (a metrics label).
+Entrance = Literal["upload", "stow", "dimse"]
 # Writes the upload's parts into the folder it is given, and says what else the body asked
 # for (None: nothing); raises InvalidUpload for a bad body.
 PartWriter = Callable[[Path], Awaitable[Submission | None]]
@@ -94,15 +98,19 @@ async def receive_study(write_parts: PartWriter, services: Services,
 
 async def receive(write_parts: PartWriter, services: Services, owner: str, *,
                   expand_zips: bool = True, inspect: Inspector | None = None,
-                  priority: int = 0) -> Received:
+                  priority: int = 0, entrance: Entrance = "upload") -> Received:
     """:func:`receive_study`, telling what was received: zips expanded unless told not to
     (DICOMweb parts are DICOM instances), and ``inspect`` shown the files and the series
     chosen (or the error refusing them) while the files are still on disk. A study at
-    ``priority`` unless the body says otherwise."""
+    ``priority`` unless the body says otherwise; ``entrance`` names the way in, for the
+    metrics."""
     job_id = uuid.uuid4().hex
+    began = time.perf_counter()
     upload = await asyncio.to_thread(services.store.create, job_id)
     try:
         asked = await write_parts(upload) or Submission(priority=priority)
+        sent_bytes = await asyncio.to_thread(_size_of, upload)
+        header_began = time.perf_counter()
         if asked.metadata.callback_url is not None:  # before any work: no SSRF by the back door
             services.check_callback(asked.metadata.callback_url, owner)
         await _replay(services, owner, asked.key)
@@ -119,6 +127,7 @@ async def receive(write_parts: PartWriter, services: Services, owner: str, *,
             raise
         if inspect is not None:
             await inspect(files, series, None)
+        header_s = time.perf_counter() - header_began
         # Sent to the bucket, where there is one (on disk, the files are in place already).
         await asyncio.to_thread(services.store.keep_upload, job_id)
         # The pipeline reads this back instead of a second header pass.
@@ -134,8 +143,22 @@ async def receive(write_parts: PartWriter, services: Services, owner: str, *,
         _check_same(job, asked.key, services)
         raise _Replayed(job.id)
     services.runner.submit(job_id)
+    _count(entrance, asked.priority, sent_bytes, header_began - began, header_s)
     log.info("job %s queued: %d slices from %d files", job_id, len(series.slices), len(files))
     return Received(job_id, tuple(files), series)
+
+
+def _size_of(upload: Path) -> int:
+    """Bytes under ``upload`` as written, before any zip is expanded."""
+    return sum(path.stat().st_size for path in upload.rglob("*") if path.is_file())
+
+
+def _count(entrance: Entrance, priority: int, sent_bytes: int, upload_s: float,
+           header_s: float) -> None:
+    metrics.submissions.labels(entrance, priority_name(priority)).inc()
+    metrics.received_bytes.labels(entrance).inc(sent_bytes)
+    metrics.stage_duration.labels("upload").observe(upload_s)
+    metrics.stage_duration.labels("header").observe(header_s)
 
 
 async def _replay(services: Services, owner: str, key: IdempotencyKey | None) -> None:

@@ -55,7 +55,12 @@ class Job:
 
     @property
     def priority_name(self) -> PriorityName:
-        return next(name for name, rank in PRIORITY_RANKS.items() if rank == self.priority)
+        return priority_name(self.priority)
+
+
+def priority_name(rank: int) -> PriorityName:
+    """The name of a priority rank (PRIORITY_RANKS)."""
+    return next(name for name, rank_of in PRIORITY_RANKS.items() if rank_of == rank)
 
 
 @dataclass(frozen=True)

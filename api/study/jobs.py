@@ -31,6 +31,7 @@ from api.db.migrations import migrate
 from api.db.opening import open_database
 from api.schemas.submission import NO_METADATA, SubmissionMetadata
 from api.study import deliveries, webhooks
+from api.study.backlog import Backlog
 from api.study.job_rows import (
     PRIORITY_RANKS,
     IdempotencyKey,
@@ -65,6 +66,7 @@ class JobStore:
         migrate(database, MIGRATIONS)
         self.deliveries = deliveries.DeliveryLedger(database)
         self.webhooks = webhooks.WebhookLedger(database)
+        self.backlog = Backlog(database)  # what the metrics read at scrape time
 
     def close(self) -> None:
         self._db.close()

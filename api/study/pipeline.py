@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from api import metrics
 from api.config import Settings
 from api.dicom.series import CTSeries, SliceRef
 from api.dicom.sources import list_upload
@@ -106,6 +107,17 @@ class StudyPipeline:
     async def _decode_and_segment(
         self, start: int, refs: Sequence[SliceRef], info: ModelInfo, at_model: BusyClock
     ) -> tuple[DecodedBatch, Segmentation]:
+        metrics.slices_in_flight.inc(len(refs))
+        try:
+            batch, segmentation = await self._decoded_and_segmented(start, refs, info, at_model)
+        finally:
+            metrics.slices_in_flight.dec(len(refs))
+        metrics.slices_processed.inc(len(refs))
+        return batch, segmentation
+
+    async def _decoded_and_segmented(
+        self, start: int, refs: Sequence[SliceRef], info: ModelInfo, at_model: BusyClock
+    ) -> tuple[DecodedBatch, Segmentation]:
         loop = asyncio.get_running_loop()
         began = time.perf_counter()
         for attempt in (1, 2):
@@ -161,7 +173,9 @@ class StudyPipeline:
 
 
 def stage_line(job_id: str, stage: str, seconds: float) -> None:
-    """The log's one line for a stage of a job (``stage`` and ``duration_ms`` fields)."""
+    """The log's one line for a stage of a job (``stage`` and ``duration_ms`` fields), and
+    the stage's histogram."""
+    metrics.stage_duration.labels(stage).observe(seconds)
     duration_ms = round(seconds * 1000, 1)
     log.info("job %s %s: %.1f ms", job_id, stage, duration_ms,
              extra={"stage": stage, "duration_ms": duration_ms})

@@ -16,11 +16,12 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
-from api import logs
+from api import logs, metrics
 from api.errors import BoneMetsError, Interrupted
 from api.study.jobs import Job, JobError, JobStore
 
@@ -202,6 +203,8 @@ class JobRunner:
             if await asyncio.to_thread(self._jobs.succeed, job.id, self._deliver_to(job.owner),
                                        self.name, self._callbacks.url_of(job)):
                 log.info("job %s succeeded", job.id)
+                metrics.studies.labels("succeeded", "none").inc()
+                metrics.study_duration.observe(max(time.time() - job.created_at, 0.0))
                 self._on_success()
                 self._callbacks.wake()
             else:
@@ -230,6 +233,7 @@ class JobRunner:
         if await asyncio.to_thread(self._jobs.fail, job.id, error, self.name,
                                    self._callbacks.url_of(job)):
             log.info("job %s failed: %s", job.id, error.type)
+            metrics.studies.labels("failed", metrics.problem_slug(error.type)).inc()
             self._callbacks.wake()
         else:
             log.warning("job %s failed after its lease passed on: outcome dropped", job.id)

@@ -22,6 +22,7 @@ import jsonschema
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.auth.principal import Scope
 
@@ -78,6 +79,8 @@ class Contract:
             assert response.content[DICOM_PREAMBLE_END:DICOM_PREAMBLE_END + 4] == b"DICM"
         elif media == "text/html":
             assert response.text.lstrip().lower().startswith("<!doctype html>")
+        elif media == "text/plain":  # the one plain-text answer: Prometheus's format
+            assert list(text_string_to_metric_families(response.text))
         else:
             self._validate(response, schema)
         return (template, method, status)

@@ -20,6 +20,7 @@ from api.http.app import create_app
 from tests.api.conftest import BuiltSeries, as_files, build_series
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
+from tests.api.scrapes import counted
 from tests.api.storage_scp import StorageSCP
 from tests.api.test_dimse import free_port
 from tests.api.test_no_patient_data import PHANTOM, identifying_values, leaks, phantom_study
@@ -106,6 +107,8 @@ def test_a_finished_study_s_seg_and_sr_reach_the_pacs(
 
 def test_a_pacs_that_is_down_does_not_fail_the_job_and_gets_the_results_when_back(
         tmp_path: Path, pacs_port: int, series: BuiltSeries) -> None:
+    retried = counted("bonemets_deliveries_total", kind="c-store", outcome="retried")
+    delivered_before = counted("bonemets_deliveries_total", kind="c-store", outcome="delivered")
     with serving(delivery_settings(tmp_path, pacs_port)) as client:
         job = submit(client, series)
         deadline = time.monotonic() + 20
@@ -121,6 +124,11 @@ def test_a_pacs_that_is_down_does_not_fail_the_job_and_gets_the_results_when_bac
             assert len(scp.received) == 2
     assert delivered["attempts"] > pending["attempts"]
     assert delivered["detail"] is None and delivered["next_attempt_at"] is None
+    # The metrics count each attempt under the destination's kind.
+    assert counted("bonemets_deliveries_total", kind="c-store", outcome="retried") - retried \
+        == delivered["attempts"] - 1
+    assert counted("bonemets_deliveries_total", kind="c-store", outcome="delivered") \
+        - delivered_before == 1
 
 
 def test_objects_refused_as_sent_fail_at_once_and_a_resend_delivers_them(

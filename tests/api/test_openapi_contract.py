@@ -83,7 +83,7 @@ def _models_failing(client: TestClient, model: SwitchableModel, error: Exception
         model.info_error = None
 
 
-def _tour_models_and_health(client: TestClient, model: SwitchableModel) -> None:
+def _tour_models_and_health(client: CheckedClient, model: SwitchableModel) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     assert client.get("/v1/models").status_code == 200
@@ -93,6 +93,8 @@ def _tour_models_and_health(client: TestClient, model: SwitchableModel) -> None:
     model.info_error = InferenceUnavailable("down")
     assert client.get("/readyz").status_code == 503
     model.info_error = None
+    with client.sending(f"Bearer {new_key(client, 'scraper', [Scope.METRICS])}"):
+        assert client.get("/metrics").status_code == 200
 
 
 def _tour_submissions(client: TestClient, model: SwitchableModel, small: list[Path],

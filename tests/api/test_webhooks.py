@@ -26,6 +26,7 @@ from api.study.services import Services
 from tests.api.conftest import BuiltSeries, as_files, wait_finished
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
+from tests.api.scrapes import counted
 from tests.api.test_dimse import free_port
 from tests.api.test_submissions import with_metadata
 from tests.api.webhook_receiver import (
@@ -151,6 +152,8 @@ def test_a_failed_job_sends_study_failed_to_its_own_callback_with_its_metadata_a
 def test_a_receiver_answering_500_first_gets_the_same_event_again_and_the_job_is_untouched(
         tmp_path: Path, series: BuiltSeries, secret: str) -> None:
     receiver = Receiver(secret, statuses=[500, 200])
+    retried, delivered = (counted("bonemets_webhooks_total", outcome=outcome)
+                          for outcome in ("retried", "delivered"))
     try:
         with served(tmp_path, webhooks_file(tmp_path, SECRET_ENV, receiver.url)) as client:
             job_id = client.post("/v1/studies", files=as_files(series.paths)).json()["id"]
@@ -168,6 +171,8 @@ def test_a_receiver_answering_500_first_gets_the_same_event_again_and_the_job_is
     # The job ended before the first attempt, and the attempts changed nothing of it.
     assert document["state"] == "succeeded" and document["updated_at"] == job["updated_at"]
     assert job["updated_at"] == webhook["since"] <= first.at
+    assert counted("bonemets_webhooks_total", outcome="retried") - retried == 1
+    assert counted("bonemets_webhooks_total", outcome="delivered") - delivered == 1
 
 
 def test_a_receiver_down_throughout_fails_the_event_after_the_retry_time_not_the_job(

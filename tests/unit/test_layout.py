@@ -33,10 +33,11 @@ EXPORT_LAYERS = {
 API_ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "logs": set(),  # the log's formats and context (request, job, client): stdlib only
+    "metrics": set(),  # the Prometheus metrics each process counts: prometheus-client only
     "schemas": {"errors"},
     "auth": {"db", "errors"},  # who is calling: keys, tokens, signed links; no HTTP
     "dicom": {"errors"},
-    "inference": {"errors"},
+    "inference": {"errors", "metrics"},
     "lesions": {"dicom", "inference"},  # slice geometry; the window formula for pictures
     "config": {"dicom", "inference"},  # body-part codes; the model's name and windows
     "tritonserver": {"inference"},  # the tensor contract
@@ -47,13 +48,13 @@ API_ALLOWED: dict[str, set[str]] = {
     # Objects by key, on disk or in an S3-compatible bucket; nothing of studies.
     "objects": {"errors"},
     "study": {"auth", "config", "db", "dicom", "errors", "inference", "lesions", "logs",
-              "objects", "reports", "schemas"},
+              "metrics", "objects", "reports", "schemas"},
     # DICOM in (STOW-RS's instances, the DIMSE listener): to the same intake as uploads.
     "dimse": {"auth", "config", "dicom", "errors", "study"},
     # Results back to the PACS: the ledger's due rows, the job's SEG and SR, sent.
-    "delivery": {"config", "errors", "logs", "study"},
-    "http": {"auth", "config", "delivery", "dimse", "errors", "inference", "logs", "schemas",
-             "study"},
+    "delivery": {"config", "errors", "logs", "metrics", "study"},
+    "http": {"auth", "config", "delivery", "dimse", "errors", "inference", "logs", "metrics",
+             "schemas", "study"},
     "commands": {"auth", "config", "delivery", "dimse", "http", "logs", "tritonserver"},
     "cli": set(),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from api import metrics
 from api.http.deps import ServicesDep
 from api.schemas import Health
 from api.study.catalog import service_readiness
@@ -24,6 +25,7 @@ async def readyz(services: ServicesDep, response: Response) -> Health:
     while no model answers), Triton is reachable and the model ready, with the expected
     window and threshold."""
     reason = await service_readiness(services)
+    metrics.ready.set(1 if reason is None else 0)  # the probe's last word, for alerts
     if reason is None:
         return Health(status="ok")
     response.status_code = 503

@@ -7,6 +7,8 @@ import signal
 import time
 from concurrent.futures.process import BrokenProcessPool
 
+from prometheus_client import REGISTRY
+
 from api.study.decoder_pool import DecoderPool
 
 
@@ -17,6 +19,7 @@ def _sleep_then_pid(seconds: float) -> int:
 
 def test_a_killed_worker_breaks_one_call_and_the_next_gets_a_fresh_pool() -> None:
     pool = DecoderPool(1)
+    restarts = REGISTRY.get_sample_value("bonemets_decoder_pool_restarts_total") or 0.0
     try:
         first = pool.submit(os.getpid).result(timeout=60)
         doomed = pool.submit(_sleep_then_pid, 30.0)
@@ -31,6 +34,7 @@ def test_a_killed_worker_breaks_one_call_and_the_next_gets_a_fresh_pool() -> Non
         second = pool.submit(os.getpid).result(timeout=60)
         assert second != first
         assert pool.respawns == 1
+        assert REGISTRY.get_sample_value("bonemets_decoder_pool_restarts_total") == restarts + 1
         assert pool.submit(_sleep_then_pid, 0.0).result(timeout=60) == second
     finally:
         pool.shutdown(wait=True)
