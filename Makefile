@@ -47,13 +47,15 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 
 # Debian packages the tests start for real: dciodvfy (dicom3tools) checks every SEG and SR;
 # Orthanc with its DICOMweb plugin is the PACS of the round-trip tests; chromium opens the
-# viewer page. Installed as root where apt-get exists; elsewhere those tests skip, saying so.
-SYSTEM_PACKAGES := dicom3tools orthanc orthanc-dicomweb postgresql chromium fonts-liberation
-system-packages:  ## install dciodvfy, Orthanc, PostgreSQL and chromium for the tests that start them (Debian/Ubuntu, as root)
+# viewer page; Prometheus (and promtool) answers the dashboard's queries and the alert
+# rules. Installed as root where apt-get exists; elsewhere those tests skip, saying so.
+SYSTEM_PACKAGES := dicom3tools orthanc orthanc-dicomweb postgresql chromium fonts-liberation \
+  prometheus
+system-packages:  ## install dciodvfy, Orthanc, PostgreSQL, chromium and Prometheus for the tests that start them (Debian/Ubuntu, as root)
 	@command -v dciodvfy >/dev/null && command -v Orthanc >/dev/null \
 	  && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so \
 	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v chromium >/dev/null \
-	  && exit 0; \
+	  && command -v promtool >/dev/null && exit 0; \
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } \
@@ -79,8 +81,9 @@ demo-model: install-dev  ## retrain the shipped demo model from phantoms (about 
 bench: install-dev  ## benchmarks: prints a table, writes JSON, updates docs/benchmarks.md
 	$(BIN)/bonemets bench
 
-docs-images: install-dev  ## the README's picture of the viewer, taken by its test on the shipped model
-	BONEMETS_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/integration/test_readme.py
+docs-images: install-dev  ## the README's pictures: the viewer (on the shipped model) and the dashboard, taken by their tests
+	BONEMETS_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/integration/test_readme.py \
+	  tests/integration/test_monitoring.py
 
 lint: install-dev
 	$(BIN)/ruff check api export tests

@@ -5,6 +5,11 @@ on a port of their own, in front of a live Triton, after one study) or in that T
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -16,8 +21,10 @@ from api.inference.triton import TritonSegmenter
 from tests.api.conftest import as_files, build_series
 from tests.api.scrapes import counted, metric_names, samples, value
 from tests.integration.conftest import TritonEndpoint, free_ports
+from tests.integration.dashboard_picture import draw
+from tests.integration.prometheus_server import PROMETHEUS, PROMTOOL, running_prometheus
 from tests.integration.test_gateway import start_gateway, stop_gateway
-from tests.monitoring import names_used
+from tests.monitoring import ALERTS, dashboard, load_yaml, names_used, panel_expressions
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +113,68 @@ def test_a_failed_inference_request_is_counted_under_its_endpoint_and_error(
     assert counted("bonemets_triton_errors_total", error="timeout", **labels) == errors + 1
     assert counted("bonemets_triton_request_duration_seconds_count", **labels) == requests + 1
     assert counted("bonemets_triton_batch_size_sum", **labels) == slices + 2
+
+
+STUDIES = 5
+# Panels a few studies through a live gateway and Triton must fill: the board's main lines;
+# and those whose lines must rise above zero.
+MUST_SHOW = ("Studies per minute", "Slices per second", "Upload to result (p50, p95, p99)",
+             "Stage time (p95)", "Queue depth", "HTTP latency (p95) by route",
+             "Triton requests per second", "Triton queue and compute time per request",
+             "Triton request time seen by the gateway (p95)", "Submissions per minute",
+             "Bytes received", "Batch size")
+MUST_RISE = ("Studies per minute", "Slices per second", "Upload to result (p50, p95, p99)",
+             "Triton requests per second", "Submissions per minute", "Bytes received")
+
+
+@pytest.mark.skipif(PROMETHEUS is None or PROMTOOL is None,
+                    reason="no prometheus here: `make system-packages` installs Debian's")
+def test_a_real_prometheus_answers_every_panel_and_evaluates_every_rule(
+    triton_server: TritonEndpoint, tmp_path: Path
+) -> None:
+    checked = subprocess.run([PROMTOOL, "check", "rules", str(ALERTS)], capture_output=True,
+                             text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (port,) = free_ports(1)
+    process, gateway = start_gateway(triton_server.grpc_url, tmp_path / "data",
+                                     BONEMETS_METRICS=f"port:{port}",
+                                     BONEMETS_MODEL_NAME=triton_server.model_name)
+    triton = urllib.parse.urlsplit(triton_server.metrics_url).netloc
+    try:
+        with running_prometheus(tmp_path / "prometheus", {
+                "bonemets": [f"127.0.0.1:{port}"], "triton": [triton]}) as prometheus:
+            # Both scraped once before the first study, so that every counter's rise is seen.
+            prometheus.wait_for('up{job="bonemets"} == 1 and on() up{job="triton"} == 1')
+            start = time.time()
+            series = build_series(tmp_path / "series", slices=3, size=64)
+            with gateway.client(timeout=120) as client:
+                assert client.get("/readyz").status_code == 200
+                for _ in range(STUDIES):
+                    answer = client.post("/v1/studies", files=as_files(series.paths),
+                                         params={"wait": 90})
+                    assert answer.json()["state"] == "succeeded", answer.text
+                    time.sleep(1.5)  # a scrape or two between studies: the lines move
+            prometheus.wait_for(f'bonemets_studies_total{{outcome="succeeded"}} >= {STUDIES}')
+            time.sleep(3)  # rate() wants two samples since the last study
+            answers = {name: prometheus.api("query_range", query=expr, start=start - 5,
+                                            end=time.time(), step=1)["result"]
+                       for name, expr in panel_expressions().items()}
+            groups = prometheus.api("rules")["groups"]
+    finally:
+        stop_gateway(process)
+    rules = {rule["name"]: rule for group in groups for rule in group["rules"]}
+    assert set(rules) == {rule["alert"] for group in load_yaml(ALERTS)["groups"]
+                          for rule in group["rules"]}
+    assert {name: rule.get("lastError") for name, rule in rules.items()
+            if rule["health"] != "ok"} == {}
+    empty = [title for title in MUST_SHOW
+             if not any(answers[name] for name in answers if name.startswith(f"{title}/"))]
+    assert empty == [], f"panels with no data after {STUDIES} studies: {empty}"
+    flat = [title for title in MUST_RISE
+            if not any(float(v) > 0 for name, result in answers.items()
+                       if name.startswith(f"{title}/") for one in result for _, v in one["values"])]
+    assert flat == [], f"panels that stayed at zero: {flat}"
+    picture = tmp_path / "dashboard.png"
+    draw(dashboard()["panels"], answers, picture)
+    if folder := os.environ.get("BONEMETS_SCREENSHOTS"):
+        shutil.copy(picture, Path(folder) / "dashboard.png")
