@@ -21,6 +21,7 @@ import httpx
 
 from api import metrics
 from api.delivery.allow_list import pinned_address
+from api.delivery.claiming import ClaimLoop
 from api.delivery.webhook_clients import Webhooks, parse_callback, trusted_cas
 from api.delivery.webhook_events import event_body, event_document, signed_headers
 from api.delivery.worker import backoff_s
@@ -44,15 +45,15 @@ class _QuietWhileSending(logging.Filter):
 
 QUIET = _QuietWhileSending()
 CHATTY_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2")
-IDLE_POLL_S = 1.0  # another process's job end is seen within this
 CONCURRENCY = 4
 
 
-class WebhookWorker:
+class WebhookWorker(ClaimLoop[str, Event]):
     """Sends due events, a few at once."""
 
     def __init__(self, jobs: JobStore, store: StudyStore, webhooks: Webhooks,
                  public_url: str = "") -> None:
+        super().__init__("webhooks", CONCURRENCY)
         self._jobs = jobs
         self._ledger = jobs.webhooks
         self._store = store
@@ -61,62 +62,36 @@ class WebhookWorker:
         self._policy = webhooks.config
         # Longer than an attempt: resolving, then one request bounded by timeout_s.
         self._lease_s = 60.0 + 4 * self._policy.timeout_s
-        self._wake = asyncio.Event()
-        self._sending: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(CONCURRENCY)
-        self._task: asyncio.Task[None] | None = None
         for name in CHATTY_LOGGERS:  # once: the same filter is not added twice
             logging.getLogger(name).addFilter(QUIET)
         self._http = httpx.AsyncClient(timeout=self._policy.timeout_s, follow_redirects=False,
                                        verify=trusted_cas(self._policy),
                                        trust_env=False)  # no proxy: the address is checked
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="webhooks")
-
     async def stop(self) -> None:
-        sending = list(self._sending)
-        tasks = [t for t in (self._task, *self._sending.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        await super().stop()
         await self._http.aclose()
-        for job_id in sending:  # due again at once, here or in another process
-            self._ledger.release(job_id)
 
-    def wake(self) -> None:
-        """Look for due events now (a job has just ended)."""
-        self._wake.set()
+    def _claim(self, now: float, limit: int) -> list[Event]:
+        return self._ledger.claim(now, self._lease_s, limit)
 
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            free = CONCURRENCY * 2 - len(self._sending)
-            claimed = await asyncio.to_thread(self._ledger.claim, time.time(), self._lease_s,
-                                              free) if free > 0 else []
-            for event in claimed:
-                if event.job_id not in self._sending:
-                    self._sending[event.job_id] = asyncio.create_task(self._attempt(event))
-            next_due = await asyncio.to_thread(self._ledger.next_due)
-            wait = IDLE_POLL_S if next_due is None else next_due - time.time()
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.02, min(wait, IDLE_POLL_S)))
-            except TimeoutError:
-                pass
+    def _next_due(self) -> float | None:
+        return self._ledger.next_due()
 
-    async def _attempt(self, event: Event) -> None:
-        try:
-            async with self._slots:
-                await self._send(event)
-        except Exception:  # a bug here must not stop other events, nor the loop
-            log.exception("webhook of job %s stopped unexpectedly", event.job_id)
-            metrics.webhooks.labels("failed").inc()
-            self._ledger.failed(event.job_id, None, "sending stopped on an unexpected error;"
-                                " it has been logged")
-        finally:
-            self._sending.pop(event.job_id, None)
-            self._wake.set()  # its next attempt may be due before the loop would look
+    def _key(self, item: Event) -> str:
+        return item.job_id
+
+    def _release(self, key: str) -> None:
+        self._ledger.release(key)
+
+    async def _attempt(self, item: Event) -> None:
+        await self._send(item)
+
+    def _stopped_unexpectedly(self, item: Event) -> None:
+        log.exception("webhook of job %s stopped unexpectedly", item.job_id)
+        metrics.webhooks.labels("failed").inc()
+        self._ledger.failed(item.job_id, None, "sending stopped on an unexpected error;"
+                            " it has been logged")
 
     async def _send(self, event: Event) -> None:
         job = await asyncio.to_thread(self._jobs.get, event.job_id)

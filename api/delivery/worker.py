@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 
 from api import logs, metrics
 from api.config import Settings
+from api.delivery.claiming import ClaimLoop
 from api.delivery.cstore import c_store
 from api.delivery.destinations import (
     AnyDestination,
@@ -41,7 +42,6 @@ from api.study.storage import StudyStore
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_S = 1.0  # a resend, or another process's success, is seen within this
 # How long a claimed delivery is this process's: longer than an attempt can take (its
 # association and two stores, each bounded by the destination's timeout_s).
 ATTEMPT_LEASE_S = 600.0
@@ -87,68 +87,40 @@ def send(destination: AnyDestination, sent: Payload, calling_ae: str) -> str | N
     return c_store(destination, list(sent.datasets), calling_ae)
 
 
-class DeliveryWorker:
+class DeliveryWorker(ClaimLoop[tuple[str, str], Delivery]):
     """Sends what is due, a few destinations at once."""
 
     def __init__(self, jobs: JobStore, store: StudyStore, destinations: Destinations,
                  settings: Settings) -> None:
+        super().__init__("delivery", settings.delivery_concurrency)
         self._jobs = jobs
         self._ledger = jobs.deliveries
         self._store = store
         self._destinations = destinations
         self._settings = settings
-        self._wake = asyncio.Event()
-        self._sending: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(settings.delivery_concurrency)
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="delivery")
+    def _claim(self, now: float, limit: int) -> list[Delivery]:
+        return self._ledger.claim(now, ATTEMPT_LEASE_S, limit)
 
-    async def stop(self) -> None:
-        sending = list(self._sending)
-        tasks = [t for t in (self._task, *self._sending.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
-        for job_id, destination in sending:  # due again at once, here or in another process
-            self._ledger.release(job_id, destination)
+    def _next_due(self) -> float | None:
+        return self._ledger.next_due()
 
-    def wake(self) -> None:
-        """Look for due deliveries now (a job has just succeeded)."""
-        self._wake.set()
+    def _key(self, item: Delivery) -> tuple[str, str]:
+        return item.job_id, item.destination
 
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            free = self._settings.delivery_concurrency * 2 - len(self._sending)
-            claimed = await asyncio.to_thread(self._ledger.claim, time.time(), ATTEMPT_LEASE_S,
-                                              max(free, 0)) if free > 0 else []
-            for delivery in claimed:
-                key = (delivery.job_id, delivery.destination)
-                if key not in self._sending:
-                    self._sending[key] = asyncio.create_task(self._attempt(delivery))
-            next_due = await asyncio.to_thread(self._ledger.next_due)
-            wait = IDLE_POLL_S if next_due is None else next_due - time.time()
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.05, min(wait, IDLE_POLL_S)))
-            except TimeoutError:
-                pass
+    def _release(self, key: tuple[str, str]) -> None:
+        self._ledger.release(*key)
 
-    async def _attempt(self, delivery: Delivery) -> None:
-        logs.job_id.set(delivery.job_id)  # this task's own context: its lines name the job
-        try:
-            async with self._slots:
-                await self._deliver(delivery)
-        except Exception:  # a bug here must not stop other deliveries, nor the loop
-            log.exception("delivery of job %s to %s stopped unexpectedly", delivery.job_id,
-                          delivery.destination)
-            self._count(delivery.destination, "failed")
-            self._ledger.failed(delivery.job_id, delivery.destination, (),
-                                "delivery stopped on an unexpected error; it has been logged")
-        finally:
-            self._sending.pop((delivery.job_id, delivery.destination), None)
+    async def _attempt(self, item: Delivery) -> None:
+        logs.job_id.set(item.job_id)  # this task's own context: its lines name the job
+        await self._deliver(item)
+
+    def _stopped_unexpectedly(self, item: Delivery) -> None:
+        log.exception("delivery of job %s to %s stopped unexpectedly", item.job_id,
+                      item.destination)
+        self._count(item.destination, "failed")
+        self._ledger.failed(item.job_id, item.destination, (),
+                            "delivery stopped on an unexpected error; it has been logged")
 
     async def _deliver(self, delivery: Delivery) -> None:
         job_id, name = delivery.job_id, delivery.destination
