@@ -8,6 +8,9 @@ Run by ``bonemets load`` (and ``bonemets soak``), which prepare the studies once
     BONEMETS_LOAD_EXTRAS    the share of studies whose SEG, SR and FHIR are fetched (0.2)
     BONEMETS_LOAD_TIMINGS   optional: a file to which each upload-to-result time is appended
                             as a JSON line, exactly (locust's own percentiles are rounded)
+    BONEMETS_LOAD_SUMMARY   optional: a JSON file of the final counts by request name and the
+                            errors, written once every user has stopped (locust's last CSV
+                            can be written before the last requests end)
 
 Requests are named by route template (``/v1/studies/{job_id}``), not by URL, so that
 locust's statistics group them. Each study's whole round trip is one task: when the run
@@ -133,6 +136,25 @@ class Radiology(HttpUser):
                            "zip": as_zip, "at": time.time()})
         with open(self.timings, "a", encoding="utf-8") as out:  # one short write per line
             out.write(line + "\n")
+
+
+@events.quitting.add_listener
+def _write_summary(environment: Any, **_: Any) -> None:
+    path = os.environ.get("BONEMETS_LOAD_SUMMARY")
+    if not path:
+        return
+    stats = environment.stats
+    routes = {entry.name: _figures(entry) for entry in stats.entries.values()}
+    errors = [f"{error.method} {error.name}: {error.error} x{error.occurrences}"
+              for error in stats.errors.values()]
+    Path(path).write_text(json.dumps({"total": _figures(stats.total), "routes": routes,
+                                      "errors": errors}, indent=2), encoding="utf-8")
+
+
+def _figures(entry: Any) -> dict[str, Any]:
+    return {"requests": entry.num_requests, "failures": entry.num_failures,
+            "median_ms": entry.median_response_time,
+            "p95_ms": entry.get_response_time_percentile(0.95)}
 
 
 def _state(job: dict[str, Any] | None) -> str:

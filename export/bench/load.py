@@ -24,6 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 LOCUSTFILE = PROJECT_ROOT / "deploy" / "load" / "locustfile.py"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "bonemets-load"
 LOAD_CLIENT = "load-test"
+SUMMARY = "summary.json"  # the locustfile's final counts, written once every user stopped
 LOAD_SCOPES = ("studies:write", "studies:read", "studies:delete")
 
 EPILOG = """examples:
@@ -37,7 +38,8 @@ few masks and overlays through the result's signed links (sometimes the SEG, SR 
 Bundle too), deletes it, and pauses (--think). The studies are made once, before the run,
 under --cache-dir. Without --key, a key for the client 'load-test' is made in the key store
 of --data-dir (the gateway's own, so run it where the gateway runs). Locust writes its CSV
-files (load_stats.csv, load_failures.csv, ...) and report.html into --out; the exit status
+files (load_stats.csv, load_failures.csv, ...), report.html and summary.json (the final
+counts, once every user has finished) into --out; the exit status
 is locust's: 1 when any request failed.
 """
 
@@ -156,7 +158,8 @@ def run_locust(plan: LoadPlan) -> int:
     """Run locust to its end, with a progress line on stderr; its exit status."""
     plan.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BONEMETS_LOAD_KEY": plan.key, "BONEMETS_LOAD_STUDIES": str(plan.studies),
-           "BONEMETS_LOAD_THINK": plan.think, "BONEMETS_LOAD_EXTRAS": str(plan.extras_share)}
+           "BONEMETS_LOAD_THINK": plan.think, "BONEMETS_LOAD_EXTRAS": str(plan.extras_share),
+           "BONEMETS_LOAD_SUMMARY": str(plan.out / SUMMARY)}
     if plan.timings is not None:
         env["BONEMETS_LOAD_TIMINGS"] = str(plan.timings)
     began = time.monotonic()

@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from export.bench.load import DEFAULT_CACHE, LoadPlan, parse_duration, read_stats, run_locust
+from export.bench.load import DEFAULT_CACHE, SUMMARY, LoadPlan, parse_duration, run_locust
 
 log = logging.getLogger(__name__)
 
@@ -200,35 +200,25 @@ def _baseline(runs: list[float]) -> dict[str, Any]:
 def _load_figures(plan: LoadPlan, status: int, timings: Path) -> dict[str, Any]:
     from export.bench.soak_report import percentile
 
-    stats = read_stats(plan.out / "load_stats.csv")
-    total, studies = stats.get("Aggregated", {}), stats.get("upload-to-result", {})
+    summary_path = plan.out / SUMMARY
+    summary: dict[str, Any] = (
+        json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file()
+        else {"total": {}, "routes": {}, "errors": ["locust wrote no summary"]})
     lines = timings.read_text(encoding="utf-8").splitlines() if timings.is_file() else []
     times = [json.loads(line)["upload_to_result_s"] for line in lines]
+    studies = summary["routes"].get("upload-to-result", {})
     return {
         "locust_exit_status": status,
-        "requests": int(total.get("Request Count", 0)),
-        "failures": int(total.get("Failure Count", 0)),
+        "requests": summary["total"].get("requests", 0),
+        # No summary (locust did not start) counts as a failure: never a clean run.
+        "failures": summary["total"].get("failures", 0 if summary_path.is_file() else 1),
         "studies_succeeded": len(times),
-        "studies_failed": int(studies.get("Failure Count", 0)),
+        "studies_failed": studies.get("failures", 0),
         "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95),
         "max_s": max(times) if times else None,
-        "by_route": {name: {"requests": int(row["Request Count"]),
-                            "failures": int(row["Failure Count"]),
-                            "median_ms": float(row["Median Response Time"]),
-                            "p95_ms": float(row["95%"]) if row["95%"] != "N/A" else None}
-                     for name, row in stats.items() if name != "Aggregated"},
-        "failure_messages": _failure_messages(plan.out / "load_failures.csv"),
+        "by_route": summary["routes"],
+        "failure_messages": summary["errors"][:20],
     }
-
-
-def _failure_messages(path: Path) -> list[str]:
-    import csv
-
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as rows:
-        return [f"{row['Method']} {row['Name']}: {row['Error']} x{row['Occurrences']}"
-                for row in csv.DictReader(rows)][:20]
 
 
 class RssSampler:

@@ -48,6 +48,11 @@ def test_a_short_soak_runs_clean_and_reports_every_figure(tmp_path: Path) -> Non
     assert load["studies_succeeded"] >= 4 and load["studies_failed"] == 0
     assert ROUTES <= set(load["by_route"])  # named by route template, never by job URL
     assert not [name for name in load["by_route"] if re.search(r"[0-9a-f]{32}", name)]
+    routes = {name: figures["requests"] for name, figures in load["by_route"].items()}
+    uploads = routes["/v1/studies [files]"] + routes["/v1/studies [zip]"]
+    # Every round trip ran to its delete: the run's end lets users finish their study.
+    assert routes["/v1/studies/{job_id} [delete]"] == uploads == load["studies_succeeded"]
+    assert routes["upload-to-result"] == uploads
     assert 0 < load["p50_s"] <= load["p95_s"] <= load["max_s"]
     assert len(results["baseline"]["runs_s"]) == 1
     memory = results["memory"]

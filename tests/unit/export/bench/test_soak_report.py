@@ -166,3 +166,20 @@ def test_the_entry_points_name_both_commands() -> None:
     assert commands["soak"] == "export.bench.soak:add_parser"
     assert any(dep.startswith("locust") for dep in pyproject["project"]["optional-dependencies"]
                ["test"])
+
+
+def test_the_load_key_is_a_load_test_clients_in_the_gateways_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.auth.keys import open_key_store
+    from export.bench.load import make_load_key
+
+    monkeypatch.delenv("BONEMETS_DATABASE_URL", raising=False)
+    key = make_load_key(tmp_path)
+    store = open_key_store(tmp_path)
+    try:
+        principal = store.verify(key)
+    finally:
+        store.close()
+    assert principal is not None and principal.client == "load-test"
+    assert {"studies:write", "studies:read", "studies:delete"} <= {
+        str(getattr(scope, "value", scope)) for scope in principal.scopes}
