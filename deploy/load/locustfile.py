@@ -12,6 +12,8 @@ Run by ``bonemets load`` (and ``bonemets soak``), which prepare the studies once
                             errors, written once every user has stopped (locust's last CSV
                             can be written before the last requests end)
 
+An upload answered 429 (the client's limits) is sent again after its Retry-After, as a
+well-behaved client does; each wait shows as "429 Retry-After", not as a failure.
 Requests are named by route template (``/v1/studies/{job_id}``), not by URL, so that
 locust's statistics group them. Each study's whole round trip is one task: when the run
 ends, ``--stop-timeout`` lets a user finish it, delete included.
@@ -86,13 +88,24 @@ class Radiology(HttpUser):
             files = [("files", (path.name, path.read_bytes(), "application/dicom"))
                      for path in sorted(study.glob("*.dcm"))]
         name = "/v1/studies [zip]" if as_zip else "/v1/studies [files]"
-        with self.client.post("/v1/studies", files=files, name=name,
-                              catch_response=True) as response:
-            if response.status_code != 202:
-                response.failure(f"upload answered {response.status_code}")
-                return None
-            job: dict[str, Any] = response.json()
-            return job
+        deadline = time.monotonic() + RESULT_TIMEOUT_S
+        while True:
+            with self.client.post("/v1/studies", files=files, name=name,
+                                  catch_response=True) as response:
+                if response.status_code == 202:
+                    job: dict[str, Any] = response.json()
+                    return job
+                if response.status_code != 429 or time.monotonic() > deadline:
+                    response.failure(f"upload answered {response.status_code}")
+                    return None
+                # The client's limit (studies in flight, uploads a minute): a well-behaved
+                # client waits as told and sends again. Counted apart, not as a failure.
+                response.success()
+                pause = float(response.headers.get("Retry-After", "5"))
+            events.request.fire(request_type="BACKOFF", name="429 Retry-After",
+                                response_time=pause * 1000.0, response_length=0, context={},
+                                exception=None)
+            time.sleep(pause)
 
     def _wait(self, job_id: str, job: dict[str, Any]) -> dict[str, Any] | None:
         deadline = time.monotonic() + RESULT_TIMEOUT_S

@@ -66,6 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help=f"largest gateway RSS slope in MB/min (default {DEFAULT_RSS_BOUND:g})")
     parser.add_argument("--interval", type=float, default=5.0,
                         help="seconds between memory samples (default 5)")
+    parser.add_argument("--client-max-inflight", type=int, default=1000,
+                        help="the users share one key, where they stand for separate clients:"
+                             " its limit of studies in flight (default 1000: none; the"
+                             " gateway's own default is 4, above which users wait out 429s)")
     parser.add_argument("--baseline-runs", type=int, default=3,
                         help="studies sent alone before the load (default 3)")
     parser.add_argument("--out", type=Path, default=Path("soak.json"), help="JSON results")
@@ -119,7 +123,9 @@ def soak(args: argparse.Namespace, *, command: str) -> dict[str, Any]:
     timings.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="bonemets-soak-") as scratch:
         data_dir = Path(scratch) / "data"
-        with Gateway(None, served.name, data_dir, batch=8, repository=served.repository) as gw:
+        limits = {"BONEMETS_CLIENT_MAX_INFLIGHT": str(args.client_max_inflight)}
+        with Gateway(None, served.name, data_dir, batch=8, repository=served.repository,
+                     extra_env=limits) as gw:
             before = _files(data_dir)
             baseline = [_one_study(gw.base_url, gw.headers, path)
                         for path in _cycle(studies, args.baseline_runs)]
@@ -138,6 +144,7 @@ def soak(args: argparse.Namespace, *, command: str) -> dict[str, Any]:
         "machine": asdict(machine),
         "settings": {"users": args.users, "duration_s": args.duration, "think": args.think,
                      "studies": args.studies, "slices": args.slices, "size": args.size,
+                     "client_max_inflight": args.client_max_inflight,
                      "model": served.description},
         "baseline": _baseline(baseline),
         "load": _load_figures(plan, status, timings),
