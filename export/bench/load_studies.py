@@ -29,12 +29,20 @@ def prepared_studies(cache: Path, *, count: int, slices: int, size: int, seed: i
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    quiet_generator_logs()
     for number in range(count):
         write_load_study(folder / f"study_{number:04d}", slices=slices, size=size,
                          seed=seed * 1000 + number)
     marker.write_text(json.dumps(wanted), encoding="utf-8")
     log.info("wrote %d phantom studies of %d slices under %s", count, slices, folder)
     return folder
+
+
+def quiet_generator_logs() -> None:
+    """highdicom and openjpeg log every frame at INFO: they would bury the progress line."""
+    for name in ("highdicom", "openjpeg"):
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
 
 
 def write_load_study(folder: Path, *, slices: int, size: int, seed: int) -> None:
