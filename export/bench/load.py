@@ -156,6 +156,11 @@ def locust_command(plan: LoadPlan) -> list[str]:
 
 def run_locust(plan: LoadPlan) -> int:
     """Run locust to its end, with a progress line on stderr; its exit status."""
+    import importlib.util
+
+    # Found, not imported: importing locust would monkey-patch this process with gevent.
+    if importlib.util.find_spec("locust") is None:
+        raise OSError("locust is not installed: pip install 'locust>=2.30' (in the test extra)")
     plan.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BONEMETS_LOAD_KEY": plan.key, "BONEMETS_LOAD_STUDIES": str(plan.studies),
            "BONEMETS_LOAD_THINK": plan.think, "BONEMETS_LOAD_EXTRAS": str(plan.extras_share),
