@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from export.packaging.tensorrt_report import SECTION_BEGIN as TENSORRT_BEGIN
+
 SLOPE_WINDOW_S = 240.0  # the memory slope is fitted over the load's last 4 minutes
 SECTION_BEGIN = "<!-- soak: written by `bonemets soak --update-docs`; bench keeps it -->"
 SECTION_END = "<!-- /soak -->"
@@ -157,6 +159,9 @@ def write_soak_section(path: Path, section: str) -> None:
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     if _SECTION.search(text):
         text = _SECTION.sub(lambda _: block, text, count=1)
+    elif TENSORRT_BEGIN in text:  # before the GPU section, where bench's rewrite keeps it
+        head, _, tail = text.partition(TENSORRT_BEGIN)
+        text = head.rstrip() + "\n\n" + block + "\n" + TENSORRT_BEGIN + tail
     else:
         text = (text.rstrip() + "\n\n" if text.strip() else "") + block
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -102,6 +102,21 @@ def test_the_page_section_is_written_once_and_kept_by_bench(tmp_path: Path) -> N
     assert soak_section(rewritten) == soak_section(text)
 
 
+def test_a_first_soak_section_goes_before_the_tensorrt_one(tmp_path: Path) -> None:
+    from export.bench.markdown import write_benchmarks_page
+    from export.packaging.tensorrt_report import write_report_section
+    from tests.unit.export.bench.test_bench import _results as bench_results
+
+    page = tmp_path / "benchmarks.md"
+    write_benchmarks_page(page, bench_results())
+    write_report_section(page, "## TensorRT engine\n\n| 8 | 1234.5 |\n")
+    write_soak_section(page, soak_markdown(_results()))
+    text = page.read_text(encoding="utf-8")
+    assert text.index("## Soak") < text.index("## TensorRT engine")
+    write_benchmarks_page(page, bench_results())  # bench's order: the same page again
+    assert page.read_text(encoding="utf-8") == text
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30s", 30), ("5m", 300),
                                                 ("1h30m", 5400), ("2m15s", 135)])
 def test_durations(text: str, seconds: int) -> None:
