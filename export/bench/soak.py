@@ -14,6 +14,7 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import shlex
 import sys
 import tempfile
@@ -141,7 +142,7 @@ def soak(args: argparse.Namespace, *, command: str) -> dict[str, Any]:
     return {
         "command": command,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="minutes"),
-        "machine": asdict(machine),
+        "machine": {**asdict(machine), "load_average_end": os.getloadavg()},
         "settings": {"users": args.users, "duration_s": args.duration, "think": args.think,
                      "studies": args.studies, "slices": args.slices, "size": args.size,
                      "client_max_inflight": args.client_max_inflight,

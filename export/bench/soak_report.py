@@ -132,14 +132,17 @@ Command: `{results['command']}`
 
 Date: {results['date']}. Machine: {machine['cores']} cores ({machine['cpu']}), \
 {machine['ram_gb']} GB RAM, GPU: {machine['gpu']}; load average when the run began: \
-{', '.join(f'{value:.2f}' for value in machine['load_average'])}. \
+{', '.join(f'{value:.2f}' for value in machine['load_average'])}, when it ended: \
+{', '.join(f'{value:.2f}' for value in machine.get('load_average_end', ()))}. \
 Model: {results['settings']['model']}.{(' ' + note) if note else ''}
 
 The local default service (`bonemets serve`: the gateway, its local Triton, SQLite, the local
 disk) on free ports with a fresh data directory, and locust users of
 `deploy/load/locustfile.py` (upload a phantom study as files or a zip, poll once a second,
-fetch masks and overlays, sometimes the SEG, SR and FHIR, delete, pause). The baseline is
-measured in the same run, before the load: the same studies one at a time, alone.
+fetch masks and overlays, sometimes the SEG, SR and FHIR, delete, pause). The users share
+one API key where they stand for separate clients: its limit of studies in flight is set to
+{results['settings'].get('client_max_inflight', '-')} (the gateway's default is 4). The
+baseline is measured in the same run, before the load: the same studies one at a time, alone.
 
 {_markdown_table(("Measured", "Value"), figure_rows(results))}
 

@@ -50,7 +50,8 @@ def _results(**changes: Any) -> dict[str, Any]:
     results: dict[str, Any] = {
         "command": "bonemets soak", "date": "2026-12-07T22:05+00:00",
         "machine": {"cpu": "AMD EPYC", "cores": 2, "ram_gb": 23.5, "gpu": "none",
-                    "load_average": [1.5, 1.2, 1.0], "python": "3.11.7"},
+                    "load_average": [1.5, 1.2, 1.0], "python": "3.11.7",
+                    "load_average_end": [3.9, 2.9, 2.1]},
         "settings": {"users": 20, "duration_s": 300, "think": "1:5", "studies": 4,
                      "slices": 32, "size": 512, "model": "bonemets demo-1"},
         "baseline": {"runs_s": [3.1, 3.0, 3.2], "median_s": 3.1},
@@ -87,6 +88,7 @@ def test_the_page_section_is_written_once_and_kept_by_bench(tmp_path: Path) -> N
     assert "| p95 under load / baseline median | 20.0x |" in section
     assert "| gateway RSS slope <= 5 MB/min | +0.40 MB/min | pass |" in section
     assert "helper's tests ran meanwhile" in section
+    assert "began: 1.50, 1.20, 1.00, when it ended: 3.90, 2.90, 2.10." in section
     write_soak_section(page, section)
     write_soak_section(page, section.replace("62.0 s", "61.0 s"))  # replaced, not doubled
     text = page.read_text(encoding="utf-8")
