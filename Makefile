@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-distributed install install-dev model-repository lint typecheck bench demo-model clean system-packages docs-images
+.PHONY: serve test test-distributed install install-dev model-repository lint typecheck bench load soak demo-model clean system-packages docs-images
 
 # The gateway binds BONEMETS_HOST:BONEMETS_PORT (default 127.0.0.1:8000), e.g.
 # `make serve BONEMETS_PORT=9000`; a .env file works too. Its first start prints a
@@ -80,6 +80,20 @@ demo-model: install-dev  ## retrain the shipped demo model from phantoms (about 
 
 bench: install-dev  ## benchmarks: prints a table, writes JSON, updates docs/benchmarks.md
 	$(BIN)/bonemets bench
+
+# Locust users against a running gateway (`make serve` in another shell), e.g.
+# `make load USERS=20 DURATION=5m URL=http://127.0.0.1:8000 KEY=...`; without KEY, one is
+# made for the client load-test in the gateway's data directory (BONEMETS_DATA_DIR, data).
+USERS ?= 10
+DURATION ?= 2m
+URL ?= http://127.0.0.1:8000
+KEY ?=
+load: install-dev  ## load-test a running gateway with locust: CSV and report.html in load-report/
+	$(BIN)/bonemets load --users $(USERS) --duration $(DURATION) --url $(URL) \
+	  $(if $(KEY),--key $(KEY)) --out load-report
+
+soak: install-dev model-repository  ## 20 uploaders for 5 minutes on the local service: errors, p95, memory slope, files left
+	$(BIN)/bonemets soak --update-docs docs/benchmarks.md
 
 docs-images: install-dev  ## the README's pictures: the viewer (on the shipped model) and the dashboard, taken by their tests
 	BONEMETS_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/integration/test_readme.py \

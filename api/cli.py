@@ -24,7 +24,7 @@ COMMAND_GROUP = "bonemets.commands"
 # write entry points sorted by name, so the order cannot live in pyproject.toml; commands
 # not named here follow, by name.
 HELP_ORDER = ("serve", "keys", "triton", "phantom", "export", "train", "evaluate", "bench",
-              "capacity")
+              "capacity", "load", "soak")
 
 AddParser = Callable[[Any], None]
 

@@ -1,6 +1,7 @@
 """The gateway as a user meets it: ``bonemets serve`` in a subprocess, a study POSTed with ?wait.
 
-:class:`Gateway` starts uvicorn against a running Triton (``--triton-url``), on a free
+:class:`Gateway` starts uvicorn against a running Triton (``--triton-url``), or with the
+local Triton ``serve`` starts itself (``--repository``: the soak's default service), on a free
 port, with the model and batch size given through ``BONEMETS_*`` variables. :func:`submit`
 sends one study and times it from the first byte of the upload to the result; around it,
 the gateway's process tree is metered for CPU seconds and sampled for peak memory.
@@ -65,11 +66,12 @@ class StudyRun:
 class Gateway:
     """``bonemets serve`` in a subprocess of its own session (a context manager)."""
 
-    def __init__(self, triton_url: str, model_name: str, data_dir: Path, *, batch: int,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, triton_url: str | None, model_name: str, data_dir: Path, *, batch: int,
+                 extra_env: dict[str, str] | None = None, repository: Path | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.triton_url = triton_url
+        self.repository = repository  # without triton_url: serve starts its own Triton on it
         self.data_dir = data_dir
         # A benchmark is one client sending far more than a hospital system would: the
         # per-client limits would measure themselves instead of the gateway.
@@ -89,8 +91,10 @@ class Gateway:
         """Start the gateway and wait until /readyz says the model is there."""
         import httpx
 
+        model = (["--triton-url", self.triton_url] if self.triton_url is not None
+                 else ["--repository", str(self.repository)])
         command = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port),
-                   "--triton-url", self.triton_url, "--data-dir", str(self.data_dir)]
+                   *model, "--data-dir", str(self.data_dir)]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.headers = {"Authorization": f"Bearer {_bench_key(self.data_dir)}"}
         with open(self.log_path, "wb") as log_file:  # the child keeps its own copy open

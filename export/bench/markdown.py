@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from export.bench.report import MB, BenchResults, figure_rows, target_rows
+from export.bench.soak_report import soak_section
 from export.packaging.tensorrt_report import report_section
 
 
@@ -71,8 +72,9 @@ def benchmarks_markdown(results: BenchResults) -> str:
     upload = f"{big.upload_bytes / MB:.0f} MB upload" if big is not None else "not run"
     return f"""# Benchmarks
 
-_Written by `bonemets bench`; do not edit by hand: rerun the command. The TensorRT section
-at the end is written by `bonemets export tensorrt --report` on a GPU host; bench keeps it._
+_Written by `bonemets bench`; do not edit by hand: rerun the command. The soak section is
+written by `bonemets soak --update-docs`, the TensorRT section at the end by
+`bonemets export tensorrt --report` on a GPU host; bench keeps both._
 
 {_caveat(results)}
 
@@ -106,12 +108,13 @@ Sizes are decimal (1 MB = 10^6 bytes). Raw runs: the JSON written with `--out`.
 
 
 def write_benchmarks_page(path: Path, results: BenchResults) -> None:
-    """Write the page whole from ``results``, keeping its TensorRT section if it has one.
+    """Write the page whole from ``results``, keeping its soak and TensorRT sections.
 
-    That section is ``bonemets export tensorrt --report``'s, measured on a GPU host: a
-    benchmark run on a CPU machine must not erase it.
+    Those are ``bonemets soak``'s and ``bonemets export tensorrt --report``'s (the latter
+    measured on a GPU host): this benchmark's run must not erase them.
     """
-    kept = report_section(path.read_text(encoding="utf-8")) if path.is_file() else None
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    kept = [section for section in (soak_section(old), report_section(old)) if section]
     text = benchmarks_markdown(results).rstrip("\n") + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")
+    path.write_text(text + "".join("\n" + section for section in kept), encoding="utf-8")
