@@ -5,18 +5,16 @@ Pure functions over what :mod:`export.bench.soak` measured, so that they are tes
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from export.packaging.tensorrt_report import SECTION_BEGIN as TENSORRT_BEGIN
+from export.packaging.tensorrt_report import marked_section, write_marked_section
 
 SLOPE_WINDOW_S = 240.0  # the memory slope is fitted over the load's last 4 minutes
 SECTION_BEGIN = "<!-- soak: written by `bonemets soak --update-docs`; bench keeps it -->"
 SECTION_END = "<!-- /soak -->"
-_SECTION = re.compile(re.escape(SECTION_BEGIN) + r".*?" + re.escape(SECTION_END) + r"\n?",
-                      re.DOTALL)
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -152,20 +150,10 @@ baseline is measured in the same run, before the load: the same studies one at a
 
 def soak_section(text: str) -> str | None:
     """The soak's section of a page, markers included, or None where it has none."""
-    found = _SECTION.search(text)
-    return found.group(0).rstrip("\n") + "\n" if found else None
+    return marked_section(text, SECTION_BEGIN, SECTION_END)
 
 
 def write_soak_section(path: Path, section: str) -> None:
-    """Put ``section`` between the soak's markers in ``path``, replacing an earlier one."""
-    block = f"{SECTION_BEGIN}\n{section.rstrip()}\n{SECTION_END}\n"
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if _SECTION.search(text):
-        text = _SECTION.sub(lambda _: block, text, count=1)
-    elif TENSORRT_BEGIN in text:  # before the GPU section, where bench's rewrite keeps it
-        head, _, tail = text.partition(TENSORRT_BEGIN)
-        text = head.rstrip() + "\n\n" + block + "\n" + TENSORRT_BEGIN + tail
-    else:
-        text = (text.rstrip() + "\n\n" if text.strip() else "") + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Put ``section`` between the soak's markers in ``path``, replacing an earlier one; a
+    new one goes before the GPU section, where bench's rewrite keeps it."""
+    write_marked_section(path, section, SECTION_BEGIN, SECTION_END, before=TENSORRT_BEGIN)

@@ -211,7 +211,29 @@ def report_markdown(report: TensorrtReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-_SECTION = re.compile(re.escape(SECTION_BEGIN) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
+def marked_section(text: str, begin: str, end: str) -> str | None:
+    """The section of ``text`` between the markers ``begin`` and ``end``, markers included,
+    or None where it has none."""
+    found = re.search(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", text, re.S)
+    return found.group(0).rstrip("\n") + "\n" if found else None
+
+
+def write_marked_section(path: Path, section: str, begin: str, end: str,
+                         before: str | None = None) -> None:
+    """Put ``section`` between the markers in ``path``, replacing an earlier one; a new one
+    goes before the marker ``before`` where the page has it, else at the end."""
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    elif before is not None and before in text:
+        head, _, tail = text.partition(before)
+        text = head.rstrip() + "\n\n" + block + "\n" + before + tail
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def report_section(text: str) -> str | None:
@@ -219,17 +241,9 @@ def report_section(text: str) -> str | None:
 
     ``bonemets bench --update-docs`` rewrites the benchmarks page whole and keeps this.
     """
-    found = _SECTION.search(text)
-    return found.group(0).rstrip("\n") + "\n" if found else None
+    return marked_section(text, SECTION_BEGIN, SECTION_END)
 
 
 def write_report_section(path: Path, section: str) -> None:
     """Put ``section`` between this command's markers in ``path``, replacing an earlier one."""
-    block = f"{SECTION_BEGIN}\n{section.rstrip()}\n{SECTION_END}\n"
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if _SECTION.search(text):
-        text = _SECTION.sub(lambda _: block, text, count=1)
-    else:
-        text = (text.rstrip() + "\n\n" if text.strip() else "") + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_marked_section(path, section, SECTION_BEGIN, SECTION_END)
