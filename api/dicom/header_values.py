@@ -51,8 +51,13 @@ WANTED = {
     0x00281054: ("RescaleType", "LO"),
 }
 PRINTABLE = re.compile(rb"[\x20-\x7e]*\x00?\Z")
-DS_NUMBER = re.compile(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *\Z")
-IS_NUMBER = re.compile(r" *[+-]?[0-9]+ *\Z")
+# Numbers that float() and int() read as pydicom's DSfloat and IS do, backslash-separated.
+DS_NUMBER = r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *"
+IS_NUMBER = r" *[+-]?[0-9]+ *"
+NUMBERS = {
+    "DS": (re.compile(rf"{DS_NUMBER}(\\{DS_NUMBER})*\Z"), float),
+    "IS": (re.compile(rf"{IS_NUMBER}(\\{IS_NUMBER})*\Z"), int),
+}
 
 
 class Unsure(Exception):
@@ -96,24 +101,26 @@ def convert_value(vr: str, raw: bytes, pixel_representation: int | None) -> Any:
         return struct.unpack("<H" if vr == "US" else "<h", raw)[0]
     if not PRINTABLE.match(raw):
         raise Unsure()
-    if not raw and vr in ("DS", "IS"):
-        return None  # pydicom's empty value for a number
     text = raw.decode("ascii")
+    if vr in NUMBERS:
+        return _numbers(vr, text)
     if vr in ("LO", "SH"):  # pydicom's convert_text: split, then strip each value
         items = [item.rstrip("\0 ") for item in text.split("\\")]
     else:  # convert_string and convert_UI: strip, then split
         items = text.rstrip("\0 ").split("\\")
-    if vr == "DS":
-        return _numbers(items, DS_NUMBER, float)
-    if vr == "IS":
-        return _numbers(items, IS_NUMBER, int)
     return items[0] if len(items) == 1 else items
 
 
-def _numbers(items: list[str], pattern: re.Pattern[str], kind: type) -> Any:
-    if items == [""]:
-        return ""  # DSfloat("") and IS(""): blank, not empty
-    if not all(pattern.match(item) for item in items):
+def _numbers(vr: str, text: str) -> Any:
+    """A DS or IS value: None when empty, "" when blank (as DSfloat("") and IS("") are)."""
+    if not text:
+        return None
+    text = text.rstrip("\0 ")
+    if not text:
+        return ""
+    pattern, kind = NUMBERS[vr]
+    if not pattern.match(text):
         raise Unsure()
-    numbers = [kind(item) for item in items]
-    return numbers[0] if len(numbers) == 1 else numbers
+    if "\\" not in text:
+        return kind(text)
+    return [kind(item) for item in text.split("\\")]

@@ -7,6 +7,7 @@ few kilobytes per file whatever the study's size. Patient attributes are never c
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,7 @@ def _screened(
     path: Path, fp: BinaryIO, ds: Dataset, header: bytes, max_pixels: int
 ) -> ImageHeader:
     """Every check of one file, from its dataset and its bytes up to Pixel Data."""
-    size = path.stat().st_size
+    size = os.fstat(fp.fileno()).st_size
     fp.seek(len(header))
     check_part10_prefix(header[:142])
     check_file_meta(ds)

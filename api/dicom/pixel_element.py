@@ -6,6 +6,7 @@ against the Image Pixel attributes, before any decoding.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,7 +31,7 @@ def check_pixel_element(
     element = probe_pixel_data(fp, size)
     frames = frame_count(ds)
     if syntax:
-        compressed = UID(syntax).is_compressed
+        compressed = _is_compressed(syntax)
         if element.encapsulated and not compressed:
             raise CorruptPixelData(
                 f"compressed pixel data in a file whose transfer syntax ({UID(syntax).name}) "
@@ -69,3 +70,9 @@ def _native_bytes(ds: Dataset, frames: int) -> int:
         int(ds.get("SamplesPerPixel") or 1),
         int(ds.BitsAllocated),
     )
+
+
+@lru_cache(maxsize=64)
+def _is_compressed(syntax: str) -> bool:
+    # pydicom's UID validates its string on every construction.
+    return UID(syntax).is_compressed

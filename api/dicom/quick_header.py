@@ -53,6 +53,10 @@ LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"
 SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD",
                        b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM",
                        b"UI", b"UL", b"US"})
+TAG = struct.Struct("<HH")
+EXPLICIT_HEAD = struct.Struct("<HH2sH")
+IMPLICIT_HEAD = struct.Struct("<HHI")
+LENGTH = struct.Struct("<I")
 # Present in multi-frame and enhanced images, whose values live in functional groups.
 DECLINED = frozenset({0x00280008, 0x52009229, 0x52009230})
 
@@ -127,7 +131,7 @@ class _Walker:
             if tag <= previous:
                 raise Unsure()
             previous = tag
-            vr, start, length = self._explicit(position)
+            _, vr, start, length = self._element(position)
             if length == UNDEFINED:
                 raise Unsure()
             self._need(start + length)
@@ -147,10 +151,11 @@ class _Walker:
         """The wanted top-level values and where Pixel Data starts."""
         self._check_encoding(start)
         found: dict[str, tuple[str, bytes]] = {}
-        position, previous = start, -1
+        position, previous, size = start, -1, len(self.data)
         while True:
-            self._need(position + 8)
-            tag = self._tag(position)
+            if position + 8 > size:
+                self._need(position + 8)
+            tag, vr, value_start, length = self._element(position)
             if tag >= FLOAT_PIXEL_DATA:
                 if tag != PIXEL_DATA:
                     raise Unsure()
@@ -158,16 +163,14 @@ class _Walker:
             if tag <= previous or tag >> 16 == 2 or tag in DECLINED:
                 raise Unsure()
             previous = tag
-            vr, value_start, length = self._element(position)
             if length == UNDEFINED:
                 position = self._undefined_sequence(tag, vr, value_start)
                 continue
-            self._need(value_start + length)
+            position = value_start + length
             wanted = WANTED.get(tag)
             if wanted is not None:
-                raw = self.data[value_start:value_start + length]
-                found[wanted[0]] = self._checked_vr(vr, wanted[1], raw)
-            position = value_start + length
+                self._need(position)
+                found[wanted[0]] = self._checked_vr(vr, wanted[1], self.data[value_start:position])
 
     def _items(self, start: int, end: int | None) -> int:
         """Elements of one item, up to ``end`` or its delimiter; where the item ends."""
@@ -182,7 +185,7 @@ class _Walker:
             if tag <= previous or tag >> 16 == 0xFFFE:
                 raise Unsure()
             previous = tag
-            vr, value_start, length = self._element(position)
+            _, vr, value_start, length = self._element(position)
             if length == UNDEFINED:
                 position = self._undefined_sequence(tag, vr, value_start)
             else:
@@ -220,24 +223,21 @@ class _Walker:
             raise Unsure()
 
     def _tag(self, position: int) -> int:
-        group, element = struct.unpack_from("<HH", self.data, position)
+        group, element = TAG.unpack_from(self.data, position)
         return int(group << 16 | element)
 
-    def _element(self, position: int) -> tuple[bytes | None, int, int]:
+    def _element(self, position: int) -> tuple[int, bytes | None, int, int]:
+        """(tag, VR or None where implicit, value offset, value length) at ``position``."""
         if self.implicit:
-            (length,) = struct.unpack_from("<I", self.data, position + 4)
-            return None, position + 8, int(length)
-        return self._explicit(position)
-
-    def _explicit(self, position: int) -> tuple[bytes, int, int]:
-        vr = self.data[position + 4:position + 6]
+            group, element, length = IMPLICIT_HEAD.unpack_from(self.data, position)
+            return group << 16 | element, None, position + 8, length
+        group, element, vr, length = EXPLICIT_HEAD.unpack_from(self.data, position)
         if vr in SHORT_VRS:
-            (length,) = struct.unpack_from("<H", self.data, position + 6)
-            return vr, position + 8, int(length)
+            return group << 16 | element, vr, position + 8, length
         if vr in LONG_VRS:
             self._need(position + 12)
-            (length,) = struct.unpack_from("<I", self.data, position + 8)
-            return vr, position + 12, int(length)
+            (length,) = LENGTH.unpack_from(self.data, position + 8)
+            return group << 16 | element, vr, position + 12, length
         raise Unsure()
 
     @staticmethod

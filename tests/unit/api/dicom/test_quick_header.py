@@ -158,3 +158,45 @@ def test_hostile_bytes_agree(tmp_path: Path) -> None:
             answered.append(name)
     # Only a cut inside the pixel data leaves a header to read: pydicom refuses it too.
     assert answered == []
+
+
+RAW_VALUES = {
+    "DS": [b"1.25", b" 1.25 ", b"-.5", b"+5.", b"1e3", b"1.0\\2.0 ", b"1.0 \\2.0", b"", b"  ",
+           b"1.0\x00", b"nan", b"1_0", b"1.0\\", b"0x10", b"1.2.3"],
+    "IS": [b"12", b" 12", b"+12 ", b"-3", b"", b"  ", b"1\\2", b"1.0", b"1e2", b"12\x00"],
+    "CS": [b"CT", b"CT ", b"ORIGINAL\\PRIMARY\\AXIAL ", b"A \\B", b"", b"CT\x00", b"\xe9"],
+    "LO": [b"synthetic ", b"B30f\\SOFT ", b"a \\b", b"", b"x\x00", b"caf\xc3\xa9"],
+    "UI": [b"1.2.3\x00", b"1.2.3 ", b"", b"1.2\\3.4"],
+    "US": [b"\x00\x02", b"\xff\xff", b"", b"\x01\x00\x02\x00"],
+    "SS": [b"\x30\xf8", b"\xff\x7f"],
+}
+
+
+def plain(value: object) -> object:
+    """A pydicom value as plain Python: MultiValue to list, DSfloat/IS/UID to float/int/str."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [plain(item) for item in value]  # type: ignore[union-attr]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return (kind.__name__, kind(value)) if value != "" else ""
+    return value
+
+
+@pytest.mark.parametrize("vr", sorted(RAW_VALUES))
+def test_values_convert_as_pydicom_does(vr: str) -> None:
+    from pydicom.dataelem import RawDataElement
+    from pydicom.values import convert_value as pydicom_convert
+
+    from api.dicom.header_values import Unsure, convert_value
+
+    converted = 0
+    for raw in RAW_VALUES[vr]:
+        try:
+            mine = convert_value(vr, raw, None)
+        except Unsure:
+            continue
+        element = RawDataElement(0x00181120, vr, len(raw), raw, 0, False, True)
+        theirs = pydicom_convert(vr, element)
+        assert plain(mine) == plain(theirs) or (mine, theirs) == (None, None), (vr, raw)
+        converted += 1
+    assert converted >= len(RAW_VALUES[vr]) // 2
