@@ -12,6 +12,7 @@ import struct
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -25,6 +26,7 @@ from api.dicom.headers import (
     read_pydicom_header,
 )
 from api.errors import InvalidUpload
+from export.phantoms import ct_dicom
 from tests.dicom_builders import compressed, ct_slice, tilted, write
 
 MAX = bounds.DEFAULT_MAX_IMAGE_PIXELS
@@ -117,6 +119,26 @@ def test_unsigned_missing_optional_and_sequences_agree(tmp_path: Path) -> None:
 
 def test_compressed_slice_agrees(tmp_path: Path) -> None:
     assert assert_same(write(compressed(ct_slice(z=2.0), RLELossless), tmp_path / "rle.dcm"))
+
+
+@pytest.mark.parametrize("pixel_format", [
+    ct_dicom.PixelFormat(), ct_dicom.PixelFormat(signed=False, intercept=-1024),
+    ct_dicom.PixelFormat(bits_stored=12, intercept=-1024, signed=False, padding=0),
+])
+def test_api_tests_series_agree(tmp_path: Path, pixel_format: ct_dicom.PixelFormat) -> None:
+    """Files as tests/api/conftest.py's build_series writes them, 512 x 512."""
+    series = ct_dicom.ct_series(
+        ct_dicom.SeriesIdentity.random("TEST^API", "API-0001"), rows=512, columns=512,
+        pixel_spacing=[0.8, 0.8], slice_thickness=2.5, pixel_format=pixel_format,
+    )
+    hounsfield = np.full((512, 512), 40, dtype=np.int16)
+    paths = ct_dicom.write_series(tmp_path, (
+        (f"img{k}.dcm", ct_dicom.ct_slice(series, pixel_format.stored(hounsfield),
+                                          position=[-200.0, -200.0, -50.0 + 2.5 * k],
+                                          instance_number=100 - k))
+        for k in range(2)
+    ))
+    assert all(assert_same(path) for path in paths)
 
 
 def _elements_after_meta(data: bytes) -> int:
