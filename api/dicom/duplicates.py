@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from api.dicom.geometry import Vector
 from api.dicom.headers import FrameHeader, ImageHeader
 from api.dicom.pixels import apply_rescale, decode_stored
-from api.dicom.stacking import duplicate_runs, projection
+from api.dicom.stacking import duplicate_runs
 from api.errors import ConflictingInstances, InconsistentGeometry
 
 Entry = tuple[ImageHeader, FrameHeader]
 
 
-def drop_duplicates(entries: list[Entry], normal: Vector) -> tuple[list[Entry], list[str]]:
+def drop_duplicates(
+    entries: list[Entry], z: list[float]
+) -> tuple[list[tuple[Entry, float]], list[str]]:
     """Drop repeats of a slice; InconsistentGeometry for different images at one position.
 
-    ``entries`` are sorted along ``normal``. Returns the kept entries and the warnings.
+    ``entries`` are sorted along the slice normal, ``z`` their projections on it. Returns
+    the kept entries, each with its ``z``, and the warnings.
     """
-    z = [projection(normal, frame.geometry.origin) for _, frame in entries]
     dropped: set[int] = set()
     for run in duplicate_runs(z):
         for index in run[1:]:
@@ -39,10 +40,9 @@ def drop_duplicates(entries: list[Entry], normal: Vector) -> tuple[list[Entry], 
             dropped.add(index)
     kept_at = [(entry, z[index]) for index, entry in enumerate(entries) if index not in dropped]
     _check_unique_instances(kept_at)
-    kept = [entry for entry, _ in kept_at]
     if not dropped:
-        return kept, []
-    return kept, [f"{len(dropped)} duplicate slice(s) dropped (same position, same pixels)"]
+        return kept_at, []
+    return kept_at, [f"{len(dropped)} duplicate slice(s) dropped (same position, same pixels)"]
 
 
 def _instance_key(entry: Entry) -> tuple[str, int | None] | None:

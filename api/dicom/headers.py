@@ -7,15 +7,15 @@ few kilobytes per file whatever the study's size. Patient attributes are never c
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
 
 from api.dicom import bounds
 from api.dicom.conformance import (
@@ -33,14 +33,10 @@ from api.dicom.frames import (
     is_enhanced,
 )
 from api.dicom.geometry import PlaneGeometry
-from api.dicom.integrity import (
-    PixelDataElement,
-    check_native_length,
-    native_length,
-    probe_pixel_data,
-)
 from api.dicom.native import NativeLayout, native_layout
+from api.dicom.pixel_element import check_deflated_pixels, check_pixel_element
 from api.dicom.pixels import Rescale, rescale_for, short_reason
+from api.dicom.quick_header import scan_header
 from api.dicom.screening import (
     check_image_kind,
     check_modality,
@@ -49,7 +45,7 @@ from api.dicom.screening import (
     plane_geometry,
     text,
 )
-from api.errors import BoneMetsError, CorruptPixelData, NoCTSeries, NoPixelData, NotDicom
+from api.errors import BoneMetsError, NoCTSeries, NotDicom
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 DEFER_SIZE = 256 * 1024  # values larger than this stay on disk during the header pass
@@ -101,32 +97,56 @@ def read_header(path: Path, max_pixels: int = bounds.DEFAULT_MAX_IMAGE_PIXELS) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return _read(path, max_pixels)
+            return read_plain_header(path, max_pixels) or read_pydicom_header(path, max_pixels)
         except (BoneMetsError, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - a parser meeting hostile input
             raise NotDicom(f"a damaged DICOM file ({short_reason(exc)})") from exc
 
 
-def _read(path: Path, max_pixels: int) -> ImageHeader:
-    size = path.stat().st_size
+def read_plain_header(path: Path, max_pixels: int) -> ImageHeader | None:
+    """The header of a plain file (:mod:`api.dicom.quick_header`) that passes every check;
+    None for any other, which pydicom then reads to name what is wrong."""
+    with path.open("rb") as fp:
+        scanned = scan_header(fp)
+        if scanned is None:
+            return None
+        # HeaderValues answers, with pydicom's values, all that the checks ask of a Dataset.
+        ds = cast(Dataset, scanned.values)
+        try:
+            _check_identified(ds)
+            return _screened(path, fp, ds, scanned.head, max_pixels)
+        except Exception:  # noqa: BLE001 - the pydicom path raises the same, or names it
+            return None
+
+
+def read_pydicom_header(path: Path, max_pixels: int) -> ImageHeader:
+    """The header as pydicom reads it, with the checks; raises what rejects the file."""
     with path.open("rb") as fp:
         bounds.check_inflated_size(fp)  # pydicom inflates a deflated body whole, in memory
         ds = _parse(fp)
         header_end = fp.tell()
         fp.seek(0)
-        header = fp.read(header_end)
-        check_part10_prefix(header[:142])
-        check_file_meta(ds)
-        check_no_undefined_un(header)
-        check_modality(ds)
-        bounds.check_declared_size(ds, max_pixels)  # before anything is done per frame or pixel
-        syntax = _syntax(ds)
-        element = None
-        if syntax == DEFLATED:
-            _check_deflated_pixels(path, ds)
-        else:
-            element = _check_pixel_element(fp, size, ds, syntax)
+        return _screened(path, fp, ds, fp.read(header_end), max_pixels)
+
+
+def _screened(
+    path: Path, fp: BinaryIO, ds: Dataset, header: bytes, max_pixels: int
+) -> ImageHeader:
+    """Every check of one file, from its dataset and its bytes up to Pixel Data."""
+    size = os.fstat(fp.fileno()).st_size
+    fp.seek(len(header))
+    check_part10_prefix(header[:142])
+    check_file_meta(ds)
+    check_no_undefined_un(header)
+    check_modality(ds)
+    bounds.check_declared_size(ds, max_pixels)  # before anything is done per frame or pixel
+    syntax = _syntax(ds)
+    element = None
+    if syntax == DEFLATED:
+        check_deflated_pixels(path, ds)
+    else:
+        element = check_pixel_element(fp, size, ds, syntax)
     check_image_kind(ds)
     if element is not None and element.encapsulated:
         check_jpeg2000_codestream(syntax, element.first_fragment_head)
@@ -182,56 +202,13 @@ def _parse(fp: BinaryIO) -> Dataset:
             ds = dcmread(fp, stop_before_pixels=True, defer_size=DEFER_SIZE, force=True)
         except Exception as exc:  # noqa: BLE001
             raise NotDicom("not a DICOM file") from exc
-    if not (text(ds, "SOPClassUID") or text(ds, "Modality")):
-        raise NotDicom("not a DICOM file (no SOP class and no modality)")
+    _check_identified(ds)
     return ds
 
 
-def _check_pixel_element(
-    fp: BinaryIO, size: int, ds: Dataset, syntax: str
-) -> PixelDataElement:
-    """NoPixelData / CorruptPixelData from the element header, before any decoding."""
-    element = probe_pixel_data(fp, size)
-    frames = frame_count(ds)
-    if syntax:
-        compressed = UID(syntax).is_compressed
-        if element.encapsulated and not compressed:
-            raise CorruptPixelData(
-                f"compressed pixel data in a file whose transfer syntax ({UID(syntax).name}) "
-                "is uncompressed"
-            )
-        if compressed and not element.encapsulated:
-            raise CorruptPixelData(
-                f"uncompressed pixel data in a file whose transfer syntax ({UID(syntax).name}) "
-                "is compressed"
-            )
-    if element.encapsulated:
-        if element.fragments < frames:
-            raise CorruptPixelData(
-                f"the compressed pixel data holds {element.fragments} fragments for {frames} frames"
-            )
-        return element
-    check_native_length(element, _native_bytes(ds, frames))
-    return element
-
-
-def _check_deflated_pixels(path: Path, ds: Dataset) -> None:
-    # A deflated body can only be read by inflating it; such files are rare and small.
-    full = dcmread(path, force=True)
-    if "PixelData" not in full:
-        raise NoPixelData("the file has no Pixel Data element")
-    element = PixelDataElement(0, False, len(full.PixelData), 0)
-    check_native_length(element, _native_bytes(ds, frame_count(ds)))
-
-
-def _native_bytes(ds: Dataset, frames: int) -> int:
-    return native_length(
-        int(ds.Rows),
-        int(ds.Columns),
-        frames,
-        int(ds.get("SamplesPerPixel") or 1),
-        int(ds.BitsAllocated),
-    )
+def _check_identified(ds: Dataset) -> None:
+    if not (text(ds, "SOPClassUID") or text(ds, "Modality")):
+        raise NotDicom("not a DICOM file (no SOP class and no modality)")
 
 
 def _frame_headers(ds: Dataset) -> tuple[FrameHeader, ...]:

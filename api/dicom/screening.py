@@ -9,7 +9,9 @@ non-axial planes (NoCTSeries), and last the transfer syntax (UnsupportedCompress
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ from api.dicom.frames import (
     frame_value,
     functional_group,
 )
-from api.dicom.geometry import PlaneGeometry
+from api.dicom.geometry import PlaneGeometry, Vector
 from api.dicom.pixels import decoder_problem
 from api.errors import CorruptPixelData, NoCTSeries, NotCT, UnsupportedCompression
 
@@ -39,6 +41,7 @@ SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 # Slices tilted further than this from the axial plane are reformats, not axial images.
 MAX_AXIAL_ANGLE_DEG = 40.0
 COSINE_TOLERANCE = 1e-2
+COSINES = struct.Struct("<6d")
 
 
 def check_modality(ds: Dataset) -> None:
@@ -73,7 +76,7 @@ def check_transfer_syntax(ds: Dataset) -> str:
     syntax = str(meta.get("TransferSyntaxUID", "")).strip() if meta is not None else ""
     if not syntax:
         raise CorruptPixelData("the file meta information names no transfer syntax")
-    problem = decoder_problem(syntax)
+    problem = _decoder_problem(syntax)
     if problem is not None:
         raise UnsupportedCompression(problem)
     return syntax
@@ -89,8 +92,8 @@ def plane_geometry(ds: Dataset, frame: int | None) -> PlaneGeometry:
     origin = _floats(position, 3, "ImagePositionPatient")
     cosines = _floats(orientation, 6, "ImageOrientationPatient")
     steps = _floats(spacing, 2, "PixelSpacing")
-    row, column = _unit(cosines[:3]), _unit(cosines[3:])
-    if abs(float(np.dot(row, column))) > COSINE_TOLERANCE or min(steps) <= 0:
+    row, column, dot = _axes(COSINES.pack(*cosines))
+    if dot > COSINE_TOLERANCE or min(steps) <= 0:
         raise NoCTSeries("an invalid image plane (orientation not orthogonal or bad spacing)")
     geometry = PlaneGeometry(
         origin=(origin[0], origin[1], origin[2]),
@@ -106,12 +109,9 @@ def plane_geometry(ds: Dataset, frame: int | None) -> PlaneGeometry:
 
 def check_axial(geometry: PlaneGeometry) -> None:
     """NoCTSeries for sagittal, coronal and oblique planes (reformats, tomosynthesis)."""
-    normal = geometry.normal
-    angle = math.degrees(math.acos(min(1.0, abs(normal[2]))))
-    if angle > MAX_AXIAL_ANGLE_DEG:
-        largest = int(np.argmax(np.abs(normal)))
-        plane = ("sagittal", "coronal", "oblique")[largest] if angle > 60 else "oblique"
-        raise NoCTSeries(f"a {plane} image ({angle:.0f} degrees from axial), not an axial slice")
+    problem = _axial_problem(geometry.row_cosine, geometry.column_cosine)
+    if problem is not None:
+        raise NoCTSeries(problem)
 
 
 def text(ds: Dataset, keyword: str) -> str:
@@ -146,6 +146,39 @@ def _floats(value: Any, count: int, keyword: str) -> list[float]:
     if len(numbers) != count or not all(math.isfinite(n) for n in numbers):
         raise NoCTSeries(f"an unreadable {keyword}")
     return numbers
+
+
+# The slices of a series share one orientation: its numpy arithmetic (tens of microseconds)
+# is done once per orientation, not once per file. Keyed by the cosines' bytes, since
+# -0.0 == 0.0 but the unit vectors keep the sign of a zero.
+@lru_cache(maxsize=256)
+def _axes(cosines: bytes) -> tuple[Vector, Vector, float]:
+    """Unit row and column cosines and the magnitude of their dot product."""
+    values = COSINES.unpack(cosines)
+    row, column = _unit(values[:3]), _unit(values[3:])
+    return row, column, abs(float(np.dot(row, column)))
+
+
+@lru_cache(maxsize=256)
+def _axial_problem(row: Vector, column: Vector) -> str | None:
+    """Why a plane with these cosines is not axial; None when it is.
+
+    Only magnitudes of the normal count, so planes whose cosines differ in the sign of a
+    zero, which share an entry here, have the same answer.
+    """
+    normal = PlaneGeometry((0.0, 0.0, 0.0), row, column, (1.0, 1.0), 1, 1).normal
+    angle = math.degrees(math.acos(min(1.0, abs(normal[2]))))
+    if not angle > MAX_AXIAL_ANGLE_DEG:
+        return None
+    largest = int(np.argmax(np.abs(normal)))
+    plane = ("sagittal", "coronal", "oblique")[largest] if angle > 60 else "oblique"
+    return f"a {plane} image ({angle:.0f} degrees from axial), not an axial slice"
+
+
+@lru_cache(maxsize=64)
+def _decoder_problem(transfer_syntax: str) -> str | None:
+    # The installed plugins do not change while the process runs.
+    return decoder_problem(transfer_syntax)
 
 
 def _unit(vector: Sequence[float]) -> tuple[float, float, float]:

@@ -19,7 +19,6 @@ import numpy as np
 
 from api.dicom.bounds import DEFAULT_MAX_IMAGE_PIXELS
 from api.dicom.duplicates import Entry, drop_duplicates
-from api.dicom.geometry import Vector
 from api.dicom.grouping import SeriesGroup, blank_uids, group_headers, synthetic_uid
 from api.dicom.headers import FrameHeader, ImageHeader, SeriesIdentity, read_header
 from api.dicom.rejections import Rejection, gather_file_rejections, no_series_error
@@ -75,14 +74,16 @@ def select_ct_series(
     """
     if not paths:
         raise InvalidUpload("the upload holds no files")
-    names = display_names(paths)
     headers: list[ImageHeader] = []
-    failures: list[tuple[str, InvalidUpload]] = []
+    failed: list[tuple[Path, InvalidUpload]] = []
     for path in paths:
         try:
             headers.append(read_header(path, max_image_pixels))
         except InvalidUpload as exc:
-            failures.append((names[path], exc))
+            failed.append((path, exc))
+    # Names are for messages only: built where a file failed.
+    names = display_names(paths) if failed else {}
+    failures = [(names[path], exc) for path, exc in failed]
     file_rejections = gather_file_rejections(failures)
     built: list[tuple[SeriesGroup, CTSeries]] = []
     series_rejections: list[Rejection] = []
@@ -135,9 +136,14 @@ def build_series(group: SeriesGroup) -> CTSeries:
     entries = [(header, frame) for header in group.headers for frame in header.frames]
     _check_consistent(entries)
     normal = entries[0][1].geometry.normal
-    entries.sort(key=lambda e: _sort_key(e, normal))
-    entries, duplicate_warnings = drop_duplicates(entries, normal)
-    slices = tuple(_slice_ref(group, header, frame, normal) for header, frame in entries)
+    # Each slice's place along the normal, projected once for sorting, duplicates and refs.
+    unsorted_z = [projection(normal, frame.geometry.origin) for _, frame in entries]
+    order = sorted(range(len(entries)), key=lambda i: _sort_key(entries[i], unsorted_z[i]))
+    kept, duplicate_warnings = drop_duplicates(
+        [entries[i] for i in order], [unsorted_z[i] for i in order]
+    )
+    entries = [entry for entry, _ in kept]
+    slices = tuple(_slice_ref(group, header, frame, z) for (header, frame), z in kept)
     first = group.headers[0]
     shape = describe_stack(
         [s.position for s in slices], [s.z for s in slices], normal, first.gantry_tilt
@@ -204,6 +210,7 @@ def _preference(item: tuple[SeriesGroup, CTSeries]) -> tuple[int, int, float, st
 
 def _check_consistent(entries: list[Entry]) -> None:
     reference = entries[0][1].geometry
+    reference_cosines = reference.row_cosine + reference.column_cosine
     for _, frame in entries[1:]:
         geometry = frame.geometry
         if (geometry.rows, geometry.columns) != (reference.rows, reference.columns):
@@ -211,22 +218,21 @@ def _check_consistent(entries: list[Entry]) -> None:
                 f"mixed image sizes ({reference.rows}x{reference.columns} and "
                 f"{geometry.rows}x{geometry.columns}) in one series"
             )
-        cosines = np.asarray(geometry.row_cosine + geometry.column_cosine)
-        if np.abs(cosines - np.asarray(reference.row_cosine + reference.column_cosine)).max() > (
+        cosines = geometry.row_cosine + geometry.column_cosine
+        if cosines == reference_cosines:
+            continue  # the common case, without numpy
+        if np.abs(np.asarray(cosines) - np.asarray(reference_cosines)).max() > (
             ORIENTATION_TOLERANCE
         ):
             raise InconsistentGeometry("mixed slice orientations in one series")
 
 
-def _sort_key(entry: Entry, normal: Vector) -> tuple[float, int, str, int]:
+def _sort_key(entry: Entry, z: float) -> tuple[float, int, str, int]:
     header, frame = entry
-    z = projection(normal, frame.geometry.origin)
     return (z, header.instance_number or 0, str(header.path), frame.frame or 0)
 
 
-def _slice_ref(
-    group: SeriesGroup, header: ImageHeader, frame: FrameHeader, normal: Vector
-) -> SliceRef:
+def _slice_ref(group: SeriesGroup, header: ImageHeader, frame: FrameHeader, z: float) -> SliceRef:
     origin = frame.geometry.origin
     sop = header.sop_instance_uid or synthetic_uid(
         "instance", group.series_uid, ",".join(f"{c:.3f}" for c in origin), str(frame.frame)
@@ -236,7 +242,7 @@ def _slice_ref(
         frame=frame.frame,
         sop_instance_uid=sop,
         position=origin,
-        z=projection(normal, origin),
+        z=z,
         geometry=frame.geometry,
         instance_number=header.instance_number,
         rescale=frame.rescale,

@@ -9,16 +9,22 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from api.dicom.series import CTSeries
+from api.dicom.series import CTSeries, SliceRef
 from api.errors import StorageError
 from api.study.storage import StudyStore
 
 
 def portable(series: CTSeries, upload: Path) -> CTSeries:
     """``series`` with each slice's file named relative to ``upload``."""
-    return replace(series, slices=tuple(
-        replace(ref, path=ref.path.relative_to(upload)) if ref.path.is_relative_to(upload)
-        else ref for ref in series.slices))
+    return replace(series, slices=tuple(_relative(ref, upload) for ref in series.slices))
+
+
+def _relative(ref: SliceRef, upload: Path) -> SliceRef:
+    # One relative_to, not is_relative_to and then relative_to: each parses both paths.
+    try:
+        return replace(ref, path=ref.path.relative_to(upload))
+    except ValueError:
+        return ref  # a file outside the upload keeps its name
 
 
 def placed(series: CTSeries, upload: Path) -> CTSeries:
