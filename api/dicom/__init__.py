@@ -3,7 +3,9 @@
 Modules, each importable on its own (this package imports only pydicom's config eagerly):
 
 - ``sources``: uploads to files (safe zip extraction, folder listing).
-- ``headers`` / ``screening`` / ``integrity``: the cheap per-file header pass and its rejections.
+- ``headers`` / ``screening`` / ``integrity`` / ``pixel_element``: the cheap per-file header
+  pass and its rejections; ``quick_header`` and ``header_values`` read plain files without
+  pydicom (the same checks run on what they read; anything unusual goes through pydicom).
 - ``series``: :func:`~api.dicom.series.select_ct_series` -> :class:`~api.dicom.series.CTSeries`;
   ``duplicates``: slices at one position.
 - ``slices``: :class:`~api.dicom.slices.SliceRef` and
