@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -135,6 +133,8 @@ def unmet_requirements(requirements: Iterable[str],
     Extras are not followed: a missing extra's package shows as its own unmet requirement
     only where it is listed by itself. Markers that do not apply here are skipped.
     """
+    from packaging.requirements import InvalidRequirement, Requirement
+
     unmet = []
     for text in requirements:
         try:
@@ -168,8 +168,9 @@ def _worktree(rev: str, cache: Path) -> tuple[Path, str]:
         except subprocess.CalledProcessError:
             pass
         _git("worktree", "remove", "--force", str(path))
-    _git("worktree", "prune")
-    _git("worktree", "add", "--detach", str(path), commit)
+    # --force: a worktree of this path deleted by hand is still registered; take its place
+    # rather than pruning, which would touch every other worktree's registration too.
+    _git("worktree", "add", "--force", "--detach", str(path), commit)
     return path, commit
 
 

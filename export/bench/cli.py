@@ -106,7 +106,8 @@ def resolve(args: argparse.Namespace) -> Any:
         raise ValueError(f"concurrency must be >= 1, batch 1..{MAX_BATCH_SIZE}, slices >= batch")
     return Plan(slices=value["slices"], big_study_slices=value["big_study_slices"],
                 concurrency=concurrency, batch=args.batch, repeats=value["repeats"],
-                warmup_s=value["warmup"], window_s=value["window"])
+                warmup_s=value["warmup"], window_s=value["window"],
+                profile=bool(getattr(args, "profile", False)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                           results.comparison()))
     if results.profile:
         print()
-        print(format_rows(*profile_rows(results.profiles())))
+        print(format_rows(*profile_rows(results.profiles(), results.profile_cpu_ms())))
     print()
     print(format_table(target_rows(results), ("Target", "Measured -> verdict")))
     args.out.write_text(json.dumps(results.to_json(), indent=2) + "\n", encoding="utf-8")

@@ -96,18 +96,21 @@ def _profile(results: BenchResults) -> str:
     profiles = results.profiles()
     if not profiles:
         return ""
-    headers, rows = profile_rows(profiles)
+    headers, rows = profile_rows(profiles, results.profile_cpu_ms())
     rules = [(name, ", ".join(f"`{fragment}`" for fragment in fragments))
              for name, fragments in STAGES]
     return f"""## Where the time goes
 
-Command: `{results.command}`, {results.date}. `py-spy record -f raw --threads
+Command: `{results.command}`, {results.date}. `py-spy record -f raw --threads --gil
 --full-filenames` of the uvicorn process and of one decode worker over one more run of the
 study through the null-model gateway (not counted in (c): py-spy pauses what it samples).
-Without `--idle` only running threads are sampled, so the shares are of CPU time. A sample
-goes to the stage of its leaf-most frame whose file path holds one of the stage's
-fragments (pydicom, numpy and other libraries hold none: their time goes to the project
-code that called them); no match is "other".
+`--gil` keeps the samples of threads holding the GIL, i.e. running Python (without it, on a
+busy machine, threads woken but waiting for a core count as running); C code that releases
+the GIL (file writes, SQLite, gRPC's core) is not seen. A sample goes to the stage of its
+leaf-most frame whose file path holds one of the stage's fragments below (pydicom, numpy
+and other libraries hold none: their time goes to the project code that called them); a
+DICOM module called from decoding counts as decode; no match is "other". Cells: share of
+the process's samples.
 
 {_markdown_table(headers, rows)}
 

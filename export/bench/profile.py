@@ -2,7 +2,10 @@
 
 ``py-spy record -f raw --threads --full-filenames`` writes one line per distinct stack,
 ``thread (tid);root frame;...;leaf frame COUNT``, each frame ``function (path:line)``.
-Without ``--idle`` only running threads are sampled, so the counts are CPU, not wall time.
+Without ``--idle`` py-spy drops threads the kernel does not list as running, but on a busy
+machine a thread woken and waiting for a core is listed as running: idle pool threads then
+fill the profile. So it records with ``--gil``, the threads holding the GIL: Python that
+runs. C code that releases the GIL (file writes, SQLite, gRPC's core) is not seen.
 A stack belongs to the stage of its frame nearest the leaf that a rule of :data:`STAGES`
 matches (libraries such as pydicom or numpy match none, so their time goes to the
 project code that called them); a stack no rule matches is "other".
@@ -30,9 +33,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("inter-process transfer", (
         "multiprocessing/", "concurrent/futures/process.py", "/pickle.py", "/copyreg.py",
         "/api/study/decoder_pool.py", "/api/decoder_pool.py")),
-    ("decode", (
-        "/api/dicom/pixels.py", "/api/dicom/frames.py", "/api/dicom/native.py",
-        "/api/dicom/stacking.py", "/api/study/decoding.py", "/api/decoding.py")),
+    ("decode", ("/api/study/decoding.py", "/api/decoding.py")),
     ("header pass", ("/api/dicom/",)),
     ("Triton client / shared memory", (
         "tritonclient/", "/grpc/", "/api/inference/triton", "/api/inference/balancer.py")),
@@ -43,6 +44,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "/api/study/overlays.py", "/api/overlays.py", "/api/postprocess.py", "/api/reports/",
         "/api/study/pipeline.py", "/api/pipeline.py", "/api/study/runner.py", "/api/runner.py")),
 )
+# The DICOM modules serve both the header pass and decoding: below a decode frame, theirs.
+WITHIN = {"header pass": "decode"}
 OTHER = "other"
 STAGE_NAMES = (*(name for name, _ in STAGES), OTHER)
 
@@ -53,14 +56,19 @@ def frame_path(frame: str) -> str:
     return inside.rpartition(":")[0] or inside
 
 
+def _matches(frame: str) -> str | None:
+    path = frame_path(frame)
+    return next((name for name, fragments in STAGES
+                 if any(fragment in path for fragment in fragments)), None)
+
+
 def stage_of(frames: list[str]) -> str:
-    """The stage of one stack (root first): the leaf-most frame a rule matches."""
-    for frame in reversed(frames):
-        path = frame_path(frame)
-        for name, fragments in STAGES:
-            if any(fragment in path for fragment in fragments):
-                return name
-    return OTHER
+    """The stage of one stack (root first): that of the leaf-most frame a rule matches,
+    unless a frame above it is of the stage :data:`WITHIN` names for it."""
+    stages = [_matches(frame) for frame in frames]
+    found = next((name for name in reversed(stages) if name is not None), OTHER)
+    enclosing = WITHIN.get(found)
+    return enclosing if enclosing is not None and enclosing in stages else found
 
 
 def parse_raw(text: str) -> Counter[tuple[str, ...]]:
@@ -100,7 +108,7 @@ def py_spy() -> str:
 class Recorder:
     """py-spy recording processes for the ``with`` block; :attr:`counts` per pid after it."""
 
-    def __init__(self, pids: dict[str, int], folder: Path, rate: int = 200) -> None:
+    def __init__(self, pids: dict[str, int], folder: Path, rate: int = 500) -> None:
         self.pids = pids  # process role -> pid
         self.folder = folder
         self.rate = rate
@@ -113,7 +121,7 @@ class Recorder:
     def __enter__(self) -> Recorder:
         self.folder.mkdir(parents=True, exist_ok=True)
         for role, pid in self.pids.items():
-            command = [py_spy(), "record", "-p", str(pid), "-f", "raw", "--threads",
+            command = [py_spy(), "record", "-p", str(pid), "-f", "raw", "--threads", "--gil",
                        "--full-filenames", "-r", str(self.rate), "-o", str(self._out(role))]
             self._spies[role] = subprocess.Popen(  # noqa: S603 - py-spy, our arguments
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

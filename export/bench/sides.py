@@ -98,14 +98,20 @@ def comparison_rows(current: dict[str, float | None], baseline: dict[str, float 
             for key, label, digits in COMPARED]
 
 
-def _percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.0f} %" if whole else "-"
+def _percent(part: int, whole: int, cpu_ms: float | None) -> str:
+    if not whole:
+        return "-"
+    share = part / whole
+    return f"{100 * share:.0f} %" + ("" if cpu_ms is None else f" ({share * cpu_ms:.2f} ms)")
 
 
-def profile_rows(profiles: dict[str, dict[str, dict[str, int]]]
+def profile_rows(profiles: dict[str, dict[str, dict[str, int]]],
+                 cpu_ms: dict[tuple[str, str], float | None] | None = None
                  ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Headers and rows of the where-the-time-goes table: a column per side and process,
-    a row per stage, each cell that stage's share of the process's samples."""
+    a row per stage, each cell that stage's share of the process's samples, and with
+    ``cpu_ms`` ((side, process) -> CPU ms per slice measured in (c)) that share of it."""
+    cpu = cpu_ms or {}
     columns = [(side, process) for side in (*SIDES, *sorted(set(profiles) - set(SIDES)))
                if side in profiles for process in profiles[side]]
     headers = ("stage", *(f"{side}: {process}" for side, process in columns))
@@ -113,7 +119,8 @@ def profile_rows(profiles: dict[str, dict[str, dict[str, int]]]
     stages: list[str] = []
     for side, process in columns:
         stages += [name for name in profiles[side][process] if name not in stages]
-    rows = [(stage, *(_percent(profiles[side][process].get(stage, 0), totals[(side, process)])
-                      for side, process in columns)) for stage in stages]
+    rows = [(stage, *(_percent(profiles[side][process].get(stage, 0), totals[(side, process)],
+                               cpu.get((side, process))) for side, process in columns))
+            for stage in stages]
     rows.append(("samples", *(str(totals[column]) for column in columns)))
     return headers, rows

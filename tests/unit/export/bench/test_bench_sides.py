@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
 from export.bench.checkouts import runtime_requirements, unmet_requirements
@@ -122,6 +126,9 @@ def test_samples_go_to_the_stage_of_their_leaf_most_matching_frame() -> None:
     assert stage_of([_frame("f", "/w/api/db/sqlite.py"), _frame("g", f"{SITE}/numpy/x.py")]) \
         == "job database"
     assert stage_of([]) == OTHER
+    resize = _frame("resize_to_model", "/w/api/dicom/geometry.py")
+    assert stage_of([_frame("decode_batch", "/w/api/study/decoding.py"), resize]) == "decode"
+    assert stage_of([_frame("select_series", "/w/api/dicom/series.py"), resize]) == "header pass"
 
 
 def test_profile_table_has_a_column_per_side_and_process() -> None:
@@ -133,5 +140,30 @@ def test_profile_table_has_a_column_per_side_and_process() -> None:
                        "current: uvicorn")
     assert rows == [("decode", "75 %", "-", "25 %"), ("other", "25 %", "-", "75 %"),
                     ("samples", "4", "0", "4")]
+    _, rows = profile_rows(profiles, {("current", "uvicorn"): 2.0})
+    assert rows[0] == ("decode", "75 %", "-", "25 % (0.50 ms)")
     assert format_rows(("a", "bb"), [("ccc", "d")]).splitlines() == ["a    bb", "---  --",
                                                                      "ccc  d"]
+
+
+def test_this_checkout_is_probed_from_its_own_tree() -> None:
+    """The probe runs this tree's code in a subprocess: api from here, its Settings' names."""
+    from export.bench.checkouts import PROJECT_ROOT, current_checkout
+
+    checkout = current_checkout()
+    assert Path(checkout.api_module) == PROJECT_ROOT / "api" / "__init__.py"
+    assert checkout.has_key_store and "batch_size" in checkout.settings
+    env = checkout.env({"BONEMETS_BATCH_SIZE": "8", "BONEMETS_NO_SUCH_SETTING": "1"})
+    assert env["BONEMETS_BATCH_SIZE"] == "8" and "BONEMETS_NO_SUCH_SETTING" not in env
+    assert env["PYTHONPATH"] == str(PROJECT_ROOT)
+    older = replace(checkout, settings=("model_name",))  # a revision without batch_size
+    assert "BONEMETS_BATCH_SIZE" not in older.env({"BONEMETS_BATCH_SIZE": "8"})
+
+
+def test_the_profile_option_reaches_the_plan() -> None:
+    from export.bench.cli import resolve
+
+    given = {"quick": True, "batch": 8, "slices": None, "big_study_slices": None,
+             "concurrency": None, "repeats": None, "warmup": None, "window": None}
+    assert resolve(argparse.Namespace(**given, profile=True)).profile is True
+    assert resolve(argparse.Namespace(**given)).profile is False
