@@ -47,7 +47,7 @@ built there (needs torch).
 when its dependencies are not met by this one) and runs its gateway beside this checkout's,
 the two taking turns against the same Triton; every gateway figure is reported for both,
 with current/baseline. --profile adds py-spy's CPU share per stage of each gateway's uvicorn
-process and one decode worker (raw samples under --cache-dir/profiles).
+process and its decode workers (raw samples under --cache-dir/profiles).
 """
 
 
@@ -87,8 +87,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              "--cache-dir), interleaved with this checkout, and report ratios "
                              "(the issue 24 baseline: 4b85dc9)")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy the uvicorn process and a decode worker over one more "
-                             "null-model run per checkout: CPU share per stage")
+                        help="py-spy the uvicorn process and the decode workers over 3 more "
+                             "null-model runs per checkout: CPU share per stage")
     parser.set_defaults(func=run)
 
 

@@ -102,15 +102,17 @@ def _profile(results: BenchResults) -> str:
     return f"""## Where the time goes
 
 Command: `{results.command}`, {results.date}. `py-spy record -f raw --threads --gil
---full-filenames` of the uvicorn process and of one decode worker over one more run of the
-study through the null-model gateway (not counted in (c): py-spy pauses what it samples).
+--full-filenames` of the uvicorn process and of each decode worker (summed) over three more
+runs of the study (or --repeats, if more) through the null-model gateway (not counted in (c):
+py-spy pauses what it samples).
 `--gil` keeps the samples of threads holding the GIL, i.e. running Python (without it, on a
 busy machine, threads woken but waiting for a core count as running); C code that releases
 the GIL (file writes, SQLite, gRPC's core) is not seen. A sample goes to the stage of its
 leaf-most frame whose file path holds one of the stage's fragments below (pydicom, numpy
 and other libraries hold none: their time goes to the project code that called them); a
-DICOM module called from decoding counts as decode; no match is "other". Cells: share of
-the process's samples.
+DICOM module called from decoding counts as decode; no match is "other" (the event loop,
+the job's orchestration, logging, responses). Cells: share of the role's samples, and that
+share of its CPU per slice measured in (c).
 
 {_markdown_table(headers, rows)}
 

@@ -126,7 +126,8 @@ def null_phase(triton: RunningTriton, checkouts: dict[str, Checkout], study: Stu
         if profile_dir is not None:
             step("(c) profiles")
             for label in interleaved(list(started), 1):
-                runs[label].profile = profiled(started[label], study, profile_dir / label)
+                runs[label].profile = profiled(started[label], study, profile_dir / label,
+                                               runs=max(plan.repeats, 3))
                 log.info("py-spy's raw samples of the %s gateway: %s", label, profile_dir / label)
         step(f"(e) {big.slices}-slice study, memory")
         for label in interleaved(list(started), 1):
@@ -135,12 +136,13 @@ def null_phase(triton: RunningTriton, checkouts: dict[str, Checkout], study: Stu
             log.info("(e) %s: peak RSS %.0f MB", label, memory.peak_rss_bytes / 1e6)
 
 
-def profiled(gateway: Gateway, study: Study, folder: Path) -> dict[str, dict[str, int]]:
-    """Samples by stage of the uvicorn process and one decode worker over one more run of
-    the study (not counted in (c): py-spy pauses the processes it samples)."""
+def profiled(gateway: Gateway, study: Study, folder: Path,
+             runs: int) -> dict[str, dict[str, int]]:
+    """Samples by stage of the uvicorn process and of its decode workers (summed) over
+    ``runs`` more runs of the study (not counted in (c): py-spy pauses what it samples)."""
     workers = [pid for pid in tree_pids(gateway.pid)
                if role(pid, gateway.pid) == "decode workers"]
-    pids = {"uvicorn": gateway.pid, **({"decode worker": workers[0]} if workers else {})}
-    with Recorder(pids, folder) as recorder:
-        submit(gateway, study.files)
+    with Recorder({"uvicorn": [gateway.pid], "decode workers": workers}, folder) as recorder:
+        for _ in range(runs):
+            submit(gateway, study.files)
     return recorder.counts

@@ -8,7 +8,8 @@ fill the profile. So it records with ``--gil``, the threads holding the GIL: Pyt
 runs. C code that releases the GIL (file writes, SQLite, gRPC's core) is not seen.
 A stack belongs to the stage of its frame nearest the leaf that a rule of :data:`STAGES`
 matches (libraries such as pydicom or numpy match none, so their time goes to the
-project code that called them); a stack no rule matches is "other".
+project code that called them); a stack no rule matches is "other": the event loop, the
+job's orchestration (``api/study/pipeline.py``, ``runner.py``), logging, responses.
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
                       "/api/study/job_rows.py", "/api/jobs.py")),
     ("post-processing", (
         "/api/lesions/", "/api/inference/processing.py", "/api/study/results.py",
-        "/api/study/overlays.py", "/api/overlays.py", "/api/postprocess.py", "/api/reports/",
-        "/api/study/pipeline.py", "/api/pipeline.py", "/api/study/runner.py", "/api/runner.py")),
+        "/api/study/overlays.py", "/api/overlays.py", "/api/postprocess.py", "/api/reports/")),
 )
 # The DICOM modules serve both the header pass and decoding: below a decode frame, theirs.
 WITHIN = {"header pass": "decode"}
@@ -106,40 +106,47 @@ def py_spy() -> str:
 
 
 class Recorder:
-    """py-spy recording processes for the ``with`` block; :attr:`counts` per pid after it."""
+    """py-spy recording processes for the ``with`` block; :attr:`counts` per role after it
+    (the samples of every process of a role summed)."""
 
-    def __init__(self, pids: dict[str, int], folder: Path, rate: int = 500) -> None:
-        self.pids = pids  # process role -> pid
+    def __init__(self, pids: dict[str, list[int]], folder: Path, rate: int = 500) -> None:
+        self.pids = pids  # process role -> its pids
         self.folder = folder
         self.rate = rate
         self.counts: dict[str, dict[str, int]] = {}
-        self._spies: dict[str, subprocess.Popen[bytes]] = {}
+        self._spies: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
 
-    def _out(self, role: str) -> Path:
-        return self.folder / f"{role.replace(' ', '-')}.txt"
+    def _out(self, role: str, pid: int) -> Path:
+        return self.folder / f"{role.replace(' ', '-')}-{pid}.txt"
 
     def __enter__(self) -> Recorder:
         self.folder.mkdir(parents=True, exist_ok=True)
-        for role, pid in self.pids.items():
-            command = [py_spy(), "record", "-p", str(pid), "-f", "raw", "--threads", "--gil",
-                       "--full-filenames", "-r", str(self.rate), "-o", str(self._out(role))]
-            self._spies[role] = subprocess.Popen(  # noqa: S603 - py-spy, our arguments
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(1.0)  # attaching takes a moment: the run must not start unobserved
+        for role, pids in self.pids.items():
+            for pid in pids:
+                command = [py_spy(), "record", "-p", str(pid), "-f", "raw", "--threads",
+                           "--gil", "--full-filenames", "-r", str(self.rate),
+                           "-o", str(self._out(role, pid))]
+                self._spies[(role, pid)] = subprocess.Popen(  # noqa: S603 - py-spy, our args
+                    command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(2.0)  # attaching takes a moment: the run must not start unobserved
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        for role, spy in self._spies.items():
+        for spy in self._spies.values():
             spy.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+        for (role, pid), spy in self._spies.items():
             try:
                 _, errors = spy.communicate(timeout=30)
             except subprocess.TimeoutExpired:
                 spy.kill()
                 _, errors = spy.communicate()
-            out = self._out(role)
+            out = self._out(role, pid)
             if not out.is_file():
-                log.warning("py-spy wrote nothing for %s: %s", role,
+                log.warning("py-spy wrote nothing for %s %d: %s", role, pid,
                             errors.decode(errors="replace")[-400:])
                 continue
-            self.counts[role] = stage_samples(parse_raw(out.read_text(encoding="utf-8")))
+            counts = stage_samples(parse_raw(out.read_text(encoding="utf-8")))
+            summed = self.counts.setdefault(role, dict.fromkeys(STAGE_NAMES, 0))
+            for name, count in counts.items():
+                summed[name] += count

@@ -98,12 +98,12 @@ class BenchResults:
         return {side: profile for side, profile in sides.items() if profile}
 
     def profile_cpu_ms(self) -> dict[tuple[str, str], float | None]:
-        """(c)'s CPU ms per slice of each profiled process: the uvicorn process's own, and
-        all decode workers' together for the one worker sampled (they share the work)."""
+        """(c)'s CPU ms per slice of each profiled role: the uvicorn process's, the decode
+        workers' together."""
         sides = {"current": self.figures(), "baseline": self.baseline_figures() or {}}
         return {(side, process): figures.get(key) for side, figures in sides.items()
                 for process, key in (("uvicorn", "cpu_ms_uvicorn"),
-                                     ("decode worker", "cpu_ms_workers"))}
+                                     ("decode workers", "cpu_ms_workers"))}
 
     def direct_best(self) -> float | None:
         return max((run.slices_per_s for run in self.direct), default=None)

@@ -134,9 +134,9 @@ def test_samples_go_to_the_stage_of_their_leaf_most_matching_frame() -> None:
 def test_profile_table_has_a_column_per_side_and_process() -> None:
     profiles = {"current": {"uvicorn": {"decode": 1, "other": 3}},
                 "baseline": {"uvicorn": {"decode": 3, "other": 1},
-                             "decode worker": {"decode": 0, "other": 0}}}
+                             "decode workers": {"decode": 0, "other": 0}}}
     headers, rows = profile_rows(profiles)
-    assert headers == ("stage", "baseline: uvicorn", "baseline: decode worker",
+    assert headers == ("stage", "baseline: uvicorn", "baseline: decode workers",
                        "current: uvicorn")
     assert rows == [("decode", "75 %", "-", "25 %"), ("other", "25 %", "-", "75 %"),
                     ("samples", "4", "0", "4")]
