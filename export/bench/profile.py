@@ -121,6 +121,8 @@ class Recorder:
 
     def __enter__(self) -> Recorder:
         self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob("*.txt"):  # an earlier run's processes: not this one's
+            stale.unlink()
         for role, pids in self.pids.items():
             for pid in pids:
                 command = [py_spy(), "record", "-p", str(pid), "-f", "raw", "--threads",
