@@ -159,7 +159,10 @@ def installed_version(name: str) -> str | None:
 
 
 def _worktree(rev: str, cache: Path) -> tuple[Path, str]:
-    commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    try:
+        commit = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except subprocess.CalledProcessError:
+        raise ValueError(f"--baseline {rev}: no such commit in this repository") from None
     path = cache / f"baseline-{commit[:12]}"
     if path.is_dir():
         try:

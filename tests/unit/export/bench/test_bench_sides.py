@@ -167,3 +167,11 @@ def test_the_profile_option_reaches_the_plan() -> None:
              "concurrency": None, "repeats": None, "warmup": None, "window": None}
     assert resolve(argparse.Namespace(**given, profile=True)).profile is True
     assert resolve(argparse.Namespace(**given)).profile is False
+
+
+def test_an_unknown_baseline_is_the_users_mistake(tmp_path: Path) -> None:
+    from export.bench.checkouts import baseline_checkout
+
+    with pytest.raises(ValueError, match="no such commit"):
+        baseline_checkout("no-such-revision-0000", tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no worktree made
