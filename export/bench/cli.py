@@ -32,14 +32,22 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
 EPILOG = """examples:
   bonemets bench --quick                       # a few minutes: small studies, short windows
   bonemets bench --update-docs docs/benchmarks.md
+  bonemets bench --baseline 4b85dc9 --profile   # side by side with 4b85dc9, and where the time goes
   bonemets bench --slices 200 --concurrency 1,2,4,8 --batch 8 --big-study-slices 1000 \\
       --model-repository model_repository --out bench.json
 
 (a) Triton alone at each concurrency (slices/s, p50/p99 latency); (b) the gateway end to end
-(upload to result); (c) the gateway's CPU per slice with a zero-cost model; (d) bytes per
-slice to and from Triton; (e) the gateway's peak memory on a large study. Studies are
-written once under --cache-dir and reused. Without a model in --model-repository, a
-random-weight model of the demo architecture is built there (needs torch).
+(upload to result), and (b4) four 50-slice studies posted at once; (c) the gateway's CPU
+per slice with a zero-cost model; (d) bytes per slice to and from Triton; (e) the gateway's
+peak memory on a large study. Studies are written once under --cache-dir and reused.
+Without a model in --model-repository, a random-weight model of the demo architecture is
+built there (needs torch).
+
+--baseline REV checks REV out as a git worktree under --cache-dir (its own virtualenv there
+when its dependencies are not met by this one) and runs its gateway beside this checkout's,
+the two taking turns against the same Triton; every gateway figure is reported for both,
+with current/baseline. --profile adds py-spy's CPU share per stage of each gateway's uvicorn
+process and its decode workers (raw samples under --cache-dir/profiles).
 """
 
 
@@ -74,6 +82,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help=f"studies and model repositories kept between runs "
                              f"(default {DEFAULT_CACHE})")
     parser.add_argument("--quick", action="store_true", help="small studies, short windows")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure the project at git revision REV (a worktree in "
+                             "--cache-dir), interleaved with this checkout, and report ratios "
+                             "(the issue 24 baseline: 4b85dc9)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the uvicorn process and the decode workers over 3 more "
+                             "null-model runs per checkout: CPU share per stage")
     parser.set_defaults(func=run)
 
 
@@ -91,7 +106,8 @@ def resolve(args: argparse.Namespace) -> Any:
         raise ValueError(f"concurrency must be >= 1, batch 1..{MAX_BATCH_SIZE}, slices >= batch")
     return Plan(slices=value["slices"], big_study_slices=value["big_study_slices"],
                 concurrency=concurrency, batch=args.batch, repeats=value["repeats"],
-                warmup_s=value["warmup"], window_s=value["window"])
+                warmup_s=value["warmup"], window_s=value["window"],
+                profile=bool(getattr(args, "profile", False)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,14 +126,26 @@ def run(args: argparse.Namespace) -> int:
 
     results = run_benchmark(plan, args.model_repository, args.cache_dir,
                             command=shlex.join(["bonemets", *sys.argv[1:]]),
-                            date=datetime.datetime.now().astimezone().isoformat(timespec="minutes"))
-    from export.bench.report import figure_rows, format_table, target_rows
+                            date=datetime.datetime.now().astimezone().isoformat(timespec="minutes"),
+                            baseline=getattr(args, "baseline", None))
+    from export.bench.report import figure_rows, format_rows, format_table, target_rows
+    from export.bench.sides import profile_rows
 
     for role, description in results.models.items():
         print(f"model ({role}): {description}")
     for name, description in results.studies.items():
         print(f"{name}: {description}")
+    for label, checkout in results.checkouts.items():
+        print(f"{label} checkout: {checkout['commit'][:12]} at {checkout['root']}, "
+              f"{checkout['install']}; api from {checkout['api_module']}")
     print(format_table(figure_rows(results), ("Measured", "Value")))
+    if results.baseline is not None:
+        print()
+        print(format_rows(("Figure", "Baseline", "Current", "Current/baseline"),
+                          results.comparison()))
+    if results.profile:
+        print()
+        print(format_rows(*profile_rows(results.profiles(), results.profile_cpu_ms())))
     print()
     print(format_table(target_rows(results), ("Target", "Measured -> verdict")))
     args.out.write_text(json.dumps(results.to_json(), indent=2) + "\n", encoding="utf-8")

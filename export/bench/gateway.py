@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -23,11 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from export.bench.checkouts import Checkout, current_checkout
 from export.bench.procfs import CpuMeter, MemorySampler
 
 log = logging.getLogger(__name__)
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def free_port() -> int:
@@ -67,7 +65,8 @@ class Gateway:
     """``bonemets serve`` in a subprocess of its own session (a context manager)."""
 
     def __init__(self, triton_url: str | None, model_name: str, data_dir: Path, *, batch: int,
-                 extra_env: dict[str, str] | None = None, repository: Path | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, repository: Path | None = None,
+                 checkout: Checkout | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.triton_url = triton_url
@@ -75,7 +74,8 @@ class Gateway:
         self.data_dir = data_dir
         # A benchmark is one client sending far more than a hospital system would: the
         # per-client limits would measure themselves instead of the gateway.
-        self.env = {**os.environ, "BONEMETS_MODEL_NAME": model_name,
+        self.checkout = checkout  # None: this tree, probed when started
+        self.wanted_env = {"BONEMETS_MODEL_NAME": model_name,
                     "BONEMETS_BATCH_SIZE": str(batch),
                     "BONEMETS_CLIENT_MAX_INFLIGHT": "1000",
                     "BONEMETS_CLIENT_UPLOADS_PER_MINUTE": "100000", **(extra_env or {})}
@@ -93,13 +93,18 @@ class Gateway:
 
         model = (["--triton-url", self.triton_url] if self.triton_url is not None
                  else ["--repository", str(self.repository)])
-        command = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port),
+        if self.checkout is None:
+            self.checkout = current_checkout()
+        checkout = self.checkout
+        command = [checkout.python, "-m", "api.cli", "serve", "--port", str(self.port),
                    *model, "--data-dir", str(self.data_dir)]
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.headers = {"Authorization": f"Bearer {_bench_key(self.data_dir)}"}
+        key = checkout.api_key(self.data_dir)  # its own code, its own key store schema
+        self.headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
         with open(self.log_path, "wb") as log_file:  # the child keeps its own copy open
             self.process = subprocess.Popen(  # noqa: S603 - our own fixed command line
-                command, env=self.env, cwd=PROJECT_ROOT, start_new_session=True,
+                command, env=checkout.env(self.wanted_env), cwd=checkout.root,
+                start_new_session=True,
                 stdout=subprocess.DEVNULL, stderr=log_file,
             )
         deadline = time.monotonic() + timeout_s
@@ -152,17 +157,6 @@ class Gateway:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.stop()
-
-
-def _bench_key(data_dir: Path) -> str:
-    """An API key for the benchmark's client, in the key store the gateway will open."""
-    from api.auth.keys import open_key_store
-
-    store = open_key_store(data_dir)
-    try:
-        return store.create("bench", ["studies:write", "studies:read", "studies:delete"])[1]
-    finally:
-        store.close()
 
 
 def _post_study(gateway: Gateway, files: tuple[Path, ...], wait_s: float,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from export.bench.profile import STAGES
 from export.bench.report import MB, BenchResults, figure_rows, target_rows
+from export.bench.sides import profile_rows
 from export.bench.soak_report import soak_section
 from export.packaging.tensorrt_report import report_section
 
@@ -46,6 +48,10 @@ def _method(results: BenchResults) -> str:
   part per file, to `/v1/studies?wait=600` and timed from the first byte sent to the result
   received; {settings['repeats']} runs after one warm-up run. (b)/(a) divides the median run
   by the best concurrency of (a).
+- **(b4) Studies at once.** {settings.get('studies_at_once', 4)} studies of 50 slices each
+  (different phantoms), POSTed together from one thread each to the same gateway and demo
+  model; slices/s is all their slices over the time from the first byte sent to the last
+  result. (b4)/(a) divides the median run by the best concurrency of (a).
 - **(c) Gateway CPU.** The same study through a second gateway whose Triton serves
   `bonemets_null` (same tensor contract, answers zeros at once, separate repository): user +
   system CPU seconds of the uvicorn process and its descendants (decode workers), read from
@@ -60,6 +66,58 @@ def _method(results: BenchResults) -> str:
   through the null-model gateway (the model's speed does not change what the gateway holds: at most
   `BONEMETS_INFLIGHT_BATCHES` batches are in flight); the summed RSS of the gateway's process
   tree, sampled every 50 ms, and its summed PSS (shared pages split between processes).
+"""
+
+
+def _side_by_side(results: BenchResults) -> str:
+    """The baseline's figures beside the current ones, with the command that measured both."""
+    if results.baseline is None:
+        return ""
+    rev = results.settings.get("baseline") or "?"
+    checkouts = results.checkouts
+    lines = [f"- {label}: `{info['commit'][:12]}` ({info['install']})"
+             for label, info in checkouts.items()]
+    return f"""## Side by side with {rev}
+
+Command: `{results.command}` on the machine above, {results.date}. Both checkouts' gateways
+ran against the same Triton, taking turns (baseline, current, then current, baseline, ...),
+so the ratios hold where the absolute figures drift between machines and days. (a) is
+measured once and shared.
+
+{chr(10).join(lines)}
+
+{_markdown_table(("Figure", "Baseline", "Current", "Current/baseline"), results.comparison())}
+
+"""
+
+
+def _profile(results: BenchResults) -> str:
+    """Where the time goes: the share of py-spy's samples per stage, per process."""
+    profiles = results.profiles()
+    if not profiles:
+        return ""
+    headers, rows = profile_rows(profiles, results.profile_cpu_ms())
+    rules = [(name, ", ".join(f"`{fragment}`" for fragment in fragments))
+             for name, fragments in STAGES]
+    return f"""## Where the time goes
+
+Command: `{results.command}`, {results.date}. `py-spy record -f raw --threads --gil
+--full-filenames` of the uvicorn process and of each decode worker (summed) over three more
+runs of the study (or --repeats, if more) through the null-model gateway (not counted in (c):
+py-spy pauses what it samples).
+`--gil` keeps the samples of threads holding the GIL, i.e. running Python (without it, on a
+busy machine, threads woken but waiting for a core count as running); C code that releases
+the GIL (file writes, SQLite, gRPC's core) is not seen. A sample goes to the stage of its
+leaf-most frame whose file path holds one of the stage's fragments below (pydicom, numpy
+and other libraries hold none: their time goes to the project code that called them); a
+DICOM module called from decoding counts as decode; no match is "other" (the event loop,
+the job's orchestration, logging, responses). Cells: share of the role's samples, and that
+share of its CPU per slice measured in (c).
+
+{_markdown_table(headers, rows)}
+
+{_markdown_table(("Stage", "File path fragments"), rules)}
+
 """
 
 
@@ -104,7 +162,7 @@ Large study (e): {upload}.
 
 Sizes are decimal (1 MB = 10^6 bytes). Raw runs: the JSON written with `--out`.
 
-{_method(results)}"""
+{_side_by_side(results)}{_profile(results)}{_method(results)}"""
 
 
 def write_benchmarks_page(path: Path, results: BenchResults) -> None:

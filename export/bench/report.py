@@ -9,22 +9,32 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from export.bench.concurrent import ConcurrentRun
 from export.bench.gateway import StudyRun
+from export.bench.sides import GatewayRuns, comparison_rows
 from export.bench.triton_direct import DirectResult
 
 MB = 1_000_000
 
 # name, what is compared, limit, True when the measured value must stay at or above it
 TARGETS: tuple[tuple[str, str, float, bool], ...] = (
-    ("gateway_efficiency", "(b)/(a): end-to-end over direct Triton throughput", 0.9, True),
+    ("gateway_efficiency", "(b)/(a): end-to-end over direct Triton throughput", 0.95, True),
+    ("concurrent_efficiency", "(b4)/(a): {studies} studies at once over direct Triton",
+     0.9, True),
     ("cpu_ms_per_slice", "(c) gateway CPU per 512x512 slice, ms", 2.0, False),
     ("mb_in_per_slice", "(d) MB sent to Triton per slice", 0.6, False),
     ("mb_out_per_slice", "(d) MB received from Triton per slice", 0.1, False),
     ("peak_rss_mb", "(e) gateway peak RSS, {big}-slice study, MB", 600.0, False),
+)
+# Against a baseline measured in the same run (issue 24): the same names, as current/baseline.
+RATIO_TARGETS: tuple[tuple[str, str, float, bool], ...] = (
+    ("cpu_ms_per_slice", "(c) gateway CPU per slice, current/baseline", 0.25, False),
+    ("peak_rss_mb", "(e) peak RSS, current/baseline", 1.0, False),
 )
 
 
@@ -70,31 +80,71 @@ class BenchResults:
     gateway: list[StudyRun] = field(default_factory=list)
     null_gateway: list[StudyRun] = field(default_factory=list)
     big_study: StudyRun | None = None
+    concurrent: list[ConcurrentRun] = field(default_factory=list)
+    profile: dict[str, dict[str, int]] = field(default_factory=dict)
+    baseline: GatewayRuns | None = None  # the same runs of the --baseline checkout
+    checkouts: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def current(self) -> GatewayRuns:
+        """The current checkout's runs (this object's own fields)."""
+        return GatewayRuns(self.gateway, self.null_gateway, self.big_study, self.concurrent,
+                           self.profile)
+
+    def profiles(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Samples by stage, by process, by checkout (those profiled)."""
+        sides = {"baseline": self.baseline.profile if self.baseline else {},
+                 "current": self.profile}
+        return {side: profile for side, profile in sides.items() if profile}
+
+    def profile_cpu_ms(self) -> dict[tuple[str, str], float | None]:
+        """(c)'s CPU ms per slice of each profiled role: the uvicorn process's, the decode
+        workers' together."""
+        sides = {"current": self.figures(), "baseline": self.baseline_figures() or {}}
+        return {(side, process): figures.get(key) for side, figures in sides.items()
+                for process, key in (("uvicorn", "cpu_ms_uvicorn"),
+                                     ("decode workers", "cpu_ms_workers"))}
+
+    def direct_best(self) -> float | None:
+        return max((run.slices_per_s for run in self.direct), default=None)
 
     def figures(self) -> dict[str, float | None]:
-        """The five headline figures the targets are about (None: not measured)."""
-        best = max((run.slices_per_s for run in self.direct), default=None)
-        gateway = _median([run.slices_per_s for run in self.gateway])
-        cpu = _median([run.cpu_ms_per_slice for run in self.null_gateway])
+        """The headline figures of the current checkout (None: not measured)."""
         first = self.direct[0] if self.direct else None
         return {
-            "direct_best_slices_per_s": best,
-            "gateway_slices_per_s": gateway,
-            "gateway_efficiency": gateway / best if gateway and best else None,
-            "cpu_ms_per_slice": cpu,
+            "direct_best_slices_per_s": self.direct_best(),
+            **self.current.figures(self.direct_best()),
             "mb_in_per_slice": first.bytes_in_per_slice / MB if first else None,
             "mb_out_per_slice": first.bytes_out_per_slice / MB if first else None,
-            "peak_rss_mb": self.big_study.peak_rss_bytes / MB if self.big_study else None,
         }
+
+    def baseline_figures(self) -> dict[str, float | None] | None:
+        return self.baseline.figures(self.direct_best()) if self.baseline else None
+
+    def comparison(self) -> list[tuple[str, str, str, str]]:
+        """The side-by-side rows (empty without a baseline)."""
+        baseline = self.baseline_figures()
+        if baseline is None:
+            return []
+        return comparison_rows(self.figures(), baseline, studies=self._studies_at_once(),
+                               big=self._big_label())
+
+    def _studies_at_once(self) -> int:
+        return self.concurrent[0].studies if self.concurrent else 4
+
+    def _big_label(self) -> int | str:
+        return self.big_study.slices if self.big_study is not None else "large"
 
     def targets(self) -> list[dict[str, Any]]:
         """Each target with its measured value and whether it passes (None: not measured)."""
-        figures = self.figures()
-        big = self.big_study.slices if self.big_study is not None else "large"
+        figures, baseline = self.figures(), self.baseline_figures()
+        measured = [(target, figures.get(target[0])) for target in TARGETS]
+        if baseline is not None:
+            measured += [(target, _divide(figures.get(target[0]), baseline.get(target[0])))
+                         for target in RATIO_TARGETS]
         rows = []
-        for name, template, limit, at_least in TARGETS:
-            label = template.format(big=big)
-            value = figures[name]
+        for (name, template, limit, at_least), value in measured:
+            label = template.format(big=self._big_label(), studies=self._studies_at_once())
             passed = None if value is None else (value >= limit if at_least else value <= limit)
             rows.append({"name": name, "label": label, "limit": limit,
                          "comparison": ">=" if at_least else "<=", "measured": value,
@@ -105,8 +155,15 @@ class BenchResults:
         """A JSON-ready document: raw runs, headline figures and targets."""
         document = asdict(self)
         document["figures"] = self.figures()
+        document["baseline_figures"] = self.baseline_figures()
+        document["comparison"] = [dict(zip(("figure", "baseline", "current", "ratio"), row,
+                                           strict=True)) for row in self.comparison()]
         document["targets"] = self.targets()
         return document
+
+
+def _divide(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator is not None and denominator else None
 
 
 def _median(values: list[float]) -> float | None:
@@ -143,6 +200,12 @@ def figure_rows(results: BenchResults) -> list[tuple[str, str]]:
     rows.append(("(b) gateway end to end, upload to result",
                  _runs_text(results.gateway, "slices_per_s", 1, "slices/s")))
     rows.append(("(b)/(a) against the best concurrency", _number(figures["gateway_efficiency"], 2)))
+    for together in results.concurrent:
+        rows.append((f"(b4) {together.studies} studies of {together.slices // together.studies} "
+                     f"slices at once", f"{together.slices_per_s:.1f} slices/s together "
+                     f"({together.cpu_ms_per_slice:.2f} ms CPU per slice)"))
+    rows.append(("(b4)/(a) against the best concurrency",
+                 _number(figures["concurrent_efficiency"], 2)))
     rows.append(("(c) gateway CPU per slice (null model)",
                  _runs_text(results.null_gateway, "cpu_ms_per_slice", 2, "ms")))
     if results.null_gateway:
@@ -188,6 +251,14 @@ def format_table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> str:
     lines = [f"{headers[0]:<{width}}  {headers[1]}", f"{'-' * width}  {'-' * len(headers[1])}"]
     lines += [f"{name:<{width}}  {value}" for name, value in rows]
     return "\n".join(lines)
+
+
+def format_rows(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """A plain-text table of any number of columns, each padded to its widest cell."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [headers, tuple("-" * width for width in widths), *rows]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+                     .rstrip() for line in lines)
 
 
 def target_rows(results: BenchResults) -> list[tuple[str, str]]:

@@ -1,0 +1,63 @@
+"""(b4): several studies posted to one gateway at once, timed and metered together."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.bench.gateway import Gateway, _delete_study, _post_study
+from export.bench.procfs import CpuMeter
+
+
+@dataclass(frozen=True)
+class ConcurrentRun:
+    """Studies sent at the same moment: from the first byte sent to the last result."""
+
+    studies: int
+    slices: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def slices_per_s(self) -> float:
+        return self.slices / self.wall_s
+
+    @property
+    def cpu_ms_per_slice(self) -> float:
+        return self.cpu_s * 1000.0 / self.slices
+
+
+def submit_concurrent(gateway: Gateway, studies: list[tuple[Path, ...]],
+                      wait_s: float = 600.0) -> ConcurrentRun:
+    """POST every study at once, one thread each; the aggregate rate over all of them."""
+    jobs: list[dict[str, object]] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(len(studies) + 1)
+
+    def post(files: tuple[Path, ...]) -> None:
+        start.wait()
+        try:
+            jobs.append(_post_study(gateway, files, wait_s))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=post, args=(files,), name=f"study-{index}")
+               for index, files in enumerate(studies)]
+    for thread in threads:
+        thread.start()
+    meter = CpuMeter(gateway.pid)
+    meter.start()
+    began = time.perf_counter()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    cpu = meter.stop()
+    for job in jobs:
+        _delete_study(gateway, str(job["id"]))
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(studies)} studies failed") from failures[0]
+    return ConcurrentRun(studies=len(studies), slices=sum(len(files) for files in studies),
+                         wall_s=wall, cpu_s=cpu)
