@@ -1,9 +1,10 @@
 """One study through the stages: series -> decode -> model -> lesions -> storage.
 
 Batches flow in order with at most ``inflight_batches`` of them decoded or at the model at
-once; each batch is decoded in the process pool, segmented (async gRPC), then post-processed
-in a thread while the next batches are on their way. A 1,000-slice study is never whole in
-memory: only the batches in flight and the open lesions' last masks are.
+once; each batch is decoded in the process pool into a slot of the job's shared memory
+(:mod:`api.study.decode_slots`), segmented (async gRPC), then post-processed in a thread
+while the next batches are on their way. A 1,000-slice study is never whole in memory: only
+the slots of the batches in flight and the open lesions' last masks are.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from api.dicom.series import CTSeries, SliceRef
 from api.dicom.sources import list_upload
 from api.errors import DecoderCrashed, InferenceUnavailable, ModelError
 from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
+from api.study.decode_slots import DecodeSlots
 from api.study.decoding import DecodedBatch, decode_batch
 from api.study.intake import select_series
 from api.study.jobs import JobStore
@@ -34,6 +36,9 @@ from api.study.series_record import keep_series, placed, stored_series
 from api.study.storage import StudyStore
 
 log = logging.getLogger(__name__)
+
+# The job's progress is written to the database at most this often (and once at the end).
+PROGRESS_EVERY_S = 0.5
 
 
 class StudyPipeline:
@@ -67,9 +72,18 @@ class StudyPipeline:
         info = await self.model.info()
         study = StudyAccumulator(job_id, series, info, self.store)
         at_model = BusyClock()
-        async for batch, segmentation in self._segmented(series, info, at_model):
-            await asyncio.to_thread(study.add_batch, batch, segmentation)
+        size = min(self.settings.batch_size, info.max_batch_size)
+        slots = DecodeSlots(self.settings.inflight_batches, size, info.input_size)
+        try:
+            written = -PROGRESS_EVERY_S
+            async for batch, segmentation in self._segmented(series, info, slots, at_model):
+                await asyncio.to_thread(study.add_batch, batch, segmentation)
+                if time.monotonic() - written >= PROGRESS_EVERY_S:
+                    self.jobs.progress(job_id, study.slices_done)
+                    written = time.monotonic()
             self.jobs.progress(job_id, study.slices_done)
+        finally:
+            await slots.close()
         result = await asyncio.to_thread(
             study.finish, read_s, time.perf_counter() - started, at_model.busy_s()
         )
@@ -84,7 +98,7 @@ class StudyPipeline:
         stage_line(job_id, "write", time.perf_counter() - began)
 
     async def _segmented(
-        self, series: CTSeries, info: ModelInfo, at_model: BusyClock
+        self, series: CTSeries, info: ModelInfo, slots: DecodeSlots, at_model: BusyClock
     ) -> AsyncIterator[tuple[DecodedBatch, Segmentation]]:
         """Decoded and segmented batches, in slice order, with a bounded number in flight."""
         size = min(self.settings.batch_size, info.max_batch_size)
@@ -93,7 +107,7 @@ class StudyPipeline:
         try:
             for start, refs in zip(range(0, len(series.slices), size), batches, strict=True):
                 pending.append(asyncio.create_task(
-                    self._decode_and_segment(start, refs, info, at_model)
+                    self._decode_and_segment(start, refs, slots, at_model)
                 ))
                 if len(pending) >= self.settings.inflight_batches:
                     yield await pending.popleft()
@@ -105,27 +119,40 @@ class StudyPipeline:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _decode_and_segment(
-        self, start: int, refs: Sequence[SliceRef], info: ModelInfo, at_model: BusyClock
+        self, start: int, refs: Sequence[SliceRef], slots: DecodeSlots, at_model: BusyClock
     ) -> tuple[DecodedBatch, Segmentation]:
         metrics.slices_in_flight.inc(len(refs))
         try:
-            batch, segmentation = await self._decoded_and_segmented(start, refs, info, at_model)
+            slot = await slots.acquire()
+            began = time.perf_counter()
+            # A slot whose decode failed or was abandoned is not given back: its worker may
+            # still write into it, and the job ends with that error anyway.
+            batch = await self._decoded(start, refs, slots, slot)
+            batch.wall_decode_s = time.perf_counter() - began
+            began = time.perf_counter()
+            try:
+                segmentation = await self._segment_with_retry(slots.view(slot, len(refs)))
+            finally:
+                slots.release(slot)
+            ended = time.perf_counter()
+            batch.inference_s = ended - began
+            at_model.add(began, ended)
         finally:
             metrics.slices_in_flight.dec(len(refs))
         metrics.slices_processed.inc(len(refs))
         return batch, segmentation
 
-    async def _decoded_and_segmented(
-        self, start: int, refs: Sequence[SliceRef], info: ModelInfo, at_model: BusyClock
-    ) -> tuple[DecodedBatch, Segmentation]:
-        loop = asyncio.get_running_loop()
-        began = time.perf_counter()
+    async def _decoded(
+        self, start: int, refs: Sequence[SliceRef], slots: DecodeSlots, slot: int
+    ) -> DecodedBatch:
+        """The batch decoded into ``slot`` by the process pool, tried twice if a worker dies."""
         for attempt in (1, 2):
+            decode = self.decoder.submit(
+                decode_batch, start, list(refs), slots.size, slots.address(slot)
+            )
+            slots.track(decode)
             try:
-                batch = await loop.run_in_executor(
-                    self.decoder, decode_batch, start, list(refs), info.input_size
-                )
-                break
+                return await asyncio.wrap_future(decode)
             except BrokenProcessPool as exc:
                 # The worker died under this batch; the pool replaces itself on the next
                 # submit (DecoderPool), so try the batch once more before giving up on it.
@@ -136,13 +163,7 @@ class StudyPipeline:
                         "goes on: try again, or leave those files out"
                     ) from exc
                 log.warning("decode worker died on slices from %d; retrying the batch", start)
-        batch.wall_decode_s = time.perf_counter() - began
-        began = time.perf_counter()
-        segmentation = await self._segment_with_retry(batch.hounsfield)
-        ended = time.perf_counter()
-        batch.inference_s = ended - began
-        at_model.add(began, ended)
-        return batch, segmentation
+        raise AssertionError("unreachable")
 
     async def _segment_with_retry(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
         attempts = self.settings.inference_retries + 1

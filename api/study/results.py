@@ -59,16 +59,22 @@ class StudyAccumulator:
 
     def add_batch(self, batch: DecodedBatch, segmentation: Segmentation) -> None:
         began = time.perf_counter()
-        for offset, (ref, mapping) in enumerate(zip(batch.refs, batch.mappings, strict=True)):
+        count = len(batch.mappings)
+        refs = self.series.slices[batch.start:batch.start + count]
+        # One pass over the batch's masks finds the slices with anything on them.
+        lesioned = segmentation.mask.reshape(count, -1).any(axis=1)
+        for offset, (ref, mapping) in enumerate(zip(refs, batch.mappings, strict=True)):
             index = batch.start + offset
-            mask = segmentation.mask[offset]
-            components = components_2d(mask, segmentation.probability[offset]) if mask.any() else []
+            components: list[Component2D] = []
+            if lesioned[offset]:
+                mask = segmentation.mask[offset]
+                components = components_2d(mask, segmentation.probability[offset])
             self.tracker.add_slice(index, components, ref.geometry, mapping, position_mm=ref.z)
             if components:
                 original = mapping.mask_to_original(mask)
                 self.store.write_mask(self.job_id, index, original)
                 self.boxes[index] = [_found(c, mapping, original) for c in components]
-        self.slices_done = batch.start + len(batch.refs)
+        self.slices_done = batch.start + count
         self.decode_s += batch.decode_cpu_s
         self.inference_s += batch.inference_s
         self.postprocess_s += time.perf_counter() - began
