@@ -1,17 +1,17 @@
 """Shared memory that decode workers write a batch's HU into, so that no pixels are pickled.
 
 Pickling a decoded batch back from the worker cost about as much CPU as decoding it, and
-unpickling it as much again in the gateway. Instead each job owns one block of
-``multiprocessing.shared_memory``, cut into slots of a batch each, one per batch in flight:
-a worker maps the block by name, decodes straight into its slot
-(:func:`api.study.decoding.decode_batch`) and returns only small metadata; the pipeline then
-hands a view of the slot to the model, which copies it once into its own input (Triton's
-shared-memory region, or a protobuf).
+unpickling it as much again in the gateway. Instead the decode pool owns one block of
+``multiprocessing.shared_memory`` (:meth:`api.study.decoder_pool.DecoderPool.slots`), cut
+into slots of a batch each, one per batch in flight across the jobs: a worker maps the block
+once, decodes straight into its slot (:func:`api.study.decoding.decode_batch`) and returns
+only small metadata; the pipeline then hands a view of the slot to the model, which copies it
+once into its own input (Triton's shared-memory region, or a protobuf). The block lives as
+long as the pool, so its pages are touched once, not once a batch.
 
 Spawned workers share the parent's ``resource_tracker`` (``multiprocessing`` passes it on),
 so their attaching registers a name the parent's ``unlink`` unregisters: nothing is unlinked
-twice or reported leaked. A block is unlinked only once no decode of it is still running, and
-a process that dies leaves the tracker to unlink it.
+twice or reported leaked, and a gateway that dies leaves the tracker to unlink the block.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Future
-from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -43,17 +42,8 @@ def slot_array(buffer: Any, address: SlotAddress, slices: int, size: int) -> npt
     return np.ndarray((slices, size, size), np.int16, buffer=buffer, offset=address.offset)
 
 
-def close_quietly(memory: SharedMemory) -> None:
-    """Unmap ``memory``; where a view of it still lives (held by a traceback), leave the
-    mapping to go with the last view instead of raising over the error being reported."""
-    try:
-        memory.close()
-    except BufferError:
-        log.debug("a view of %s outlives its use; unmapped when it goes", memory.name)
-
-
 class DecodeSlots:
-    """One job's block: ``slots`` slots of ``slices`` x ``size`` x ``size`` int16 HU."""
+    """A block of ``slots`` slots of ``slices`` x ``size`` x ``size`` int16 HU each."""
 
     def __init__(self, slots: int, slices: int, size: int) -> None:
         self.size = size
@@ -62,15 +52,26 @@ class DecodeSlots:
         self._free: asyncio.Queue[int] = asyncio.Queue()
         for index in range(slots):
             self._free.put_nowait(index)
-        self._decodes: set[Future[Any]] = set()
 
     async def acquire(self) -> int:
         """A free slot's index; waits while every slot holds a batch in flight."""
         return await self._free.get()
 
-    def release(self, index: int) -> None:
-        """Give a slot back once nothing reads or writes it any more."""
-        self._free.put_nowait(index)
+    def release(self, index: int, after: Future[Any] | None = None) -> None:
+        """Give a slot back: now, or once ``after`` (a decode into it that was abandoned but
+        runs on in its worker) has ended."""
+        if after is None or after.done():
+            self._free.put_nowait(index)
+            return
+        loop = asyncio.get_running_loop()
+
+        def give_back(_: Future[Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(self._free.put_nowait, index)
+            except RuntimeError:
+                pass  # the event loop is gone, and every job with it
+
+        after.add_done_callback(give_back)
 
     def address(self, index: int) -> SlotAddress:
         return SlotAddress(self._memory.name, index * self._slot_bytes)
@@ -79,15 +80,11 @@ class DecodeSlots:
         """The slot's first ``slices`` slices, as the worker wrote them."""
         return slot_array(self._memory.buf, self.address(index), slices, self.size)
 
-    def track(self, decode: Future[Any]) -> None:
-        """A decode writing into this block: :meth:`close` waits for it."""
-        self._decodes.add(decode)
-        decode.add_done_callback(self._decodes.discard)
-
-    async def close(self) -> None:
-        """Free the block once every decode into it has ended (one cancelled mid-way runs on
-        in its worker)."""
-        if self._decodes:
-            await asyncio.to_thread(wait_all, list(self._decodes))
-        close_quietly(self._memory)
+    def close(self) -> None:
+        """Unmap and unlink the block (the pool's workers have stopped)."""
+        try:
+            self._memory.close()
+        except BufferError:
+            # A view still held (by a traceback): the mapping goes with the last view.
+            log.debug("a view of %s outlives the pool", self._memory.name)
         self._memory.unlink()

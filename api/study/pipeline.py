@@ -1,7 +1,7 @@
 """One study through the stages: series -> decode -> model -> lesions -> storage.
 
 Batches flow in order with at most ``inflight_batches`` of them decoded or at the model at
-once; each batch is decoded in the process pool into a slot of the job's shared memory
+once; each batch is decoded in the process pool into a slot of the pool's shared memory
 (:mod:`api.study.decode_slots`), segmented (async gRPC), then post-processed in a thread
 while the next batches are on their way. A 1,000-slice study is never whole in memory: only
 the slots of the batches in flight and the open lesions' last masks are.
@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -27,7 +27,8 @@ from api.dicom.series import CTSeries, SliceRef
 from api.dicom.sources import list_upload
 from api.errors import DecoderCrashed, InferenceUnavailable, ModelError
 from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
-from api.study.decode_slots import DecodeSlots
+from api.study.decode_slots import DecodeSlots, SlotAddress
+from api.study.decoder_pool import DecoderPool
 from api.study.decoding import DecodedBatch, decode_batch
 from api.study.intake import select_series
 from api.study.jobs import JobStore
@@ -45,7 +46,7 @@ class StudyPipeline:
     """Runs one job at a time per call; safe to call concurrently for different jobs."""
 
     def __init__(self, *, model: SegmentationModel, store: StudyStore, jobs: JobStore,
-                 decoder: Executor, settings: Settings) -> None:
+                 decoder: DecoderPool, settings: Settings) -> None:
         self.model = model
         self.store = store
         self.jobs = jobs
@@ -73,17 +74,16 @@ class StudyPipeline:
         study = StudyAccumulator(job_id, series, info, self.store)
         at_model = BusyClock()
         size = min(self.settings.batch_size, info.max_batch_size)
-        slots = DecodeSlots(self.settings.inflight_batches, size, info.input_size)
-        try:
-            written = -PROGRESS_EVERY_S
-            async for batch, segmentation in self._segmented(series, info, slots, at_model):
-                await asyncio.to_thread(study.add_batch, batch, segmentation)
-                if time.monotonic() - written >= PROGRESS_EVERY_S:
-                    self.jobs.progress(job_id, study.slices_done)
-                    written = time.monotonic()
-            self.jobs.progress(job_id, study.slices_done)
-        finally:
-            await slots.close()
+        slots = self.decoder.slots(
+            self.settings.inflight_batches * self.settings.concurrent_jobs, size, info.input_size
+        )
+        written = -PROGRESS_EVERY_S
+        async for batch, segmentation in self._segmented(series, info, slots, at_model):
+            await asyncio.to_thread(study.add_batch, batch, segmentation)
+            if time.monotonic() - written >= PROGRESS_EVERY_S:
+                self.jobs.progress(job_id, study.slices_done)
+                written = time.monotonic()
+        self.jobs.progress(job_id, study.slices_done)
         result = await asyncio.to_thread(
             study.finish, read_s, time.perf_counter() - started, at_model.busy_s()
         )
@@ -121,38 +121,35 @@ class StudyPipeline:
     async def _decode_and_segment(
         self, start: int, refs: Sequence[SliceRef], slots: DecodeSlots, at_model: BusyClock
     ) -> tuple[DecodedBatch, Segmentation]:
+        slot = await slots.acquire()
         metrics.slices_in_flight.inc(len(refs))
+        decodes: list[Future[DecodedBatch]] = []
         try:
-            slot = await slots.acquire()
             began = time.perf_counter()
-            # A slot whose decode failed or was abandoned is not given back: its worker may
-            # still write into it, and the job ends with that error anyway.
-            batch = await self._decoded(start, refs, slots, slot)
+            batch = await self._decoded(start, refs, slots.size, slots.address(slot), decodes)
             batch.wall_decode_s = time.perf_counter() - began
             began = time.perf_counter()
-            try:
-                segmentation = await self._segment_with_retry(slots.view(slot, len(refs)))
-            finally:
-                slots.release(slot)
+            segmentation = await self._segment_with_retry(slots.view(slot, len(refs)))
             ended = time.perf_counter()
             batch.inference_s = ended - began
             at_model.add(began, ended)
         finally:
+            # A decode abandoned (the job failed or was cancelled) may still be writing.
+            slots.release(slot, after=decodes[-1] if decodes else None)
             metrics.slices_in_flight.dec(len(refs))
         metrics.slices_processed.inc(len(refs))
         return batch, segmentation
 
     async def _decoded(
-        self, start: int, refs: Sequence[SliceRef], slots: DecodeSlots, slot: int
+        self, start: int, refs: Sequence[SliceRef], size: int, slot: SlotAddress,
+        decodes: list[Future[DecodedBatch]],
     ) -> DecodedBatch:
-        """The batch decoded into ``slot`` by the process pool, tried twice if a worker dies."""
+        """The batch decoded into ``slot`` by the process pool, tried twice if a worker dies;
+        each decode submitted is appended to ``decodes``."""
         for attempt in (1, 2):
-            decode = self.decoder.submit(
-                decode_batch, start, list(refs), slots.size, slots.address(slot)
-            )
-            slots.track(decode)
+            decodes.append(self.decoder.submit(decode_batch, start, list(refs), size, slot))
             try:
-                return await asyncio.wrap_future(decode)
+                return await asyncio.wrap_future(decodes[-1])
             except BrokenProcessPool as exc:
                 # The worker died under this batch; the pool replaces itself on the next
                 # submit (DecoderPool), so try the batch once more before giving up on it.
