@@ -12,15 +12,21 @@ long as the pool, so its pages are touched once, not once a batch.
 Spawned workers share the parent's ``resource_tracker`` (``multiprocessing`` passes it on),
 so their attaching registers a name the parent's ``unlink`` unregisters: nothing is unlinked
 twice or reported leaked, and a gateway that dies leaves the tracker to unlink the block.
+
+A container's ``/dev/shm`` is small (64 MiB unless raised), and a write beyond it kills the
+writer with SIGBUS: the block's pages are reserved when it is made, so that a short
+``/dev/shm`` is an ``OSError`` then (and fewer slots), never a dead worker later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +55,13 @@ class DecodeSlots:
         self.size = size
         self._slot_bytes = slices * size * size * np.dtype(np.int16).itemsize
         self._memory = SharedMemory(create=True, size=slots * self._slot_bytes)
+        try:
+            _reserve(self._memory, slots * self._slot_bytes)
+        except OSError:
+            self._memory.close()
+            self._memory.unlink()
+            raise
+        self.slots = slots
         self._free: asyncio.Queue[int] = asyncio.Queue()
         for index in range(slots):
             self._free.put_nowait(index)
@@ -88,3 +101,16 @@ class DecodeSlots:
             # A view still held (by a traceback): the mapping goes with the last view.
             log.debug("a view of %s outlives the pool", self._memory.name)
         self._memory.unlink()
+
+
+def _reserve(memory: SharedMemory, size: int) -> None:
+    """Allocate the block's pages now, where it is a file under /dev/shm (Linux): ENOSPC
+    here rather than SIGBUS at the first write past the end of the space."""
+    path = Path("/dev/shm") / memory.name.lstrip("/")
+    if not path.exists():
+        return
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(descriptor, 0, size)
+    finally:
+        os.close(descriptor)

@@ -63,7 +63,7 @@ class DecoderPool(Executor):
         with self._lock:
             block = self._slots.get((slices, size))
             if block is None:
-                block = self._slots[(slices, size)] = DecodeSlots(count, slices, size)
+                block = self._slots[(slices, size)] = _fitting_slots(count, slices, size)
             return block
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -72,3 +72,16 @@ class DecoderPool(Executor):
             for block in self._slots.values():
                 block.close()
             self._slots.clear()
+
+
+def _fitting_slots(count: int, slices: int, size: int) -> DecodeSlots:
+    """``count`` slots, or as many as /dev/shm has room for (halving; at least one)."""
+    while True:
+        try:
+            return DecodeSlots(count, slices, size)
+        except OSError as exc:
+            if count == 1:
+                raise
+            log.warning("no room in /dev/shm for %d decode slots (%s); trying %d: raise the "
+                        "container's shared memory", count, exc, count // 2)
+            count //= 2
