@@ -126,3 +126,30 @@ def test_a_stopped_pool_leaves_no_block_and_no_tracker_warning(tmp_path: Path) -
     assert exists == "False"
     assert "resource_tracker" not in done.stderr
     assert "leaked" not in done.stderr
+
+
+def test_a_slot_whose_decode_was_abandoned_returns_only_when_that_decode_ends() -> None:
+    from concurrent.futures import Future
+
+    from api.study.decode_slots import DecodeSlots
+
+    async def scenario() -> list[str]:
+        slots = DecodeSlots(1, 1, SIZE)
+        seen = []
+        try:
+            slot = await slots.acquire()
+            still_running: Future[None] = Future()
+            still_running.set_running_or_notify_cancel()
+            slots.release(slot, after=still_running)
+            waiter = asyncio.ensure_future(slots.acquire())
+            await asyncio.sleep(0.05)
+            seen.append("free while writing" if waiter.done() else "held while writing")
+            still_running.set_result(None)  # the worker is done with it
+            seen.append(f"slot {await asyncio.wait_for(waiter, 5)} back")
+            slots.release(slot, after=still_running)  # a finished decode: back at once
+            seen.append(f"slot {await asyncio.wait_for(slots.acquire(), 0.01)} back at once")
+        finally:
+            slots.close()
+        return seen
+
+    assert asyncio.run(scenario()) == ["held while writing", "slot 0 back", "slot 0 back at once"]
