@@ -32,7 +32,7 @@ from api.study.decoder_pool import DecoderPool
 from api.study.decoding import DecodedBatch, decode_batch
 from api.study.intake import select_series
 from api.study.jobs import JobStore
-from api.study.results import StudyAccumulator
+from api.study.results import StudyAccumulator, lesioned_slices
 from api.study.series_record import keep_series, placed, stored_series
 from api.study.storage import StudyStore
 
@@ -79,7 +79,11 @@ class StudyPipeline:
         )
         written = -PROGRESS_EVERY_S
         async for batch, segmentation in self._segmented(series, info, slots, at_model):
-            await asyncio.to_thread(study.add_batch, batch, segmentation)
+            lesioned = lesioned_slices(segmentation)
+            if lesioned.any():  # connected components and mask writes: off the event loop
+                await asyncio.to_thread(study.add_batch, batch, segmentation, lesioned)
+            else:  # nothing found on these slices: bookkeeping only, not worth a thread
+                study.add_batch(batch, segmentation, lesioned)
             if time.monotonic() - written >= PROGRESS_EVERY_S:
                 self.jobs.progress(job_id, study.slices_done)
                 written = time.monotonic()

@@ -57,12 +57,13 @@ class StudyAccumulator:
         self.inference_s = 0.0
         self.postprocess_s = 0.0
 
-    def add_batch(self, batch: DecodedBatch, segmentation: Segmentation) -> None:
+    def add_batch(self, batch: DecodedBatch, segmentation: Segmentation,
+                  lesioned: npt.NDArray[np.bool_]) -> None:
+        """Take the next batch; ``lesioned`` says which of its slices have any mask pixel
+        (:func:`lesioned_slices`)."""
         began = time.perf_counter()
         count = len(batch.mappings)
         refs = self.series.slices[batch.start:batch.start + count]
-        # One pass over the batch's masks finds the slices with anything on them.
-        lesioned = segmentation.mask.reshape(count, -1).any(axis=1)
         for offset, (ref, mapping) in enumerate(zip(refs, batch.mappings, strict=True)):
             index = batch.start + offset
             components: list[Component2D] = []
@@ -116,6 +117,13 @@ class StudyAccumulator:
             mask_url=f"{self.base_url}/{index}/mask.png",
             overlay_url=f"{self.base_url}/{index}/overlay.png",
         )
+
+
+def lesioned_slices(segmentation: Segmentation) -> npt.NDArray[np.bool_]:
+    """Which slices of a batch have any mask pixel, in one pass over the masks."""
+    count = segmentation.mask.shape[0]
+    lesioned: npt.NDArray[np.bool_] = segmentation.mask.reshape(count, -1).any(axis=1)
+    return lesioned
 
 
 def inclusive(box: PixelBox) -> dict[str, int]:
