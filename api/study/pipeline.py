@@ -2,9 +2,10 @@
 
 Batches flow in order with at most ``inflight_batches`` of them decoded or at the model at
 once; each batch is decoded in the process pool into a slot of the pool's shared memory
-(:mod:`api.study.decode_slots`), segmented (async gRPC), then post-processed in a thread
-while the next batches are on their way. A 1,000-slice study is never whole in memory: only
-the slots of the batches in flight and the open lesions' last masks are.
+(:mod:`api.study.decode_slots`), segmented (async gRPC), then post-processed (in a thread
+when it holds anything to label) while the next batches are on their way. A 1,000-slice
+study is never whole in memory: only the slots of the batches in flight and the open
+lesions' last masks are.
 """
 
 from __future__ import annotations
