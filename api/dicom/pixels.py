@@ -68,29 +68,54 @@ def rescale_for(ds: Dataset, frame: int | None = None) -> Rescale:
     return Rescale(slope, intercept, padding)
 
 
-def apply_rescale(stored: NDArray[Any], rescale: Rescale) -> NDArray[np.int16]:
-    """Stored values to int16 HU: modality LUT, rounding, clipping, padding to air."""
+def apply_rescale(
+    stored: NDArray[Any], rescale: Rescale, out: NDArray[np.int16] | None = None
+) -> NDArray[np.int16]:
+    """Stored values to int16 HU: modality LUT, rounding, clipping, padding to air.
+
+    Written into ``out`` (same shape) when given, else into a new array; either is returned.
+    """
+    hounsfield = np.empty(stored.shape, np.int16) if out is None else out
     if rescale.slope == 1.0 and float(rescale.intercept).is_integer():
-        # int32 holds any 16-bit stored value plus any sane intercept, at half int64's traffic.
-        wide = np.int32 if stored.dtype.itemsize <= 2 else np.int64
-        values: NDArray[Any] = stored.astype(wide)
-        values += int(rescale.intercept)
+        _add_intercept(stored, int(rescale.intercept), hounsfield)
     else:
         values = np.rint(stored.astype(np.float64) * rescale.slope + rescale.intercept)
-    np.clip(values, INT16_MIN, INT16_MAX, out=values)
-    hounsfield = values.astype(np.int16)
+        np.clip(values, INT16_MIN, INT16_MAX, out=values)
+        np.copyto(hounsfield, values, casting="unsafe")
     if rescale.padding is not None:
         low, high = rescale.padding
-        hounsfield[(stored >= low) & (stored <= high)] = AIR_HU
+        np.copyto(hounsfield, np.int16(AIR_HU), where=(stored >= low) & (stored <= high))
     return hounsfield
+
+
+def _add_intercept(stored: NDArray[Any], intercept: int, out: NDArray[np.int16]) -> None:
+    """``clip(stored + intercept)`` into ``out``, without the clip or a wide copy when the
+    stored range shows that no sum leaves int16 (a CT's usual case)."""
+    if stored.size and stored.dtype.itemsize <= 2:
+        low, high = int(stored.min()) + intercept, int(stored.max()) + intercept
+        if INT16_MIN <= low and high <= INT16_MAX:
+            if stored.dtype == np.int16 and INT16_MIN <= intercept <= INT16_MAX:
+                np.add(stored, np.int16(intercept), out=out)
+            else:
+                np.add(stored, intercept, out=out, dtype=np.int32, casting="unsafe")
+            return
+    # int32 holds any 16-bit stored value plus any sane intercept, at half int64's traffic.
+    wide = np.int32 if stored.dtype.itemsize <= 2 else np.int64
+    values: NDArray[Any] = stored.astype(wide)
+    values += intercept
+    np.clip(values, INT16_MIN, INT16_MAX, out=values)
+    np.copyto(out, values, casting="unsafe")
 
 
 def check_plausible(hounsfield: NDArray[np.int16]) -> None:
     """Raise CorruptPixelData when a decode yields values no CT holds (a broken codestream)."""
     low, high = PLAUSIBLE_HU
-    outliers = hounsfield[(hounsfield < low) | (hounsfield > high)]
-    if outliers.size <= IMPLAUSIBLE_SHARE * hounsfield.size:
+    if not hounsfield.size or (low <= hounsfield.min() and hounsfield.max() <= high):
         return
+    count = np.count_nonzero(hounsfield < low) + np.count_nonzero(hounsfield > high)
+    if count <= IMPLAUSIBLE_SHARE * hounsfield.size:
+        return
+    outliers = hounsfield[(hounsfield < low) | (hounsfield > high)]
     # A constant fill outside the field of view is allowed, however much of it there is.
     _, counts = np.unique(outliers, return_counts=True)
     share = (outliers.size - int(counts.max())) / hounsfield.size

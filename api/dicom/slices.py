@@ -35,14 +35,19 @@ class SliceRef:
     native: NativeLayout | None = None  # uncompressed 16-bit: read without pydicom
 
 
-def load_slice_hounsfield(ref: SliceRef) -> NDArray[np.int16]:
-    """HU of one slice as stored (int16, padding as air); picklable, for worker processes."""
+def load_slice_hounsfield(
+    ref: SliceRef, out: NDArray[np.int16] | None = None
+) -> NDArray[np.int16]:
+    """HU of one slice as stored (int16, padding as air); picklable, for worker processes.
+
+    Written into ``out`` (rows x columns) when given: a decode worker's shared memory.
+    """
     try:
         stored = stored_values(ref)
         expected = (ref.geometry.rows, ref.geometry.columns)
         if stored.shape != expected:
             raise CorruptPixelData(f"a slice decoded to {stored.shape}, not {expected}")
-        result = apply_rescale(stored, ref.rescale)
+        result = apply_rescale(stored, ref.rescale, out)
         check_plausible(result)
     except InvalidUpload as exc:
         frame = f" frame {ref.frame}" if ref.frame is not None else ""

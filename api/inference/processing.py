@@ -130,4 +130,5 @@ def unpack_mask(packed: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.boo
         raise ValueError(f"packed mask must be uint8, got {packed.dtype}")
     if packed.shape[-1] * 8 < width:
         raise ValueError(f"{packed.shape[-1]} bytes a row cannot hold {width} pixels")
-    return np.unpackbits(packed, axis=-1, count=width).astype(np.bool_)
+    # unpackbits yields only 0 and 1: read as bool in place rather than copied.
+    return np.unpackbits(packed, axis=-1, count=width).view(np.bool_)

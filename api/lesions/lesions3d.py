@@ -96,6 +96,8 @@ class LesionTracker:
         return [growing.freeze(number) for number, growing in enumerate(ordered, start=1)]
 
     def _settle_last(self, gap_after: float | None) -> None:
+        if not self._open:
+            return  # most slices of a study: nothing to settle
         gaps = [g for g in (self._gap_before_last, gap_after) if g is not None]
         thickness = slice_thickness_mm(gaps, self._fallback_mm)
         for growing in self._open.values():

@@ -1,9 +1,11 @@
 """One study through the stages: series -> decode -> model -> lesions -> storage.
 
 Batches flow in order with at most ``inflight_batches`` of them decoded or at the model at
-once; each batch is decoded in the process pool, segmented (async gRPC), then post-processed
-in a thread while the next batches are on their way. A 1,000-slice study is never whole in
-memory: only the batches in flight and the open lesions' last masks are.
+once; each batch is decoded in the process pool into a slot of the pool's shared memory
+(:mod:`api.study.decode_slots`), segmented (async gRPC), then post-processed (in a thread
+when it holds anything to label) while the next batches are on their way. A 1,000-slice
+study is never whole in memory: only the slots of the batches in flight and the open
+lesions' last masks are.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -26,21 +28,26 @@ from api.dicom.series import CTSeries, SliceRef
 from api.dicom.sources import list_upload
 from api.errors import DecoderCrashed, InferenceUnavailable, ModelError
 from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
+from api.study.decode_slots import DecodeSlots, SlotAddress
+from api.study.decoder_pool import DecoderPool
 from api.study.decoding import DecodedBatch, decode_batch
 from api.study.intake import select_series
 from api.study.jobs import JobStore
-from api.study.results import StudyAccumulator
+from api.study.results import StudyAccumulator, lesioned_slices
 from api.study.series_record import keep_series, placed, stored_series
 from api.study.storage import StudyStore
 
 log = logging.getLogger(__name__)
+
+# The job's progress is written to the database at most this often (and once at the end).
+PROGRESS_EVERY_S = 0.5
 
 
 class StudyPipeline:
     """Runs one job at a time per call; safe to call concurrently for different jobs."""
 
     def __init__(self, *, model: SegmentationModel, store: StudyStore, jobs: JobStore,
-                 decoder: Executor, settings: Settings) -> None:
+                 decoder: DecoderPool, settings: Settings) -> None:
         self.model = model
         self.store = store
         self.jobs = jobs
@@ -67,9 +74,21 @@ class StudyPipeline:
         info = await self.model.info()
         study = StudyAccumulator(job_id, series, info, self.store)
         at_model = BusyClock()
-        async for batch, segmentation in self._segmented(series, info, at_model):
-            await asyncio.to_thread(study.add_batch, batch, segmentation)
-            self.jobs.progress(job_id, study.slices_done)
+        size = min(self.settings.batch_size, info.max_batch_size)
+        slots = self.decoder.slots(
+            self.settings.inflight_batches * self.settings.concurrent_jobs, size, info.input_size
+        )
+        written = -PROGRESS_EVERY_S
+        async for batch, segmentation in self._segmented(series, info, slots, at_model):
+            lesioned = lesioned_slices(segmentation)
+            if lesioned.any():  # connected components and mask writes: off the event loop
+                await asyncio.to_thread(study.add_batch, batch, segmentation, lesioned)
+            else:  # nothing found on these slices: bookkeeping only, not worth a thread
+                study.add_batch(batch, segmentation, lesioned)
+            if time.monotonic() - written >= PROGRESS_EVERY_S:
+                self.jobs.progress(job_id, study.slices_done)
+                written = time.monotonic()
+        self.jobs.progress(job_id, study.slices_done)
         result = await asyncio.to_thread(
             study.finish, read_s, time.perf_counter() - started, at_model.busy_s()
         )
@@ -84,7 +103,7 @@ class StudyPipeline:
         stage_line(job_id, "write", time.perf_counter() - began)
 
     async def _segmented(
-        self, series: CTSeries, info: ModelInfo, at_model: BusyClock
+        self, series: CTSeries, info: ModelInfo, slots: DecodeSlots, at_model: BusyClock
     ) -> AsyncIterator[tuple[DecodedBatch, Segmentation]]:
         """Decoded and segmented batches, in slice order, with a bounded number in flight."""
         size = min(self.settings.batch_size, info.max_batch_size)
@@ -93,7 +112,7 @@ class StudyPipeline:
         try:
             for start, refs in zip(range(0, len(series.slices), size), batches, strict=True):
                 pending.append(asyncio.create_task(
-                    self._decode_and_segment(start, refs, info, at_model)
+                    self._decode_and_segment(start, refs, slots, at_model)
                 ))
                 if len(pending) >= self.settings.inflight_batches:
                     yield await pending.popleft()
@@ -105,27 +124,37 @@ class StudyPipeline:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _decode_and_segment(
-        self, start: int, refs: Sequence[SliceRef], info: ModelInfo, at_model: BusyClock
+        self, start: int, refs: Sequence[SliceRef], slots: DecodeSlots, at_model: BusyClock
     ) -> tuple[DecodedBatch, Segmentation]:
+        slot = await slots.acquire()
         metrics.slices_in_flight.inc(len(refs))
+        decodes: list[Future[DecodedBatch]] = []
         try:
-            batch, segmentation = await self._decoded_and_segmented(start, refs, info, at_model)
+            began = time.perf_counter()
+            batch = await self._decoded(start, refs, slots.size, slots.address(slot), decodes)
+            batch.wall_decode_s = time.perf_counter() - began
+            began = time.perf_counter()
+            segmentation = await self._segment_with_retry(slots.view(slot, len(refs)))
+            ended = time.perf_counter()
+            batch.inference_s = ended - began
+            at_model.add(began, ended)
         finally:
+            # A decode abandoned (the job failed or was cancelled) may still be writing.
+            slots.release(slot, after=decodes[-1] if decodes else None)
             metrics.slices_in_flight.dec(len(refs))
         metrics.slices_processed.inc(len(refs))
         return batch, segmentation
 
-    async def _decoded_and_segmented(
-        self, start: int, refs: Sequence[SliceRef], info: ModelInfo, at_model: BusyClock
-    ) -> tuple[DecodedBatch, Segmentation]:
-        loop = asyncio.get_running_loop()
-        began = time.perf_counter()
+    async def _decoded(
+        self, start: int, refs: Sequence[SliceRef], size: int, slot: SlotAddress,
+        decodes: list[Future[DecodedBatch]],
+    ) -> DecodedBatch:
+        """The batch decoded into ``slot`` by the process pool, tried twice if a worker dies;
+        each decode submitted is appended to ``decodes``."""
         for attempt in (1, 2):
+            decodes.append(self.decoder.submit(decode_batch, start, list(refs), size, slot))
             try:
-                batch = await loop.run_in_executor(
-                    self.decoder, decode_batch, start, list(refs), info.input_size
-                )
-                break
+                return await asyncio.wrap_future(decodes[-1])
             except BrokenProcessPool as exc:
                 # The worker died under this batch; the pool replaces itself on the next
                 # submit (DecoderPool), so try the batch once more before giving up on it.
@@ -136,13 +165,7 @@ class StudyPipeline:
                         "goes on: try again, or leave those files out"
                     ) from exc
                 log.warning("decode worker died on slices from %d; retrying the batch", start)
-        batch.wall_decode_s = time.perf_counter() - began
-        began = time.perf_counter()
-        segmentation = await self._segment_with_retry(batch.hounsfield)
-        ended = time.perf_counter()
-        batch.inference_s = ended - began
-        at_model.add(began, ended)
-        return batch, segmentation
+        raise AssertionError("unreachable")
 
     async def _segment_with_retry(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
         attempts = self.settings.inference_retries + 1

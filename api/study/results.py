@@ -57,18 +57,25 @@ class StudyAccumulator:
         self.inference_s = 0.0
         self.postprocess_s = 0.0
 
-    def add_batch(self, batch: DecodedBatch, segmentation: Segmentation) -> None:
+    def add_batch(self, batch: DecodedBatch, segmentation: Segmentation,
+                  lesioned: npt.NDArray[np.bool_]) -> None:
+        """Take the next batch; ``lesioned`` says which of its slices have any mask pixel
+        (:func:`lesioned_slices`)."""
         began = time.perf_counter()
-        for offset, (ref, mapping) in enumerate(zip(batch.refs, batch.mappings, strict=True)):
+        count = len(batch.mappings)
+        refs = self.series.slices[batch.start:batch.start + count]
+        for offset, (ref, mapping) in enumerate(zip(refs, batch.mappings, strict=True)):
             index = batch.start + offset
-            mask = segmentation.mask[offset]
-            components = components_2d(mask, segmentation.probability[offset]) if mask.any() else []
+            components: list[Component2D] = []
+            if lesioned[offset]:
+                mask = segmentation.mask[offset]
+                components = components_2d(mask, segmentation.probability[offset])
             self.tracker.add_slice(index, components, ref.geometry, mapping, position_mm=ref.z)
             if components:
                 original = mapping.mask_to_original(mask)
                 self.store.write_mask(self.job_id, index, original)
                 self.boxes[index] = [_found(c, mapping, original) for c in components]
-        self.slices_done = batch.start + len(batch.refs)
+        self.slices_done = batch.start + count
         self.decode_s += batch.decode_cpu_s
         self.inference_s += batch.inference_s
         self.postprocess_s += time.perf_counter() - began
@@ -110,6 +117,13 @@ class StudyAccumulator:
             mask_url=f"{self.base_url}/{index}/mask.png",
             overlay_url=f"{self.base_url}/{index}/overlay.png",
         )
+
+
+def lesioned_slices(segmentation: Segmentation) -> npt.NDArray[np.bool_]:
+    """Which slices of a batch have any mask pixel, in one pass over the masks."""
+    count = segmentation.mask.shape[0]
+    lesioned: npt.NDArray[np.bool_] = segmentation.mask.reshape(count, -1).any(axis=1)
+    return lesioned
 
 
 def inclusive(box: PixelBox) -> dict[str, int]:
