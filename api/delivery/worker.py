@@ -23,7 +23,6 @@ from pydicom.dataset import Dataset
 from api import logs, metrics
 from api.config import Settings
 from api.delivery.claiming import ClaimLoop
-from api.delivery.cstore import c_store
 from api.delivery.destinations import (
     AnyDestination,
     Destinations,
@@ -84,6 +83,8 @@ def send(destination: AnyDestination, sent: Payload, calling_ae: str) -> str | N
         return None
     if isinstance(destination, StowDestination):
         return stow(destination, list(sent.datasets))
+    from api.delivery.cstore import c_store  # pynetdicom: only for a DIMSE destination
+
     return c_store(destination, list(sent.datasets), calling_ae)
 
 

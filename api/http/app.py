@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 
 from api.auth.keys import open_key_store
 from api.auth.links import LinkSigner, SignedLinks, link_keys
-from api.auth.oidc import OidcVerifier
 from api.config import Settings, get_settings
 from api.delivery.destinations import load_destinations
 from api.delivery.webhook_clients import Webhooks, load_webhooks
@@ -44,6 +44,9 @@ from api.study.retention import sweep_forever
 from api.study.runner import Callbacks, JobRunner, Leases, Routing
 from api.study.services import Services
 from api.study.storage import StudyStore, open_study_store
+
+if TYPE_CHECKING:
+    from api.auth.oidc import OidcVerifier
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,8 @@ def oidc_verifier(settings: Settings) -> OidcVerifier | None:
     """The identity provider's token checker, when one is configured."""
     if not settings.oidc_issuer:
         return None
+    from api.auth.oidc import OidcVerifier  # PyJWT and cryptography: only when configured
+
     return OidcVerifier(settings.oidc_issuer, settings.oidc_audience,
                         client_claim=settings.oidc_client_claim,
                         scopes_claim=settings.oidc_scopes_claim)

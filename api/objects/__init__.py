@@ -8,10 +8,10 @@ This room knows nothing of studies: :mod:`api.study.storage` lays a job's object
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from api.objects.folder import FolderObjects
 from api.objects.protocol import ObjectStore
-from api.objects.s3 import S3Location, S3Objects
 
 __all__ = ["FolderObjects", "ObjectStore", "S3Location", "S3Objects", "open_objects"]
 
@@ -22,4 +22,15 @@ def open_objects(url: str | None, root: Path, *, part_mb: int = 16) -> ObjectSto
     sent in parts of ``part_mb`` MiB once larger than that."""
     if not url:
         return FolderObjects(root)
+    from api.objects.s3 import S3Location, S3Objects
+
     return S3Objects(S3Location.parse(url), part_bytes=part_mb << 20)
+
+
+def __getattr__(name: str) -> Any:
+    # boto3 (17 MB resident) is imported where a bucket is used, not by every process.
+    if name in ("S3Location", "S3Objects"):
+        from api.objects import s3
+
+        return getattr(s3, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

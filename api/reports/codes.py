@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+# Who made the SEG, the SR and the FHIR Device: the algorithm and its maker.
+ALGORITHM_NAME = "bonemets"
+MANUFACTURER = "bonemets"
+
 # SCT 49755003 "Morphologically abnormal structure" (CID 7150 segmentation category).
 CATEGORY = codes.SCT.MorphologicallyAbnormalStructure
 # SCT 94222008 "Secondary malignant neoplasm of bone" (pydicom names it "Bony metastasis"):

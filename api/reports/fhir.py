@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
 from api.reports import codes
-from api.reports.seg import ALGORITHM_NAME, MANUFACTURER
+from api.reports.codes import ALGORITHM_NAME, MANUFACTURER
 from api.reports.uids import report_uid, resource_urn, tracking_uid
 from api.schemas import Lesion, StudyResult
 from api.schemas.submission import SubmissionMetadata

@@ -6,11 +6,21 @@ left corner of the top left pixel, so a one-pixel region is its pixel's square.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
 Point = tuple[int, int]  # (x = column, y = row) of a pixel corner
+
+
+@dataclass(frozen=True)
+class Outline:
+    """A lesion's closed outline (column, row) on slice ``index`` of the series."""
+
+    index: int
+    points: NDArray[np.float32]
 
 
 def largest_region(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:

@@ -15,12 +15,11 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from api.reports import codes
+from api.reports.codes import ALGORITHM_NAME, MANUFACTURER
 from api.reports.uids import report_uid, tracking_uid
 from api.schemas import StudyResult
 
-ALGORITHM_NAME = "bonemets"
 SEG_SERIES_NUMBER = 9901
-MANUFACTURER = "bonemets"
 
 
 def algorithm(result: StudyResult) -> hd.AlgorithmIdentificationSequence:

@@ -11,17 +11,14 @@ A study without lesions gets one TID 1501 group saying metastatic neoplasm is ab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import highdicom as hd
-import numpy as np
-from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as sr_codes
 from pydicom.uid import SegmentationStorage
 
 from api.reports import codes
-from api.reports.seg import ALGORITHM_NAME, MANUFACTURER
+from api.reports.codes import ALGORITHM_NAME, MANUFACTURER
+from api.reports.outline import Outline
 from api.reports.sources import SourceImages
 from api.reports.uids import report_uid, tracking_uid
 from api.schemas import Lesion, StudyResult
@@ -29,14 +26,6 @@ from api.schemas import Lesion, StudyResult
 SR_SERIES_NUMBER = 9902
 Group = (hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
          | hd.sr.MeasurementsAndQualitativeEvaluations)
-
-
-@dataclass(frozen=True)
-class Outline:
-    """A lesion's closed outline (column, row) on slice ``index`` of the series."""
-
-    index: int
-    points: NDArray[np.float32]
 
 
 def build_sr(job_id: str, result: StudyResult, sources: SourceImages,

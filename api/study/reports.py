@@ -17,10 +17,8 @@ from api.errors import (
     SegmentationUnsupported,
 )
 from api.reports.labels import lesion_boxes, lesion_labels
-from api.reports.outline import largest_region, outline
-from api.reports.seg import build_seg
+from api.reports.outline import Outline, largest_region, outline
 from api.reports.sources import SourceImages, read_sources
-from api.reports.sr import Outline, build_sr
 from api.schemas import StudyResult
 from api.study.jobs import Job, JobState
 from api.study.series_record import series_on_disk
@@ -98,6 +96,8 @@ def _sources(store: StudyStore, job_id: str) -> SourceImages:
 
 def make_seg(store: StudyStore, job_id: str, result: StudyResult) -> Dataset:
     """The SEG dataset of a finished job with lesions."""
+    from api.reports.seg import build_seg  # highdicom: loaded by the first SEG, not at start
+
     sources = _sources(store, job_id)
     images, labels = seg_input(store, job_id, result, sources)
     return build_seg(job_id, result, images, labels)
@@ -135,6 +135,8 @@ def seg_input(store: StudyStore, job_id: str, result: StudyResult,
 
 def make_sr(store: StudyStore, job_id: str, result: StudyResult) -> Dataset:
     """The SR dataset of a finished job, with or without lesions."""
+    from api.reports.sr import build_sr  # highdicom: loaded by the first SR, not at start
+
     sources = _sources(store, job_id)
     return build_sr(job_id, result, sources, lesion_outlines(store, job_id, result))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from api.auth.keys import KeyStore
-from api.auth.oidc import OidcVerifier
 from api.auth.principal import LinkVerifier
 from api.config import Settings
 from api.errors import CallbackRefused
@@ -14,6 +14,9 @@ from api.inference.protocol import SegmentationModel
 from api.study.jobs import JobStore
 from api.study.runner import JobRunner
 from api.study.storage import StudyStore
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only where OIDC is configured
+    from api.auth.oidc import OidcVerifier
 
 
 def no_callbacks(url: str, client: str | None) -> None:

@@ -48,7 +48,7 @@ def run_benchmark(plan: Plan, repository: Path, cache: Path, *, command: str,
     machine = Machine.here()  # before anything starts: the load average of the machine itself
     phases = 9 + len(plan.concurrency) + plan.profile
     with logging_redirect_tqdm(), tqdm(total=phases, unit="phase") as bar, \
-            tempfile.TemporaryDirectory(prefix="bonemets-bench-data-") as data:
+            tempfile.TemporaryDirectory(prefix="bonemets-bench-data-", dir=cache) as data:
         step = _stepper(bar)
         step("checkouts")
         checkouts = _checkouts(cache, baseline)
