@@ -21,13 +21,13 @@ EPILOG = """examples:
   bonemets capacity --studies 100,1000,10000 --slices 500 --gpu-efficiency 0.2
 """
 
-# docs/benchmarks.md, `bonemets bench` of 2026-11-27 on 2 EPYC cores: (c) 4.45 ms of gateway
-# CPU per slice, 1.60 of it until the upload is accepted (the API's share), 2.85 after (the
-# worker's: decode, gRPC, lesions, masks); (d) 0.524 MB sent to Triton per slice.
-# (a) 14.9 slices/s from the demo model on the CPU Triton of those 2 cores.
-MEASURED = {"api_ms_per_slice": 1.60, "worker_ms_per_slice": 2.85, "mb_per_slice": 0.524,
-            "cpu_triton_slices_per_s_per_core": 14.9 / 2,
-            "source": "docs/benchmarks.md, bonemets bench, 2026-11-27, 2-core AMD EPYC"}
+# docs/benchmarks.md, `bonemets bench` of 2026-12-08 on 2 EPYC cores: (c) 2.25 ms of gateway
+# CPU per slice, 1.27 of it until the upload is accepted (the API's share), 0.98 after (the
+# worker's: decode, gRPC, lesions, masks), means over its runs; (d) 0.524 MB sent to Triton
+# per slice; (a) 25.6 slices/s from the demo model on the CPU Triton of those 2 cores.
+MEASURED = {"api_ms_per_slice": 1.27, "worker_ms_per_slice": 0.98, "mb_per_slice": 0.524,
+            "cpu_triton_slices_per_s_per_core": 25.6 / 2,
+            "source": "docs/benchmarks.md, bonemets bench, 2026-12-08, 2-core AMD EPYC"}
 # Dense FP16 tensor-core peaks (without sparsity), from NVIDIA's datasheets.
 GPUS = {
     "L4": (121.0, "NVIDIA L4 datasheet: 242 TFLOPS FP16 with sparsity, half dense"),

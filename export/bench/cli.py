@@ -39,7 +39,8 @@ EPILOG = """examples:
 (a) Triton alone at each concurrency (slices/s, p50/p99 latency); (b) the gateway end to end
 (upload to result), and (b4) four 50-slice studies posted at once; (c) the gateway's CPU
 per slice with a zero-cost model; (d) bytes per slice to and from Triton; (e) the gateway's
-peak memory on a large study. Studies are written once under --cache-dir and reused.
+peak memory on a large study. Studies are written once under --cache-dir and reused;
+what the gateways store (a few GB) stays there until the run ends.
 Without a model in --model-repository, a random-weight model of the demo architecture is
 built there (needs torch).
 

@@ -58,7 +58,11 @@ def _method(results: BenchResults) -> str:
   `/proc/<pid>/stat` before and after the upload, divided by the slices. Receiving the
   upload, decoding, gRPC, lesions and mask storage all count. These runs poll for the
   result instead of `?wait`, so that the CPU spent until the upload is accepted (stored and
-  its headers checked) can be read apart.
+  its headers checked) can be read apart. Every study stays stored until the benchmark
+  ends: ext4 skips the inodes freed in the last seconds to minutes each time it makes a
+  file, so deleting a study right after its run charged the next upload up to ~0.4 ms of
+  kernel CPU a file (perf: `ext4_create` -> `recently_deleted`), which a service that
+  deletes by retention, days later, never pays.
 - **(d) Bytes.** The tensor bytes the client of (a) actually sent and received, per slice;
   cross-checked against Triton's `nv_inference_count` and the loopback interface's counters
   (machine-wide, so other traffic inflates them).
