@@ -7,26 +7,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.bench.gateway import Gateway, _post_study
+from export.bench.gateway import Gateway, Measured, _post_study
 from export.bench.procfs import CpuMeter
 
 
 @dataclass(frozen=True)
-class ConcurrentRun:
+class ConcurrentRun(Measured):
     """Studies sent at the same moment: from the first byte sent to the last result."""
 
     studies: int
-    slices: int
-    wall_s: float
-    cpu_s: float
-
-    @property
-    def slices_per_s(self) -> float:
-        return self.slices / self.wall_s
-
-    @property
-    def cpu_ms_per_slice(self) -> float:
-        return self.cpu_s * 1000.0 / self.slices
 
 
 def submit_concurrent(gateway: Gateway, studies: list[tuple[Path, ...]],

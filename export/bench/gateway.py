@@ -37,20 +37,12 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
-class StudyRun:
-    """One study through the gateway: wall time, the gateway's CPU and memory while it ran."""
+class Measured:
+    """Slices through the gateway in some wall time, and the CPU its processes spent on them."""
 
     slices: int
-    upload_bytes: int
     wall_s: float
     cpu_s: float
-    cpu_gateway_process_s: float  # of cpu_s, the uvicorn process's own (not its workers')
-    intake_cpu_s: float | None  # of cpu_s, until the upload was accepted (when measured)
-    start_rss_bytes: int
-    peak_rss_bytes: int
-    peak_pss_bytes: int | None
-    peak_rss_by_role: dict[str, int]
-    timings: dict[str, float]
 
     @property
     def slices_per_s(self) -> float:
@@ -59,6 +51,20 @@ class StudyRun:
     @property
     def cpu_ms_per_slice(self) -> float:
         return self.cpu_s * 1000.0 / self.slices
+
+
+@dataclass(frozen=True)
+class StudyRun(Measured):
+    """One study through the gateway: wall time, the gateway's CPU and memory while it ran."""
+
+    upload_bytes: int
+    cpu_gateway_process_s: float  # of cpu_s, the uvicorn process's own (not its workers')
+    intake_cpu_s: float | None  # of cpu_s, until the upload was accepted (when measured)
+    start_rss_bytes: int
+    peak_rss_bytes: int
+    peak_pss_bytes: int | None
+    peak_rss_by_role: dict[str, int]
+    timings: dict[str, float]
 
 
 class Gateway:

@@ -48,7 +48,8 @@ def _side(rate: float, cpu_s: float, peak: int, together: float) -> GatewayRuns:
     return GatewayRuns(gateway=[_run(200, 200 / rate, 1.0)],
                        null_gateway=[_run(200, 2.0, cpu_s), _run(200, 2.0, cpu_s * 3)],
                        big_study=_run(1000, 20.0, 3.0, peak=peak),
-                       concurrent=[ConcurrentRun(4, 200, 200 / together, 1.0)])
+                       concurrent=[ConcurrentRun(studies=4, slices=200, wall_s=200 / together,
+                                                 cpu_s=1.0)])
 
 
 def test_ratios_are_current_over_baseline() -> None:
