@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,8 @@ def decode_stored(path: Path, frame: int | None = None) -> NDArray[Any]:
         return _single_plane(_decoded(lambda: pixel_array(ds, index=frame), _transfer_syntax(ds)))
 
 
+# The installed plugins do not change while the process runs; the header pass asks per file.
+@lru_cache(maxsize=64)
 def decoder_problem(transfer_syntax: str) -> str | None:
     """Why no installed plugin decodes ``transfer_syntax``; None when one does."""
     uid = UID(transfer_syntax)

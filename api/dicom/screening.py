@@ -76,7 +76,7 @@ def check_transfer_syntax(ds: Dataset) -> str:
     syntax = str(meta.get("TransferSyntaxUID", "")).strip() if meta is not None else ""
     if not syntax:
         raise CorruptPixelData("the file meta information names no transfer syntax")
-    problem = _decoder_problem(syntax)
+    problem = decoder_problem(syntax)
     if problem is not None:
         raise UnsupportedCompression(problem)
     return syntax
@@ -173,12 +173,6 @@ def _axial_problem(row: Vector, column: Vector) -> str | None:
     largest = int(np.argmax(np.abs(normal)))
     plane = ("sagittal", "coronal", "oblique")[largest] if angle > 60 else "oblique"
     return f"a {plane} image ({angle:.0f} degrees from axial), not an axial slice"
-
-
-@lru_cache(maxsize=64)
-def _decoder_problem(transfer_syntax: str) -> str | None:
-    # The installed plugins do not change while the process runs.
-    return decoder_problem(transfer_syntax)
 
 
 def _unit(vector: Sequence[float]) -> tuple[float, float, float]:
