@@ -27,7 +27,7 @@ from api.config import Settings
 from api.dicom.series import CTSeries, SliceRef
 from api.dicom.sources import list_upload
 from api.errors import DecoderCrashed, InferenceUnavailable, ModelError
-from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
+from api.inference.protocol import Segmentation, SegmentationModel
 from api.study.decode_slots import DecodeSlots, SlotAddress
 from api.study.decoder_pool import DecoderPool
 from api.study.decoding import DecodedBatch, decode_batch
@@ -79,7 +79,7 @@ class StudyPipeline:
             self.settings.inflight_batches * self.settings.concurrent_jobs, size, info.input_size
         )
         written = -PROGRESS_EVERY_S
-        async for batch, segmentation in self._segmented(series, info, slots, at_model):
+        async for batch, segmentation in self._segmented(series, size, slots, at_model):
             lesioned = lesioned_slices(segmentation)
             if lesioned.any():  # connected components and mask writes: off the event loop
                 await asyncio.to_thread(study.add_batch, batch, segmentation, lesioned)
@@ -103,10 +103,10 @@ class StudyPipeline:
         stage_line(job_id, "write", time.perf_counter() - began)
 
     async def _segmented(
-        self, series: CTSeries, info: ModelInfo, slots: DecodeSlots, at_model: BusyClock
+        self, series: CTSeries, size: int, slots: DecodeSlots, at_model: BusyClock
     ) -> AsyncIterator[tuple[DecodedBatch, Segmentation]]:
-        """Decoded and segmented batches, in slice order, with a bounded number in flight."""
-        size = min(self.settings.batch_size, info.max_batch_size)
+        """Decoded and segmented batches of ``size`` slices, in slice order, with a bounded
+        number in flight."""
         batches = [series.slices[i:i + size] for i in range(0, len(series.slices), size)]
         pending: deque[asyncio.Task[tuple[DecodedBatch, Segmentation]]] = deque()
         try:

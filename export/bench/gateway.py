@@ -78,9 +78,9 @@ class Gateway:
         self.triton_url = triton_url
         self.repository = repository  # without triton_url: serve starts its own Triton on it
         self.data_dir = data_dir
+        self.checkout = checkout  # None: this tree, probed when started
         # A benchmark is one client sending far more than a hospital system would: the
         # per-client limits would measure themselves instead of the gateway.
-        self.checkout = checkout  # None: this tree, probed when started
         self.wanted_env = {"BONEMETS_MODEL_NAME": model_name,
                     "BONEMETS_BATCH_SIZE": str(batch),
                     "BONEMETS_CLIENT_MAX_INFLIGHT": "1000",
