@@ -1,6 +1,6 @@
 """DICOM in: uploads to files, the header pass, series selection, pixels to Hounsfield units.
 
-Modules, each importable on its own (this package imports only pydicom's config eagerly):
+Modules, each importable on its own (this package only holds pydicom's logger at ERROR):
 
 - ``sources``: uploads to files (safe zip extraction, folder listing).
 - ``headers`` / ``screening`` / ``integrity`` / ``pixel_element``: the cheap per-file header
@@ -18,11 +18,26 @@ Modules, each importable on its own (this package imports only pydicom's config 
 
 import logging
 
-# pydicom's config sets its logger to WARNING when first imported, so it is imported before
-# the level is raised: otherwise the first module here to import pydicom would undo it.
-import pydicom.config  # noqa: F401
 
-# pydicom's own warnings quote element values ("Invalid value for VR DA: '...'"): a birth
-# date, a name or a UID would reach the logs. Its exceptions still surface as our errors.
+class _AtLeastError(logging.Logger):
+    """pydicom's logger, never below ERROR.
+
+    pydicom's own warnings quote element values ("Invalid value for VR DA: '...'"): a birth
+    date, a name or a UID would reach the logs; its exceptions still surface as our errors.
+    Its config sets the level to WARNING when first imported, which may be long after this
+    package: a decode worker reading plain slices never imports pydicom at all.
+    """
+
+    def setLevel(self, level: int | str) -> None:  # noqa: N802 - logging's name
+        number = logging.getLevelName(level) if isinstance(level, str) else level
+        super().setLevel(max(number, logging.ERROR))
+
+
 # Set here, where every process that reads DICOM (the gateway and its decode workers) passes.
-logging.getLogger("pydicom").setLevel(logging.ERROR)
+# Where pydicom came first its logger exists already, and a plain set is enough.
+_default_class = logging.getLoggerClass()
+logging.setLoggerClass(_AtLeastError)
+try:
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+finally:
+    logging.setLoggerClass(_default_class)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from api.dicom.headers import FrameHeader, ImageHeader
-from api.dicom.pixels import apply_rescale, decode_stored
+from api.dicom.hounsfield import apply_rescale
+from api.dicom.pixels import decode_stored
 from api.dicom.stacking import duplicate_runs
 from api.errors import ConflictingInstances, InconsistentGeometry
 

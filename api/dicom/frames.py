@@ -7,9 +7,10 @@ the top level. The functions here answer "what is attribute X of frame i" for bo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydicom.dataset import Dataset
+if TYPE_CHECKING:  # only read here: a decode worker reading plain slices never loads pydicom
+    from pydicom.dataset import Dataset
 
 # Functional-group macro sequences holding the attributes this package needs.
 PLANE_POSITION = "PlanePositionSequence"

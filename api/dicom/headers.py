@@ -33,9 +33,10 @@ from api.dicom.frames import (
     is_enhanced,
 )
 from api.dicom.geometry import PlaneGeometry
+from api.dicom.hounsfield import Rescale
 from api.dicom.native import NativeLayout, native_layout
 from api.dicom.pixel_element import check_deflated_pixels, check_pixel_element
-from api.dicom.pixels import Rescale, rescale_for, short_reason
+from api.dicom.pixels import rescale_for, short_reason
 from api.dicom.quick_header import scan_header
 from api.dicom.screening import (
     check_image_kind,

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from api.dicom.frames import frame_count
 from api.errors import CorruptPixelData
 
-NATIVE_SYNTAXES = (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
+if TYPE_CHECKING:  # a decode worker reading plain slices never loads pydicom
+    from pydicom.dataset import Dataset
+
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+NATIVE_SYNTAXES = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 
 
@@ -63,7 +67,7 @@ def native_layout(ds: Dataset, offset: int, syntax: str) -> NativeLayout | None:
     if not plain:
         return None
     signed = ds.PixelRepresentation == 1
-    return NativeLayout(offset, rows, columns, bits, signed, syntax == ExplicitVRBigEndian)
+    return NativeLayout(offset, rows, columns, bits, signed, syntax == EXPLICIT_VR_BIG_ENDIAN)
 
 
 def read_native(

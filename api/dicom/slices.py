@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from api.dicom.geometry import PlaneGeometry, Vector
+from api.dicom.hounsfield import Rescale, apply_rescale, check_plausible
 from api.dicom.native import NativeLayout, read_native
-from api.dicom.pixels import Rescale, apply_rescale, check_plausible, decode_stored
 from api.errors import CorruptPixelData, InvalidUpload
 
 
@@ -63,4 +63,8 @@ def stored_values(ref: SliceRef) -> NDArray[Any]:
         except (CorruptPixelData, OSError, ValueError):
             # The file changed since the header pass: pydicom names the fault as it always has.
             pass
+    # Imported here: pydicom and its pixel plugins are about 40 MB in each decode worker,
+    # which only compressed or unusual slices need.
+    from api.dicom.pixels import decode_stored
+
     return decode_stored(ref.path, ref.frame)

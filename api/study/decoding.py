@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from multiprocessing.shared_memory import SharedMemory
 
 from api.dicom.geometry import ResizeMapping, resize_to_model
-from api.dicom.series import SliceRef, load_slice_hounsfield
+from api.dicom.slices import SliceRef, load_slice_hounsfield
 from api.study.decode_slots import SlotAddress, slot_array
 
 

@@ -12,10 +12,8 @@ import pytest
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
+from api.dicom.hounsfield import Rescale, apply_rescale, check_plausible
 from api.dicom.pixels import (
-    Rescale,
-    apply_rescale,
-    check_plausible,
     decode_hounsfield,
     decode_stored,
     hounsfield,

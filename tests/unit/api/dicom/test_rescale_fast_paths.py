@@ -16,7 +16,7 @@ import pytest
 from numpy.typing import NDArray
 
 from api.dicom.geometry import AIR_HU
-from api.dicom.pixels import (
+from api.dicom.hounsfield import (
     IMPLAUSIBLE_SHARE,
     INT16_MAX,
     INT16_MIN,

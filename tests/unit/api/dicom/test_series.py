@@ -354,3 +354,18 @@ def test_pydicom_stays_quiet_whichever_module_imports_it_first() -> None:
     level = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                            check=True).stdout.strip()
     assert level == "ERROR"
+
+
+def test_a_decode_worker_reads_plain_slices_without_pydicom_and_stays_quiet_after() -> None:
+    """pydicom and its pixel plugins (about 40 MB) load in a decode worker only for a slice
+    that needs them; when they do, pydicom's logger stays at ERROR all the same."""
+    import subprocess
+    import sys
+
+    check = ("import logging, sys, api.study.decoding; print('pydicom' in sys.modules); "
+             "import pydicom; print(logging.getLevelName(logging.getLogger('pydicom').level)); "
+             "pydicom.config.debug(True, False); "
+             "print(logging.getLevelName(logging.getLogger('pydicom').level))")
+    lines = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert lines == ["False", "ERROR", "ERROR"]
