@@ -130,5 +130,13 @@ def unpack_mask(packed: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.boo
         raise ValueError(f"packed mask must be uint8, got {packed.dtype}")
     if packed.shape[-1] * 8 < width:
         raise ValueError(f"{packed.shape[-1]} bytes a row cannot hold {width} pixels")
-    # unpackbits yields only 0 and 1: read as bool in place rather than copied.
-    return np.unpackbits(packed, axis=-1, count=width).view(np.bool_)
+    if packed.ndim < 2:
+        return np.unpackbits(packed, count=width).view(np.bool_)
+    # Most slices hold no finding: they stay the zeros of a fresh array, whose pages nothing
+    # writes, and only slices with a bit set are unpacked (unpackbits yields only 0 and 1:
+    # read as bool in place rather than copied).
+    mask = np.zeros((*packed.shape[:-1], width), np.bool_)
+    lit = packed.reshape(len(packed), -1).any(axis=1)
+    if lit.any():
+        mask[lit] = np.unpackbits(packed[lit], axis=-1, count=width).view(np.bool_)
+    return mask

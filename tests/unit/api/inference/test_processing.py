@@ -175,3 +175,18 @@ def test_unpack_inverts_packbits_for_a_full_slice() -> None:
     np.testing.assert_array_equal(restored, mask)
     with pytest.raises(ValueError):
         unpack_mask(packed, 520)
+
+
+def test_unpacking_skips_empty_slices_but_gives_numpys_unpacking() -> None:
+    """Slices without a set bit are left as zeros: the result is unpackbits' all the same,
+    for batches with none, some and all slices lit, and widths short of the packed rows."""
+    rng = np.random.default_rng(7)
+    for lit in ([], [1], [0, 2, 3], [0, 1, 2, 3]):
+        packed = np.zeros((4, 6, 3), np.uint8)
+        packed[lit] = rng.integers(0, 256, (len(lit), 6, 3), dtype=np.uint8)
+        for width in (24, 21):
+            expected = np.unpackbits(packed, axis=-1, count=width).astype(bool)
+            mask = unpack_mask(packed, width)
+            assert mask.dtype == np.bool_ and mask.shape == (4, 6, width)
+            np.testing.assert_array_equal(mask, expected)
+    assert unpack_mask(np.array([0b10100000], np.uint8), 3).tolist() == [True, False, True]
