@@ -23,8 +23,8 @@ COMMAND_GROUP = "bonemets.commands"
 # The order --help lists them in: a user's path from a server to the tooling. Installers
 # write entry points sorted by name, so the order cannot live in pyproject.toml; commands
 # not named here follow, by name.
-HELP_ORDER = ("serve", "keys", "triton", "phantom", "export", "train", "evaluate", "bench",
-              "capacity", "load", "soak")
+HELP_ORDER = ("serve", "keys", "triton", "phantom", "export", "train", "evaluate",
+              "evaluate-suite", "bench", "capacity", "load", "soak")
 
 AddParser = Callable[[Any], None]
 
