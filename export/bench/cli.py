@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(figure_rows(results), ("Measured", "Value")))
     if results.baseline is not None:
         print()
-        print(format_rows(("Figure", "Baseline", "Current", "Current/baseline"),
+        print(format_rows(("Figure", "Baseline", "Current", "Current/baseline", "Run by run"),
                           results.comparison()))
     if results.profile:
         print()

@@ -86,11 +86,13 @@ def _side_by_side(results: BenchResults) -> str:
 Command: `{results.command}` on the machine above, {results.date}. Both checkouts' gateways
 ran against the same Triton, taking turns (baseline, current, then current, baseline, ...),
 so the ratios hold where the absolute figures drift between machines and days. (a) is
-measured once and shared.
+measured once and shared. The last column is the ratio of each pair of runs taken in turn,
+lowest to highest: a difference inside that range is noise of the machine, not a result.
 
 {chr(10).join(lines)}
 
-{_markdown_table(("Figure", "Baseline", "Current", "Current/baseline"), results.comparison())}
+{_markdown_table(("Figure", "Baseline", "Current", "Current/baseline", "Run by run"),
+                 results.comparison())}
 
 """
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from export.bench.concurrent import ConcurrentRun
 from export.bench.gateway import StudyRun
-from export.bench.sides import GatewayRuns, comparison_rows
+from export.bench.sides import GatewayRuns, comparison_rows, run_by_run
 from export.bench.triton_direct import DirectResult
 
 MB = 1_000_000
@@ -121,13 +121,14 @@ class BenchResults:
     def baseline_figures(self) -> dict[str, float | None] | None:
         return self.baseline.figures(self.direct_best()) if self.baseline else None
 
-    def comparison(self) -> list[tuple[str, str, str, str]]:
+    def comparison(self) -> list[tuple[str, str, str, str, str]]:
         """The side-by-side rows (empty without a baseline)."""
         baseline = self.baseline_figures()
-        if baseline is None:
+        if baseline is None or self.baseline is None:
             return []
         return comparison_rows(self.figures(), baseline, studies=self._studies_at_once(),
-                               big=self._big_label())
+                               big=self._big_label(),
+                               spans=run_by_run(self.current, self.baseline))
 
     def _studies_at_once(self) -> int:
         return self.concurrent[0].studies if self.concurrent else 4
@@ -156,8 +157,9 @@ class BenchResults:
         document = asdict(self)
         document["figures"] = self.figures()
         document["baseline_figures"] = self.baseline_figures()
-        document["comparison"] = [dict(zip(("figure", "baseline", "current", "ratio"), row,
-                                           strict=True)) for row in self.comparison()]
+        document["comparison"] = [
+            dict(zip(("figure", "baseline", "current", "ratio", "ratio_run_by_run"), row,
+                     strict=True)) for row in self.comparison()]
         document["targets"] = self.targets()
         return document
 

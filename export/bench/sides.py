@@ -41,15 +41,29 @@ class GatewayRuns:
     concurrent: list[ConcurrentRun] = field(default_factory=list)
     profile: dict[str, dict[str, int]] = field(default_factory=dict)  # process -> stage -> n
 
+    def per_run(self) -> dict[str, list[float]]:
+        """The figures measured run by run, in the order the runs were taken."""
+        null = self.null_gateway
+        totals = [run.cpu_ms_per_slice for run in null]
+        uvicorn = [run.cpu_gateway_process_s * 1000 / run.slices for run in null]
+        return {
+            "gateway_slices_per_s": [run.slices_per_s for run in self.gateway],
+            "concurrent_slices_per_s": [run.slices_per_s for run in self.concurrent],
+            "cpu_ms_per_slice": totals,
+            "cpu_ms_uvicorn": uvicorn,
+            "cpu_ms_workers": [total - own for total, own in zip(totals, uvicorn, strict=True)],
+            "cpu_ms_intake": [run.intake_cpu_s * 1000 / run.slices for run in null
+                              if run.intake_cpu_s is not None],
+        }
+
     def figures(self, direct_best: float | None) -> dict[str, float | None]:
         """This side's gateway figures; the efficiencies divide by (a)'s best rate."""
-        null = self.null_gateway
-        gateway = _median([run.slices_per_s for run in self.gateway])
-        together = _median([run.slices_per_s for run in self.concurrent])
-        total = _median([run.cpu_ms_per_slice for run in null])
-        uvicorn = _median([run.cpu_gateway_process_s * 1000 / run.slices for run in null])
-        intakes = [run.intake_cpu_s * 1000 / run.slices for run in null
-                   if run.intake_cpu_s is not None]
+        runs = self.per_run()
+        gateway = _median(runs["gateway_slices_per_s"])
+        together = _median(runs["concurrent_slices_per_s"])
+        total = _median(runs["cpu_ms_per_slice"])
+        uvicorn = _median(runs["cpu_ms_uvicorn"])
+        intakes = runs["cpu_ms_intake"]
         return {
             "gateway_slices_per_s": gateway,
             "gateway_efficiency": _ratio(gateway, direct_best),
@@ -85,16 +99,42 @@ def ratios(current: dict[str, float | None],
     return {key: _ratio(current.get(key), baseline.get(key)) for key in current}
 
 
+# The efficiencies divide both sides by the same (a): their ratios are the rates'.
+SAME_RATIO = {"gateway_efficiency": "gateway_slices_per_s",
+              "concurrent_efficiency": "concurrent_slices_per_s"}
+
+
+def run_by_run(current: GatewayRuns, baseline: GatewayRuns) -> dict[str, tuple[float, float]]:
+    """The lowest and highest current/baseline over the runs taken in turn (the k-th run
+    of one side with the k-th of the other): how far one pair of runs moves the ratio."""
+    mine, theirs = current.per_run(), baseline.per_run()
+    spans = {}
+    for key, values in mine.items():
+        pairs = [a / b for a, b in zip(values, theirs.get(key, []), strict=False) if b]
+        if pairs:
+            spans[key] = (min(pairs), max(pairs))
+    spans.update({key: spans[same] for key, same in SAME_RATIO.items() if same in spans})
+    return spans
+
+
 def _cell(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _span(span: tuple[float, float] | None) -> str:
+    return "-" if span is None else f"{span[0]:.2f}–{span[1]:.2f}"
+
+
 def comparison_rows(current: dict[str, float | None], baseline: dict[str, float | None], *,
-                    studies: int, big: int | str) -> list[tuple[str, str, str, str]]:
-    """(figure, baseline, current, current/baseline) rows of the side-by-side table."""
+                    studies: int, big: int | str,
+                    spans: dict[str, tuple[float, float]] | None = None,
+                    ) -> list[tuple[str, str, str, str, str]]:
+    """(figure, baseline, current, current/baseline, its run-by-run range) rows of the
+    side-by-side table."""
     ratio = ratios(current, baseline)
+    spans = spans or {}
     return [(label.format(studies=studies, big=big), _cell(baseline.get(key), digits),
-             _cell(current.get(key), digits), _cell(ratio.get(key), 2))
+             _cell(current.get(key), digits), _cell(ratio.get(key), 2), _span(spans.get(key)))
             for key, label, digits in COMPARED]
 
 

@@ -13,7 +13,14 @@ from export.bench.concurrent import ConcurrentRun
 from export.bench.markdown import benchmarks_markdown
 from export.bench.profile import OTHER, parse_raw, shares, stage_of, stage_samples
 from export.bench.report import format_rows
-from export.bench.sides import GatewayRuns, comparison_rows, interleaved, profile_rows, ratios
+from export.bench.sides import (
+    GatewayRuns,
+    comparison_rows,
+    interleaved,
+    profile_rows,
+    ratios,
+    run_by_run,
+)
 from tests.unit.export.bench.test_bench import _results, _run
 
 SITE = "/venv/lib/python3.11/site-packages"
@@ -66,9 +73,27 @@ def test_ratios_are_current_over_baseline() -> None:
     assert ratio["peak_rss_mb"] == pytest.approx(0.75)
     assert ratios({"x": 1.0, "y": None}, {"x": 0.0, "y": 2.0}) == {"x": None, "y": None}
     rows = {row[0]: row[1:] for row in comparison_rows(current, baseline, studies=4, big=1000)}
-    assert rows["(c) gateway CPU per slice, ms"] == ("20.00", "5.00", "0.25")
-    assert rows["(b4) 4 studies at once, slices/s"] == ("8.0", "18.0", "2.25")
-    assert rows["(e) peak RSS, 1000-slice study, MB"] == ("400", "300", "0.75")
+    assert rows["(c) gateway CPU per slice, ms"] == ("20.00", "5.00", "0.25", "-")
+    assert rows["(b4) 4 studies at once, slices/s"] == ("8.0", "18.0", "2.25", "-")
+    assert rows["(e) peak RSS, 1000-slice study, MB"] == ("400", "300", "0.75", "-")
+
+
+def test_run_by_run_ratios_pair_the_runs_taken_in_turn() -> None:
+    baseline = _side(10.0, 2.0, 400_000_000, 8.0)
+    current = _side(19.0, 0.5, 300_000_000, 18.0)
+    # CPU runs are (x, 3x) on each side: the pairs give 0.25 both times.
+    spans = run_by_run(current, baseline)
+    assert spans["cpu_ms_per_slice"] == pytest.approx((0.25, 0.25))
+    # A noisy pair shows: the median ratio alone would hide it.
+    current.gateway.append(_run(200, 200 / 5.0, 1.0))
+    baseline.gateway.append(_run(200, 200 / 20.0, 1.0))
+    low, high = run_by_run(current, baseline)["gateway_slices_per_s"]
+    assert low == pytest.approx(0.25) and high == pytest.approx(1.9)
+    assert run_by_run(current, baseline)["gateway_efficiency"] == (low, high)
+    assert "peak_rss_mb" not in spans  # one run a side: no range
+    rows = {row[0]: row[4] for row in comparison_rows(
+        current.figures(20.0), baseline.figures(20.0), studies=4, big=1000, spans=spans)}
+    assert rows["(c) gateway CPU per slice, ms"] == "0.25–0.25"
 
 
 def test_ratio_targets_appear_with_a_baseline_and_judge_the_ratio() -> None:
