@@ -4,8 +4,8 @@ A network trained on one look learns that look as "normal". With ``randomise=Tru
 :func:`export.phantoms.spec.sample_spec` redraws the look from a stream of its own
 (``[0x5BEC, seed, 5]``), a fixed number of draws whatever is kept, so:
 
-- the anatomy, lesions and noise streams are untouched: the same spine and lesions, seen
-  through another kernel, phase, matrix, dose, with or without metal;
+- the seed's anatomy, lesion and noise streams are used as they are: the same patient's
+  draws, scaled to another size and seen through another kernel, phase, matrix and dose;
 - a field given by the caller (``marrow_hu=...``, ``size=...``) is kept as given.
 
 What is drawn, per study:
