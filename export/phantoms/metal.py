@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from export.phantoms.anatomy import Anatomy
 from export.phantoms.geometry import F32, capsule_sdf
@@ -87,6 +88,9 @@ def paint_fixation(canvas: Canvas, fix: Fixation,
     """Draw the metal of this slice and its streaks into ``canvas.hu``; the metal's pixels."""
     g = canvas.grid
     metal = np.zeros(canvas.hu.shape, bool)
+    near = g.window(canvas.spine[0], canvas.spine[1], 90.0)
+    if near is None:
+        return None
     pieces: list[Point] = []
     for vb in fix.levels:
         dz = canvas.z - _screw_z(vb)
@@ -96,8 +100,8 @@ def paint_fixation(canvas: Canvas, fix: Fixation,
         for side in (-1, 1):
             head, _, tip = _screw(vb, side)
             p0, p1 = to_body(canvas, *head), to_body(canvas, *tip)
-            sdf, _ = capsule_sdf(g.u, g.v, p0, p1, half)
-            metal |= sdf < 0
+            sdf, _ = capsule_sdf(g.u[near], g.v[near], p0, p1, half)
+            metal[near] |= sdf < 0
             pieces.append(((p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2))
     low, high = fix.z_range
     if low <= canvas.z <= high:
@@ -105,11 +109,15 @@ def paint_fixation(canvas: Canvas, fix: Fixation,
             vb = min(fix.levels, key=lambda v: abs(_screw_z(v) - canvas.z))
             head, _, _ = _screw(vb, side)
             centre = to_body(canvas, head[0], max(head[1], canal_centre(vb)) + 1.0)
-            metal |= np.hypot(g.u - centre[0], g.v - centre[1]) < fix.rod_r
+            metal[near] |= np.hypot(g.u[near] - centre[0], g.v[near] - centre[1]) < fix.rod_r
             pieces.append(centre)
     if not pieces:
         return None
-    canvas.hu += _streaks(g.u, g.v, pieces, fix, rng)
+    # Streaks vary slowly across them: drawn on pixels of about 1.5 mm, then interpolated.
+    step = max(1, round(1.5 / g.spacing))
+    coarse = _streaks(g.u[::step, ::step], g.v[::step, ::step], pieces, fix, rng)
+    rows, cols = canvas.hu.shape
+    canvas.hu += ndimage.zoom(coarse, step, order=1, grid_mode=True, mode="nearest")[:rows, :cols]
     canvas.hu[metal] = fix.hu
     return metal
 
