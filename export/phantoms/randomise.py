@@ -17,7 +17,7 @@ What is drawn, per study:
 - matrix 256, 512 or 768, and a display field of view fitted to the patient;
 - rescale intercept -1024 or 0 (where the storage is signed);
 - patient size 0.72-1.32 of the default and a dose from 0.6x to 1.6x (noise SD);
-- the patient's marrow density range, osteoporotic (from 40 HU) to dense (300 HU);
+- the patient's marrow density range, osteoporotic (from 70 HU) to dense (300 HU);
 - normal variants (bone islands, haemangiomas, ...) in 60% of studies.
 """
 
@@ -35,8 +35,9 @@ KERNEL_NOISE = {"soft": 0.7, "standard": 1.0, "sharp": 1.6}  # noise SD relative
 
 
 def _marrow(u: float) -> tuple[float, float]:
-    """A range of vertebral trabecular density: its low end from 40 to 200 HU."""
-    low = round(40.0 + 160.0 * u, 1)
+    """A range of vertebral trabecular density: its low end from 70 HU (osteoporotic, as in
+    the demo's training set; lower, a lytic lesion's 15-75 HU would not show) to 200 HU."""
+    low = round(70.0 + 130.0 * u, 1)
     return low, round(min(300.0, low + 60.0 + 60.0 * u), 1)
 
 
