@@ -163,3 +163,33 @@ def test_the_command_and_the_training_config_ask_for_randomised_phantoms() -> No
     varied = phantom_volume(3, {"randomise": True, "slices": 3})
     assert plain.hounsfield.shape == varied.hounsfield.shape
     assert not np.array_equal(plain.hounsfield, varied.hounsfield)
+
+
+def test_a_randomised_study_with_metal_reads_back_exactly(tmp_path: Any) -> None:
+    import pydicom
+
+    from export.phantoms import write_study
+
+    # Unsigned storage with intercept -1024: titanium at the 3071 HU ceiling must still fit.
+    spec = sample_spec(2, slices=4, size=192, randomise=True, metal="spinal_fixation",
+                       signed=False, intercept=-1024, region="lumbar")
+    phantom = make_phantom(spec)
+    assert phantom.hounsfield.max() == 3071
+    study = write_study(phantom, tmp_path / "study")
+    slices = sorted((pydicom.dcmread(f) for f in (study / "dicom").glob("*.dcm")),
+                    key=lambda ds: float(ds.ImagePositionPatient[2]))
+    volume = np.stack([ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope)
+                       + int(ds.RescaleIntercept) for ds in slices])
+    assert np.array_equal(volume, phantom.hounsfield)
+
+
+def test_the_look_figure_keeps_the_patient_and_changes_the_look() -> None:
+    from export.phantoms.look_figure import looks
+
+    base = sample_spec(3, slices=3, size=128, n_lesions=1, region="lumbar")
+    columns = looks(base, columns=2)
+    assert [caption for caption, _ in columns][0] == "default"
+    shapes = {phantom.hounsfield.shape for _, phantom in columns}
+    assert shapes == {(3, 128, 128)}
+    assert {phantom.spec.body_scale for _, phantom in columns} == {base.body_scale}
+    assert any(phantom.spec.metal != "none" for _, phantom in columns)
