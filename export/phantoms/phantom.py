@@ -68,6 +68,9 @@ class Phantom:
     slice_positions_z: list[float]
     bone: NDArray[np.bool_] = field(repr=False, default_factory=lambda: np.zeros(0, bool))
     variants: list[VariantTruth] = field(default_factory=list)  # normal, never labelled
+    # Pedicle screws and rods (spec.metal): the levels they fix, the slices that show them.
+    metal_levels: tuple[str, ...] = ()
+    metal_slices: tuple[int, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -111,6 +114,8 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         pixel_spacing=(spec.pixel_spacing_mm, spec.pixel_spacing_mm),
         slice_positions_z=[float(z) for z in slice_z], bone=bone,
         variants=_variant_truths(anatomy, variants, fov),
+        metal_levels=tuple(vb.name for vb in fixation.levels) if fixation else (),
+        metal_slices=tuple(sorted(draw.metal_slices)),
     )
 
 
@@ -218,6 +223,7 @@ class _SlabDrawer:
         self.anatomy, self.lesions, self.grid, self.fov = anatomy, lesions, grid, fov
         self.fine, self.coarse = tex
         self.fixation, self.metal_rng = fixation, metal_rng
+        self.metal_slices: set[int] = set()
 
     def plane(self, z: float, k: int, variants: _Extents) -> tuple[
             NDArray[np.float32], NDArray[np.bool_], Painted]:
@@ -237,6 +243,7 @@ class _SlabDrawer:
         if self.fixation is not None:
             metal = paint_fixation(canvas, self.fixation, self.metal_rng)
             if metal is not None:  # the pixel is metal now, not tumour
+                self.metal_slices.add(k)
                 painted = [(i, win, label & ~metal[win]) for i, win, label in painted]
                 painted = [item for item in painted if item[2].any()]
         return canvas.hu, bone, painted

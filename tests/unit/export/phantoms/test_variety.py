@@ -3,6 +3,7 @@ it says, and the labels stay on the lesions under every one of them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,8 @@ def test_metal_streaks_are_where_the_metal_is_and_nowhere_else() -> None:
     metal = fixed.hounsfield >= 3000
     with_metal = metal.any(axis=(1, 2))
     assert 2 <= with_metal.sum() < len(with_metal)
+    assert fixed.metal_slices == tuple(np.nonzero(with_metal)[0])
+    assert len(fixed.metal_levels) in (2, 3) and plain.metal_levels == plain.metal_slices == ()
     difference = fixed.hounsfield.astype(np.int32) - plain.hounsfield
     # The same noise stream: slices without metal are the plain phantom's, pixel for pixel.
     assert not difference[~with_metal].any()
@@ -181,6 +184,9 @@ def test_a_randomised_study_with_metal_reads_back_exactly(tmp_path: Any) -> None
     volume = np.stack([ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope)
                        + int(ds.RescaleIntercept) for ds in slices])
     assert np.array_equal(volume, phantom.hounsfield)
+    metal = json.loads((study / "truth.json").read_text())["metal"]
+    assert metal == {"kind": "spinal_fixation", "levels": list(phantom.metal_levels),
+                     "slices": list(phantom.metal_slices)}
 
 
 def test_the_look_figure_keeps_the_patient_and_changes_the_look() -> None:
