@@ -62,7 +62,8 @@ def randomised_look(seed: int, drawn: dict[str, Any], kept: set[str]) -> dict[st
     pick("pixel_spacing_mm", spacing_for(size, body_scale))
     pick("intercept", lambda v: 0 if drawn["signed"] and v < 0.5 else -1024)
     dose = 0.6 + 0.8 * next(u)  # noise SD 0.6x-1.4x: a dose from about 0.5x to 2.8x
-    base = drawn["noise_hu"] * KERNEL_NOISE[kernel] / KERNEL_NOISE[drawn["kernel"]]
+    # The seed draws noise for the standard kernel; a soft one smooths it, a sharp one adds.
+    base = drawn["noise_hu"] * KERNEL_NOISE[kernel]
     pick("noise_hu", lambda v: round(min(60.0, max(4.0, base * dose)), 1))
     pick("blur_mm", uniform(0.25, 0.8))
     pick("marrow_hu", _marrow)
