@@ -18,6 +18,10 @@ EPILOG = """examples:
   bonemets phantom --out /tmp/old --studies 8 --seed 5 --marrow-hu 70:270   # osteoporotic too
   bonemets phantom --out /tmp/mimics --studies 20 --seed 2612 --bone-variants   # bone islands,
                             # haemangiomas, Schmorl's nodes, fatty marrow: normal, not labelled
+  bonemets phantom --out /tmp/varied --studies 20 --seed 4 --randomise   # a different look
+                            # per study: kernel, phase, metal, partial volume, matrix, marrow
+  bonemets phantom --out /tmp/metal --studies 4 --seed 8 --metal spinal_fixation --kernel sharp
+  bonemets phantom --out /tmp/thick --studies 4 --seed 6 --partial-volume --contrast delayed
 
 Each study is written as DIR/study_NNNN/{dicom/NNNN.dcm, seg.dcm, truth.json}; DIR/index.json
 lists them. The same --seed gives the same studies, byte for byte. Slice files are named by
@@ -57,6 +61,19 @@ def add_parser(subparsers: Any) -> None:
                         help="draw normal variants that mimic metastases into the vertebral "
                         "bodies (never labelled; listed in truth.json); the same seed without "
                         "this flag is the same patient without them")
+    parser.add_argument("--kernel", choices=("soft", "standard", "sharp"), default=None,
+                        help="reconstruction kernel: noise texture and edges (default standard)")
+    parser.add_argument("--contrast", choices=("none", "arterial", "venous", "delayed"),
+                        default=None, help="contrast phase (default: drawn, no delayed)")
+    parser.add_argument("--metal", choices=("none", "spinal_fixation"), default=None,
+                        help="pedicle screws and rods with their streaks (default none)")
+    parser.add_argument("--partial-volume", action="store_true",
+                        help="slices over 1.25 mm as the average of three thin ones, labelled "
+                        "where the lesion fills most of the slice")
+    parser.add_argument("--randomise", action="store_true",
+                        help="draw the look of each study from its own stream: kernel, "
+                        "contrast phase, metal, partial volume, matrix, intercept, patient "
+                        "size, dose, marrow range, normal variants (options given win)")
     parser.add_argument("--start-index", type=int, default=1,
                         help="number of the first study folder (default 1)")
     parser.add_argument("--workers", type=int, default=1,
@@ -105,6 +122,12 @@ def study_overrides(args: argparse.Namespace, number: int, negative: bool) -> di
         overrides["marrow_hu"] = args.marrow_hu
     if args.bone_variants:
         overrides["bone_variants"] = True
+    for name in ("kernel", "contrast", "metal"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    for name in ("partial_volume", "randomise"):
+        if getattr(args, name, False):
+            overrides[name] = True
     if negative:
         overrides["n_lesions"] = 0
     elif args.lesions is not None:

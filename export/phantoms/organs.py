@@ -31,6 +31,11 @@ _PHASE_HU = {  # (low, high) HU per structure and contrast phase
                "spleen": (105, 125), "cortex": (150, 185), "medulla": (140, 175),
                "lv": (140, 190), "rv": (140, 180), "myocardium": (95, 110),
                "pancreas": (85, 105), "svc": (150, 220)},
+    # Delayed (3-5 min): enhancement washing out, contrast excreted into the renal pelvis.
+    "delayed": {"aorta": (90, 130), "vein": (95, 130), "ivc": (95, 130), "liver": (85, 100),
+                "spleen": (85, 100), "cortex": (130, 170), "medulla": (170, 260),
+                "lv": (90, 130), "rv": (90, 130), "myocardium": (80, 95),
+                "pancreas": (70, 90), "svc": (90, 130)},
 }
 
 
@@ -51,6 +56,8 @@ def build_anatomy(spec: PhantomSpec, rng: Rng) -> Anatomy:
         cortical=rng.uniform(850, 1250), blood=rng.uniform(35, 50), cartilage=rng.uniform(90, 140),
     )
     hu = {k: float(rng.uniform(*v)) for k, v in _PHASE_HU[spec.contrast].items()}
+    if spec.contrast == "delayed":  # own stream: the anatomy's draws stay as they were
+        hu["pelvis"] = float(np.random.default_rng([spec.seed, 6]).uniform(400, 1200))
     calcium = float(rng.random() ** 1.5)  # how calcified this patient's vessels are
     blobs = (
         _bowel(rng, trunk, spine, spec.oral_contrast, tissue)
@@ -207,6 +214,9 @@ def _kidney(rng: Rng, spine: Spine, side: int, hu: dict[str, float], tissue: Tis
         Blob("renal sinus", hilum_u, hilum_v, z, 0.45 * ka, 0.35 * kb, 0.35 * c, tissue.fat,
              angle=angle, spine=True),
     ]
+    if "pelvis" in hu:  # excreted contrast: bright as bone, beside the spine
+        parts.append(Blob("renal pelvis", hilum_u, hilum_v, z, 0.3 * ka, 0.2 * kb, 0.3 * c,
+                          hu["pelvis"], angle=angle, spine=True))
     if rng.random() < 0.1 + 0.2 * calcium:
         ra, rb, rc = (float(x) for x in rng.uniform(1.2, 3.0, 3))
         parts.append(Blob("kidney stone", hilum_u + side * 4, hilum_v, z + rng.uniform(-15, 15),

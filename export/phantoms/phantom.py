@@ -8,22 +8,21 @@ slice is a few vectorised passes over small windows, then blur and noise over th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from export.phantoms.anatomy import Anatomy
-from export.phantoms.geometry import Grid, make_grid, textures
+from export.phantoms.geometry import Grid, Texture, Window, make_grid, textures
+from export.phantoms.kernels import HU_MAX, HU_MIN, PADDING_HU, finish
 from export.phantoms.lesions import Lesion, paint_lesions, place_lesions
+from export.phantoms.metal import Fixation, paint_fixation, plan_fixation
 from export.phantoms.organs import build_anatomy
 from export.phantoms.skeleton import paint_skeleton
 from export.phantoms.spec import PhantomSpec
 from export.phantoms.trunk import new_canvas, paint_soft_tissue
 
-HU_MIN, HU_MAX = -1024, 3071
-PADDING_HU = -2000  # outside the reconstruction circle, as GE scanners store it
+__all__ = ["HU_MAX", "HU_MIN", "PADDING_HU", "LesionTruth", "Phantom", "make_phantom"]
 _REGION_LEVELS = {"thoracic": ("T3", "T10"), "thoracolumbar": ("T11", "L1"), "lumbar": ("L2", "L4")}
 
 
@@ -69,6 +68,9 @@ class Phantom:
     slice_positions_z: list[float]
     bone: NDArray[np.bool_] = field(repr=False, default_factory=lambda: np.zeros(0, bool))
     variants: list[VariantTruth] = field(default_factory=list)  # normal, never labelled
+    # Pedicle screws and rods (spec.metal): the levels they fix, the slices that show them.
+    metal_levels: tuple[str, ...] = ()
+    metal_slices: tuple[int, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -92,20 +94,17 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     fov = _fov_mask(grid) if spec.fov_padding else None
     tracker = _Tracker(lesions)
     variants = _Extents()
+    metal_rng = np.random.default_rng([spec.seed, 7])
+    fixation = (plan_fixation(anatomy, lesions, slice_z, metal_rng)
+                if spec.metal != "none" else None)
+    draw = _SlabDrawer(anatomy, lesions, (fine, coarse), grid, fov, fixation, metal_rng)
+    offsets = _sub_slices(spec)
     for k, z in enumerate(slice_z):
-        canvas = new_canvas(grid, anatomy, float(z))
-        paint_soft_tissue(canvas, anatomy, coarse)
-        for index, win, pixels in paint_skeleton(canvas, anatomy, fine):
-            variants.add(index, k, win, pixels)
-        bone[k] = canvas.bone_sdf < 0
-        for lesion_id, win, label in paint_lesions(canvas, lesions, fine, coarse):
-            if fov is not None:
-                label = label & fov[win]
-                if not label.any():
-                    continue
+        hu, bone[k], painted = draw.slab(float(z), offsets, k, variants)
+        for lesion_id, win, label in painted:
             labels[k][win] |= label
             tracker.add(lesion_id, k, win, label)
-        hounsfield[k] = _finish(canvas.hu, spec, noise, fov)
+        hounsfield[k] = finish(hu, spec, noise, fov)
     if fov is not None:
         bone &= fov
     return Phantom(
@@ -115,6 +114,8 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         pixel_spacing=(spec.pixel_spacing_mm, spec.pixel_spacing_mm),
         slice_positions_z=[float(z) for z in slice_z], bone=bone,
         variants=_variant_truths(anatomy, variants, fov),
+        metal_levels=tuple(vb.name for vb in fixation.levels) if fixation else (),
+        metal_slices=tuple(sorted(draw.metal_slices)),
     )
 
 
@@ -128,7 +129,9 @@ class _Extents:
     def add(self, key: int, k: int, win: tuple[slice, slice], pixels: NDArray[np.bool_]) -> int:
         """Slice ``k`` shows ``pixels`` (in window ``win``) of ``key``; returns their count."""
         rows, cols = np.nonzero(pixels)
-        self.slices.setdefault(key, []).append(k)
+        slices = self.slices.setdefault(key, [])
+        if not slices or slices[-1] != k:  # a thick slice draws each thin one it averages
+            slices.append(k)
         r0, r1 = win[0].start + int(rows.min()), win[0].start + int(rows.max())
         c0, c1 = win[1].start + int(cols.min()), win[1].start + int(cols.max())
         box = self.boxes.setdefault(key, [k, k, r0, r1, c0, c1])
@@ -199,40 +202,67 @@ def _fov_mask(grid: Grid) -> NDArray[np.bool_]:
     return inside
 
 
-@lru_cache(maxsize=1)
-def _noise_bank() -> NDArray[np.float32]:
-    """Unit-variance Gaussian noise correlated over ~1 pixel, as CT reconstruction kernels make.
-
-    Made once per process and cropped at random offsets and orientations for each slice:
-    drawing and filtering fresh noise for every slice cost more than drawing the anatomy.
-    """
-    rng = np.random.default_rng(0x4015E)
-    bank: NDArray[np.float32] = ndimage.gaussian_filter(
-        rng.standard_normal((1600, 1600), dtype=np.float32), 0.8, mode="wrap")
-    bank /= bank.std()
-    bank.flags.writeable = False
-    return bank
+def _sub_slices(spec: PhantomSpec) -> tuple[float, ...]:
+    """z offsets of the thin slices a slice averages: three across a thick slice's width
+    under ``partial_volume``, else the slice's own plane."""
+    if not spec.partial_volume or spec.slice_thickness_mm <= 1.25:
+        return (0.0,)
+    third = spec.slice_thickness_mm / 3.0
+    return (-third, 0.0, third)
 
 
-def _noise(shape: tuple[int, int], rng: np.random.Generator) -> NDArray[np.float32]:
-    bank = _noise_bank()
-    r0, c0 = (int(x) for x in rng.integers(0, bank.shape[0] - max(shape), 2))
-    crop = bank[r0:r0 + shape[0], c0:c0 + shape[1]]
-    flips = int(rng.integers(0, 4))
-    return crop[:: 1 - 2 * (flips & 1), :: 1 - 2 * (flips >> 1)]
+Painted = list[tuple[int, Window, NDArray[np.bool_]]]
 
 
-def _finish(hu: NDArray[np.float32], spec: PhantomSpec, rng: np.random.Generator,
-            fov: NDArray[np.bool_] | None) -> NDArray[np.int16]:
-    """Partial-volume blur, correlated noise, scanner clipping, integer HU."""
-    sigma = spec.blur_mm / spec.pixel_spacing_mm
-    if sigma > 0:
-        hu = ndimage.gaussian_filter(hu, sigma, truncate=3.0)
-    hu += _noise(hu.shape, rng) * np.float32(spec.noise_hu)  # type: ignore[arg-type]
-    out = np.clip(np.rint(hu), HU_MIN, HU_MAX).astype(np.int16)
-    if fov is not None:
-        out[~fov] = PADDING_HU
-    return out
+class _SlabDrawer:
+    """Draws one slice: a thin plane, or the average of the thin planes a thick one spans."""
+
+    def __init__(self, anatomy: Anatomy, lesions: list[Lesion], tex: tuple[Texture, Texture],
+                 grid: Grid, fov: NDArray[np.bool_] | None, fixation: Fixation | None,
+                 metal_rng: np.random.Generator) -> None:
+        self.anatomy, self.lesions, self.grid, self.fov = anatomy, lesions, grid, fov
+        self.fine, self.coarse = tex
+        self.fixation, self.metal_rng = fixation, metal_rng
+        self.metal_slices: set[int] = set()
+
+    def plane(self, z: float, k: int, variants: _Extents) -> tuple[
+            NDArray[np.float32], NDArray[np.bool_], Painted]:
+        """HU, bone and each lesion's label at plane z (drawn into slice ``k``)."""
+        canvas = new_canvas(self.grid, self.anatomy, z)
+        paint_soft_tissue(canvas, self.anatomy, self.coarse)
+        for index, win, pixels in paint_skeleton(canvas, self.anatomy, self.fine):
+            variants.add(index, k, win, pixels)
+        bone = canvas.bone_sdf < 0
+        painted: Painted = []
+        for lesion_id, win, label in paint_lesions(canvas, self.lesions, self.fine, self.coarse):
+            if self.fov is not None:
+                label = label & self.fov[win]
+                if not label.any():
+                    continue
+            painted.append((lesion_id, win, label))
+        if self.fixation is not None:
+            metal = paint_fixation(canvas, self.fixation, self.metal_rng)
+            if metal is not None:  # the pixel is metal now, not tumour
+                self.metal_slices.add(k)
+                painted = [(i, win, label & ~metal[win]) for i, win, label in painted]
+                painted = [item for item in painted if item[2].any()]
+        return canvas.hu, bone, painted
+
+    def slab(self, z: float, offsets: tuple[float, ...], k: int,
+             variants: _Extents) -> tuple[NDArray[np.float32], NDArray[np.bool_], Painted]:
+        """The slice at z: its planes averaged; a pixel is bone or lesion where most are."""
+        if len(offsets) == 1:
+            return self.plane(z, k, variants)
+        planes = [self.plane(z + dz, k, variants) for dz in offsets]
+        hu = np.mean([p[0] for p in planes], axis=0, dtype=np.float32)
+        bone = 2 * np.sum([p[1] for p in planes], axis=0) > len(planes)
+        votes: dict[int, NDArray[np.int8]] = {}
+        for _, _, painted in planes:
+            for lesion_id, win, label in painted:
+                votes.setdefault(lesion_id, np.zeros(hu.shape, np.int8))[win] += label
+        full = (slice(0, hu.shape[0]), slice(0, hu.shape[1]))
+        majority = [(i, full, 2 * v > len(planes)) for i, v in votes.items()]
+        return hu, bone, [item for item in majority if item[2].any()]
 
 
 class _Tracker:

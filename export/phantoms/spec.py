@@ -7,16 +7,26 @@ others exactly as the seed alone would have made them.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
 import numpy as np
 
+from export.phantoms.draws import categorical as _categorical
+from export.phantoms.draws import noise_for as _noise_for
+from export.phantoms.draws import spacing_for as _spacing_for
+from export.phantoms.draws import uniform as _uniform
+
 ENCODINGS = ("none", "jpeg2000", "rle")
 REGIONS = ("thoracic", "lumbar", "thoracolumbar")
-CONTRASTS = ("none", "arterial", "venous")
+CONTRASTS = ("none", "arterial", "venous", "delayed")
+# The seed alone draws these three; "delayed" (excreted contrast in the kidneys) is asked for.
+DRAWN_CONTRASTS = CONTRASTS[:3]
+# Reconstruction kernels: noise texture and edge sharpness (kernels.py); "standard" is the
+# look every phantom had before kernels were an option.
+KERNELS = ("soft", "standard", "sharp")
+METALS = ("none", "spinal_fixation")
 LESION_KINDS = ("lytic", "blastic", "mixed")
 LESION_SITES = ("vertebral_body", "pedicle", "rib")
 INSTANCE_ORDERS = ("head_first", "feet_first")
@@ -64,6 +74,16 @@ class PhantomSpec:
     # fatty marrow, a basivertebral channel of varying shape): see variants.py. Off by
     # default, so the plain phantoms, and every figure measured on them, stay as they were.
     bone_variants: bool = False
+    # Variety for training (domain randomisation), each off by default: the reconstruction
+    # kernel; titanium pedicle screws and rods with their streaks (metal.py); thick slices
+    # as the average of three thin ones (partial volume, for slices over 1.25 mm).
+    kernel: str = "standard"
+    metal: str = "none"
+    partial_volume: bool = False
+    # sample_spec draws the look (kernel, contrast phase, metal, partial volume, matrix,
+    # intercept, patient size, dose, marrow range, normal variants) from its own stream
+    # (randomise.py): the same seed's anatomy and lesions, a different scanner and patient.
+    randomise: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -92,6 +112,8 @@ class PhantomSpec:
             ("region", REGIONS),
             ("contrast", CONTRASTS),
             ("instance_order", INSTANCE_ORDERS),
+            ("kernel", KERNELS),
+            ("metal", METALS),
         ):
             value = getattr(self, name)
             _check(value in allowed, f"{name} must be one of {allowed}, got {value!r}")
@@ -136,31 +158,6 @@ class _Draw:
         return draw(u)
 
 
-def _categorical(options: Sequence[T], weights: Sequence[float]) -> Callable[[float], T]:
-    cumulative = np.cumsum(np.asarray(weights, dtype=float))
-    cumulative /= cumulative[-1]
-
-    def pick(u: float) -> T:
-        return options[int(np.searchsorted(cumulative, u, side="right"))]
-
-    return pick
-
-
-def _uniform(low: float, high: float, digits: int = 3) -> Callable[[float], float]:
-    return lambda u: round(low + (high - low) * u, digits)
-
-
-def _spacing_for(size: int, body_scale: float) -> Callable[[float], float]:
-    """Display FOV fitted to the patient (as a technologist would), in 10 mm steps."""
-
-    def pick(u: float) -> float:
-        fov = 2 * 170.0 * body_scale + 30.0 + 90.0 * u
-        fov = 10.0 * round(fov / 10.0)
-        return round(min(1.0, max(0.5, fov / size)), 6)
-
-    return pick
-
-
 def _thickness_for(slices: int) -> Callable[[float], float]:
     fitting = [t for t in THICKNESSES_MM if (slices - 1) * t <= MAX_COVERAGE_MM]
     if not fitting:
@@ -181,11 +178,6 @@ def _spacing_between(slices: int, thickness: float) -> Callable[[float], float]:
     return pick
 
 
-def _noise_for(thickness: float) -> Callable[[float], float]:
-    # Quantum noise grows as 1/sqrt(slice thickness) at a fixed dose.
-    return lambda u: round(min(45.0, max(5.0, (8.0 + 14.0 * u) * math.sqrt(2.5 / thickness))), 1)
-
-
 _POSITIVE_COUNT = _categorical((1, 2, 3, 4, 5, 6), (0.3, 0.25, 0.18, 0.12, 0.08, 0.07))
 
 
@@ -202,6 +194,8 @@ def sample_spec(seed: int, **overrides: Any) -> PhantomSpec:
     """Draw a scanner and patient from ``seed``; keyword arguments replace drawn fields.
 
     ``encoding="mixed"`` draws the encoding too (uncompressed, JPEG 2000 or RLE).
+    ``randomise=True`` then redraws the look from its own stream (see randomise.py); fields
+    given here are kept as given.
     """
     names = {f.name for f in fields(PhantomSpec)} - {"seed"}
     unknown = set(overrides) - names
@@ -212,7 +206,14 @@ def sample_spec(seed: int, **overrides: Any) -> PhantomSpec:
         overrides = {k: v for k, v in overrides.items() if k != "encoding"}
     d = _Draw(seed, overrides)
     scanner = _scanner(d, overrides, mixed)
-    return PhantomSpec(seed=seed, **scanner, **_patient(d, scanner["signed"]))
+    looks = {k: overrides.get(k, getattr(PhantomSpec, k))
+             for k in ("kernel", "metal", "partial_volume", "randomise")}
+    drawn = {**scanner, **_patient(d, scanner["signed"]), **looks}
+    if drawn.get("randomise"):
+        from export.phantoms.randomise import randomised_look
+
+        drawn.update(randomised_look(seed, drawn, set(overrides)))
+    return PhantomSpec(seed=seed, **drawn)
 
 
 def _scanner(d: _Draw, overrides: dict[str, Any], mixed: bool) -> dict[str, Any]:
@@ -246,7 +247,7 @@ def _patient(d: _Draw, signed: bool) -> dict[str, Any]:
         "lesion_kind": d.value("lesion_kind", lambda u: "any"),
         "lesion_site": d.value("lesion_site", lambda u: "any"),
         "region": d.value("region", _categorical(REGIONS, (0.4, 0.35, 0.25))),
-        "contrast": d.value("contrast", _categorical(CONTRASTS, (0.35, 0.25, 0.4))),
+        "contrast": d.value("contrast", _categorical(DRAWN_CONTRASTS, (0.35, 0.25, 0.4))),
         "oral_contrast": d.value("oral_contrast", lambda u: u < 0.25),
         "arms_down": d.value("arms_down", lambda u: u < 0.25),
         "marrow_hu": d.value("marrow_hu", lambda u: MARROW_HU),

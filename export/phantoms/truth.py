@@ -96,6 +96,9 @@ def truth_dict(phantom: Phantom, datasets: Sequence[Dataset], files: Sequence[st
         "slice_order": "ascending z (caudal to cranial); indices below use this order",
         "lesions": [_lesion_json(lesion) for lesion in phantom.lesions],
         "normal_variants": [_variant_json(variant) for variant in phantom.variants],
+        # Only where asked for, so a default study's truth.json stays as it was.
+        **({"metal": {"kind": spec.metal, "levels": list(phantom.metal_levels),
+                      "slices": list(phantom.metal_slices)}} if spec.metal != "none" else {}),
         "slices": [
             {
                 "index": k, "z_mm": z, "instance_number": int(ds.InstanceNumber),
