@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from api.inference.bone_gate import BoneGate
 from api.inference.contract import (
     INPUT_NAME,
     MASK_OUTPUT,
@@ -23,7 +24,6 @@ from api.inference.contract import (
     format_windows,
     parse_windows,
 )
-from api.inference.bone_gate import BoneGate
 from api.inference.onnx_local import OnnxSegmenter
 
 

@@ -10,8 +10,10 @@ computes, up to float32 rounding, and exports again to the same graph.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import torch
 from onnx import numpy_helper
@@ -22,7 +24,7 @@ from export.model import ModelConfig, build_model
 __all__ = ["model_from_onnx"]
 
 
-def _conv_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _conv_weights(path: Path) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any] | None]]:
     graph = onnx.load(str(path)).graph
     initial = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
     convs = []
@@ -37,7 +39,7 @@ def _call_order(model: nn.Module, config: ModelConfig) -> list[tuple[nn.Conv2d, 
     """Each convolution in the order the forward pass calls it, with the norm it feeds."""
     called: list[nn.Conv2d] = []
     hooks = [
-        module.register_forward_hook(lambda m, _i, _o: called.append(m))  # type: ignore[arg-type]
+        module.register_forward_hook(lambda m, _i, _o: called.append(m))
         for module in model.modules()
         if isinstance(module, nn.Conv2d)
     ]
@@ -66,12 +68,13 @@ def model_from_onnx(path: Path, config: ModelConfig) -> nn.Module:
             raise ValueError(f"convolution shape {tuple(conv.weight.shape)} != {weight.shape}")
         with torch.no_grad():
             conv.weight.copy_(torch.from_numpy(np.array(weight)))
-            folded = torch.zeros(weight.shape[0]) if bias is None else torch.from_numpy(np.array(bias))
+            zero = np.zeros(weight.shape[0], dtype=np.float32)
+            folded = torch.from_numpy(np.array(zero if bias is None else bias))
             if isinstance(norm, nn.BatchNorm2d):
                 norm.weight.fill_(1.0)
                 norm.bias.copy_(folded)
-                norm.running_mean.zero_()  # type: ignore[union-attr, operator]
-                norm.running_var.fill_(1.0 - norm.eps)  # type: ignore[union-attr, operator]
+                norm.running_mean.zero_()  # type: ignore[union-attr]
+                norm.running_var.fill_(1.0 - norm.eps)  # type: ignore[union-attr]
             elif conv.bias is not None:
                 conv.bias.copy_(folded)
             elif bias is not None and np.any(bias):

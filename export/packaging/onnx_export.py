@@ -209,7 +209,7 @@ def serving_parity(
     images = window_channels(hounsfield.astype(np.int16), windows)
     (logits,) = run_onnx(network_onnx, {ONNX_INPUT: images})
     mask, probability = postprocess(logits, threshold)
-    mask = gate_packed_mask(mask, hounsfield, bone_gate)
+    mask = gate_packed_mask(mask, hounsfield.astype(np.float32), bone_gate)
     served_mask, served_probability = run_onnx(serving_onnx, {INPUT_NAME: hounsfield})
     differing = int(np.unpackbits(np.bitwise_xor(mask, served_mask)).sum())
     gap = np.abs(probability.astype(np.int16) - served_probability.astype(np.int16))

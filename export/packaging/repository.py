@@ -9,7 +9,8 @@ Layout (Triton's own, ``<repository>/<model>/config.pbtxt`` and ``<model>/<versi
                          host from the serving graph (see its README.md)
 
 Every variant has the same tensor names and the same ``parameters`` (windows, threshold,
-model_version, input_size, probability_stride, and bone_gate when the model has one), so the gateway reads any of them alike.
+model_version, input_size, probability_stride; bone_gate when the model has one), so the
+gateway reads any of them alike.
 The GPU variants are written only when a serving ONNX is given; they load only in NVIDIA's
 Triton container, so the local Triton is started with explicit model control.
 
