@@ -70,7 +70,7 @@ class _Region(nn.Module):
         return serving.bone_region(hu, GATE).squeeze(1).to(torch.uint8)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, as export uses
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TorchScript exporter
 def test_region_parity_pytorch_onnx_numpy_on_ct_like_slices(tmp_path: Path) -> None:
     hounsfield = ct_like_slices(3, seed=11)
     hounsfield[0, :, :40] = 1200  # bone against the image border: padding must agree
