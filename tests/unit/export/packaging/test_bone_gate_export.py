@@ -77,8 +77,13 @@ def test_region_parity_pytorch_onnx_numpy_on_ct_like_slices(tmp_path: Path) -> N
     path = tmp_path / "region.onnx"
     example = torch.from_numpy(hounsfield[:2])
     torch.onnx.export(
-        _Region(), (example,), str(path), dynamo=False, input_names=["HU"],
-        output_names=["REGION"], dynamic_axes={"HU": {0: "n"}, "REGION": {0: "n"}},
+        _Region(),
+        (example,),
+        str(path),
+        dynamo=False,
+        input_names=["HU"],
+        output_names=["REGION"],
+        dynamic_axes={"HU": {0: "n"}, "REGION": {0: "n"}},
         opset_version=17,
     )
     (onnx_region,) = run_onnx(path, {"HU": hounsfield})
