@@ -4,8 +4,12 @@ The gate (:mod:`api.inference.bone_gate`) can only cost sensitivity where a lesi
 falls outside its region, so this counts them, before any network runs: lesion pixels and
 2-D lesion components (one per slice) wholly or partly outside, for each gate given.
 
-    python -m export.evaluation.bone_coverage 90000-90004 --gate 200:24:3 --gate 250:24:3
-    python -m export.evaluation.bone_coverage 90000-90004 --marrow-hu 70:140 --gate 200:24:3
+    python -m export.evaluation.bone_coverage phantoms:90000-90002 --gate 200:24:3 --gate 250:24:3
+    python -m export.evaluation.bone_coverage phantoms:90003-90006 --marrow-hu 70:140 \
+        --gate 200:24:3
+    python -m export.evaluation.bone_coverage /tmp/gate-osteo --gate 200:24:3
+
+Slices of another size are fitted to the model's 512x512 first, as evaluation does.
 """
 
 from __future__ import annotations
@@ -61,16 +65,23 @@ def coverage(
     return tallies
 
 
+def _fitted(plane: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+    from api.dicom.geometry import resize_to_model
+    from api.inference.contract import INPUT_SIZE
+
+    return resize_to_model(plane, INPUT_SIZE)[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Print each gate's coverage of the reference lesions on the given phantoms."""
-    from export.evaluation.data import phantom_studies
+    from export.evaluation.data import open_studies, parse_data_source, phantom_studies
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("seeds", help="phantom seeds FIRST-LAST")
+    parser.add_argument("data", help="phantoms:FIRST-LAST or a folder of studies with SEGs")
     parser.add_argument("--gate", action="append", required=True, help="HU:CLOSE:DILATE")
     parser.add_argument("--marrow-hu", help="vertebral marrow LOW:HIGH HU (phantom option)")
     args = parser.parse_args(argv)
-    first, last = (int(part) for part in args.seeds.split("-"))
+    source = parse_data_source(args.data)
     gates = [BoneGate.parse(text) for text in args.gate]
     chosen = [gate for gate in gates if gate is not None]
     overrides = {}
@@ -78,9 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         low, high = (int(part) for part in args.marrow_hu.split(":"))
         overrides["marrow_hu"] = (low, high)
     totals = [Coverage() for _ in chosen]
-    for study in phantom_studies(range(first, last + 1), **overrides):
+    if source.seeds is not None:
+        studies = phantom_studies(source.seeds, **overrides)
+    else:
+        studies = open_studies(source)[1]
+    for study in studies:
         batch = study.read(0, study.slice_count)
-        hounsfield, truth = np.stack(batch.hounsfield), np.stack(batch.truth)
+        hounsfield = np.stack([_fitted(plane) for plane in batch.hounsfield])
+        truth = np.stack([_fitted(mask.astype(np.int16) * 1000) >= 500 for mask in batch.truth])
         for total, tally in zip(totals, coverage(hounsfield, truth, chosen), strict=True):
             for name in vars(total):
                 setattr(total, name, getattr(total, name) + getattr(tally, name))
