@@ -27,6 +27,12 @@ __all__ = ["model_from_onnx"]
 def _conv_weights(path: Path) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any] | None]]:
     graph = onnx.load(str(path)).graph
     initial = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    # Small graphs may carry folded weights as Constant nodes rather than initializers.
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            initial[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        if node.op_type == "Identity" and node.input[0] in initial:  # equal weights, shared
+            initial[node.output[0]] = initial[node.input[0]]
     convs = []
     for node in graph.node:
         if node.op_type == "Conv":
