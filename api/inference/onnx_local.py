@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from api.inference.bone_gate import BoneGate, gate_packed_mask
 from api.inference.contract import (
     INPUT_SIZE,
     MAX_BATCH_SIZE,
@@ -46,6 +47,7 @@ class LocalSegmenter:
     _windows: tuple[Window, ...]
     _threshold: float
     _info: ModelInfo
+    _bone_gate: BoneGate | None = None
 
     def logits(self, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The network on windowed images (N, C, H, W); logits (N, 1, H, W)."""
@@ -59,8 +61,11 @@ class LocalSegmenter:
             raise ValueError(
                 f"expected HU of shape (N, {INPUT_SIZE}, {INPUT_SIZE}), got {hounsfield.shape}"
             )
-        image = window_channels(hounsfield.astype(np.int16, copy=False), self._windows)
-        return postprocess(np.asarray(self.logits(image), dtype=np.float32), self._threshold)
+        hounsfield = hounsfield.astype(np.int16, copy=False)
+        image = window_channels(hounsfield, self._windows)
+        logits = np.asarray(self.logits(image), dtype=np.float32)
+        packed, probability = postprocess(logits, self._threshold)
+        return gate_packed_mask(packed, hounsfield, self._bone_gate), probability
 
     def segment_sync(self, hounsfield: npt.NDArray[np.int16]) -> Segmentation:
         """Segment int16 HU (N, H, W) now, in chunks of at most ``max_batch_size`` slices."""
@@ -105,11 +110,13 @@ class OnnxSegmenter(LocalSegmenter):
         *,
         intra_op_threads: int = 0,
         max_batch_size: int = MAX_BATCH_SIZE,
+        bone_gate: BoneGate | None = None,
     ) -> None:
         self._session = _open_session(Path(onnx_path), intra_op_threads)
         _check_network(self._session, len(windows))
         self._windows = windows
         self._threshold = threshold
+        self._bone_gate = bone_gate
         self._info = ModelInfo(
             name=name,
             version=version,
@@ -136,6 +143,7 @@ class OnnxSegmenter(LocalSegmenter):
             version=parameters.get("model_version", ""),
             intra_op_threads=intra_op_threads,
             max_batch_size=_max_batch_size(model_dir / "config.pbtxt"),
+            bone_gate=BoneGate.parse(parameters.get("bone_gate", "")),
         )
 
     def logits(self, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from api.inference.bone_gate import BoneGate
 from api.inference.contract import (
     INPUT_NAME,
     MASK_OUTPUT,
@@ -44,11 +45,12 @@ class TritonPythonModel:
             version=parameters.get("model_version", ""),
             intra_op_threads=int(parameters.get("intra_op_threads", "0")),
             max_batch_size=int(config["max_batch_size"]),
+            bone_gate=BoneGate.parse(parameters.get("bone_gate", "")),
         )
         pb_utils.Logger.log_info(
             f"bonemets model {parameters.get('model_version', '?')} ready: windows "
             f"{format_windows(parse_windows(parameters['windows']))}, "
-            f"threshold {parameters['threshold']}"
+            f"threshold {parameters['threshold']}, bone gate {parameters.get('bone_gate', 'off')}"
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:

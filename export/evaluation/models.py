@@ -156,6 +156,7 @@ class TorchSegmenter(LocalSegmenter):
                 f"{checkpoint.config.in_channels} input channel(s)"
             )
         self._threshold = checkpoint.threshold if threshold is None else threshold
+        self._bone_gate = checkpoint.bone_gate
         self._info = ModelInfo(
             name=MODEL_NAME,
             version=checkpoint.version,
@@ -191,6 +192,7 @@ def _open_onnx(
     path: Path, *, threshold: float | None, windows: tuple[Window, ...] | None
 ) -> SegmentationModel:
     """An OnnxSegmenter from a repository, a model folder in one, or a bare model.onnx."""
+    from api.inference.bone_gate import BoneGate
     from api.inference.onnx_local import OnnxSegmenter, read_model_parameters
 
     onnx_path, config_path, name = _locate_onnx(path)
@@ -209,6 +211,7 @@ def _open_onnx(
         threshold=threshold,
         name=name,
         version=parameters.get("model_version", ""),
+        bone_gate=BoneGate.parse(parameters.get("bone_gate", "")),
     )
 
 

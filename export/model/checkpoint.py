@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from api.inference.bone_gate import BoneGate
 from api.inference.contract import Window, format_windows, parse_windows
 from export.model import ModelConfig, build_model
 
@@ -39,6 +40,7 @@ class Checkpoint:
     epoch: int | None = None
     step: int | None = None
     created: str | None = None
+    bone_gate: BoneGate | None = None
 
 
 def _validate(config: ModelConfig, windows: tuple[Window, ...], threshold: float) -> None:
@@ -71,6 +73,7 @@ def save_checkpoint(
     optimizer_state: dict[str, Any] | None = None,
     epoch: int | None = None,
     step: int | None = None,
+    bone_gate: BoneGate | None = None,
 ) -> Path:
     """Write ``model``'s weights with its config, windows and threshold; returns the path."""
     _validate(config, windows, threshold)
@@ -83,6 +86,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "windows": format_windows(windows),
         "threshold": float(threshold),
+        "bone_gate": "" if bone_gate is None else str(bone_gate),
         "version": str(version),
         "train_config": _plain(train_config),
         "metrics": _plain(metrics),
@@ -132,4 +136,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         epoch=payload.get("epoch"),
         step=payload.get("step"),
         created=payload.get("created"),
+        bone_gate=BoneGate.parse(payload.get("bone_gate", "")),
     )

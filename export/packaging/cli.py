@@ -23,6 +23,7 @@ EPILOG = """examples:
   bonemets export init --depth 18 --width 0.25 --seed 0 --out checkpoints/random.pt
   bonemets export onnx checkpoints/random.pt --repository model_repository/
   bonemets export onnx checkpoints/best.pt --repository model_repository/ --version 2
+  bonemets export onnx models/demo.pt --repository model_repository/ --bone-gate 200:24:3
   bonemets export tensorrt --repository model_repository/   (on a GPU host)
 """
 
@@ -68,6 +69,12 @@ def _add_onnx_parser(commands: Any) -> None:
     onnx.add_argument("--version", type=int, default=1, help="Triton version folder (default 1)")
     onnx.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
     onnx.add_argument("--skip-parity", action="store_true", help="skip the parity checks")
+    onnx.add_argument(
+        "--bone-gate",
+        default=None,
+        metavar="HU:CLOSE:DILATE",
+        help="bone gate to serve with (e.g. 200:24:3; 'off' for none; default: the checkpoint's)",
+    )
 
 
 def _add_init_parser(commands: Any) -> None:

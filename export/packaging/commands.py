@@ -105,6 +105,7 @@ def run_onnx(args: argparse.Namespace) -> int:
     """Export, check and install a checkpoint."""
     from tqdm import tqdm
 
+    from api.inference.bone_gate import BoneGate
     from export.model.checkpoint import load_checkpoint
     from export.packaging.onnx_export import export_network_onnx, export_serving_onnx
 
@@ -116,6 +117,8 @@ def run_onnx(args: argparse.Namespace) -> int:
         tqdm(total=4, desc="export", unit="step") as progress,
     ):
         checkpoint = load_checkpoint(args.checkpoint)
+        if getattr(args, "bone_gate", None) is not None:
+            checkpoint.bone_gate = BoneGate.parse(args.bone_gate)
         channels = checkpoint.config.in_channels
         progress.update()
         network = export_network_onnx(
@@ -127,6 +130,7 @@ def run_onnx(args: argparse.Namespace) -> int:
             windows=checkpoint.windows,
             threshold=checkpoint.threshold,
             opset=args.opset,
+            bone_gate=checkpoint.bone_gate,
         )
         progress.update()
         if not args.skip_parity and not _check_parity(checkpoint, network, serving):
@@ -162,6 +166,7 @@ def _check_parity(checkpoint: Any, network: Path, serving: Path) -> bool:
         hounsfield.astype(np.float16),
         windows=checkpoint.windows,
         threshold=checkpoint.threshold,
+        bone_gate=checkpoint.bone_gate,
     )
     print(
         f"serving parity: {served.mask_bits_differing} mask bits differ, "
@@ -187,6 +192,7 @@ def _install(args: argparse.Namespace, checkpoint: Any, network: Path, serving: 
         windows=checkpoint.windows,
         threshold=checkpoint.threshold,
         model_version=checkpoint.version,
+        bone_gate=checkpoint.bone_gate,
         in_channels=checkpoint.config.in_channels,
     )
     return installed

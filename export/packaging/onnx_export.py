@@ -22,6 +22,7 @@ import onnx
 import torch
 from torch import nn
 
+from api.inference.bone_gate import BoneGate, gate_packed_mask
 from api.inference.contract import (
     INPUT_NAME,
     INPUT_SIZE,
@@ -126,6 +127,7 @@ def export_serving_onnx(
     input_dtype: InputDtype = "float16",
     opset: int = MIN_OPSET,
     input_size: int = INPUT_SIZE,
+    bone_gate: BoneGate | None = None,
 ) -> Path:
     """Write the end-to-end graph: ``HU`` (N, size, size) -> ``MASK``, ``PROBABILITY``.
 
@@ -134,7 +136,7 @@ def export_serving_onnx(
     """
     if input_dtype not in _TORCH_DTYPES:
         raise ValueError(f"input_dtype must be one of {sorted(_TORCH_DTYPES)}, got {input_dtype}")
-    graph = ServingGraph(model, windows, threshold, input_size)
+    graph = ServingGraph(model, windows, threshold, input_size, bone_gate)
     example = torch.zeros(2, input_size, input_size, dtype=_TORCH_DTYPES[input_dtype])
     outputs = [MASK_OUTPUT, PROBABILITY_OUTPUT]
     return _export(graph, example, Path(path), INPUT_NAME, outputs, opset)
@@ -197,15 +199,17 @@ def serving_parity(
     *,
     windows: tuple[Window, ...],
     threshold: float,
+    bone_gate: BoneGate | None = None,
 ) -> ServingParity:
     """Compare the serving graph with the CPU path: numpy windowing, the network ONNX, numpy
-    post-processing (:mod:`api.inference.processing`).
+    post-processing (:mod:`api.inference.processing`) and bone gate.
 
     ``hounsfield`` must already have the serving graph's input dtype.
     """
     images = window_channels(hounsfield.astype(np.int16), windows)
     (logits,) = run_onnx(network_onnx, {ONNX_INPUT: images})
     mask, probability = postprocess(logits, threshold)
+    mask = gate_packed_mask(mask, hounsfield.astype(np.float32), bone_gate)
     served_mask, served_probability = run_onnx(serving_onnx, {INPUT_NAME: hounsfield})
     differing = int(np.unpackbits(np.bitwise_xor(mask, served_mask)).sum())
     gap = np.abs(probability.astype(np.int16) - served_probability.astype(np.int16))

@@ -4,7 +4,7 @@ The committed ``model_repository/`` ships the demo network but not its checkpoin
 :mod:`export.packaging.repository` changes how it writes a model (a config line, the
 ``model.py`` entry, the TensorRT README), :func:`reinstall` runs
 :func:`~export.packaging.repository.install_model` again with the installed ONNX files and the
-windows, threshold, version and batching recorded in the CPU model's config.pbtxt, so the
+windows, threshold, bone gate, version and batching recorded in the CPU model's config.pbtxt, so the
 committed files follow the writer without retraining or re-exporting::
 
     python -m export.packaging.reinstall model_repository
@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from api.inference.bone_gate import BoneGate
 from api.inference.contract import MODEL_NAME, parse_windows
 from export.packaging.repository import ONNX_GPU_SUFFIX, install_model
 
@@ -44,6 +45,7 @@ def recorded_install(repository: Path, name: str = MODEL_NAME) -> dict[str, Any]
         "preferred_batch_sizes": tuple(config.dynamic_batching.preferred_batch_size),
         "max_queue_delay_us": int(config.dynamic_batching.max_queue_delay_microseconds),
         "intra_op_threads": int(parameters.get("intra_op_threads", "0")),
+        "bone_gate": BoneGate.parse(parameters.get("bone_gate", "")),
     }
 
 

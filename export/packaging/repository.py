@@ -9,7 +9,8 @@ Layout (Triton's own, ``<repository>/<model>/config.pbtxt`` and ``<model>/<versi
                          host from the serving graph (see its README.md)
 
 Every variant has the same tensor names and the same ``parameters`` (windows, threshold,
-model_version, input_size, probability_stride), so the gateway reads any of them alike.
+model_version, input_size, probability_stride; bone_gate when the model has one), so the
+gateway reads any of them alike.
 The GPU variants are written only when a serving ONNX is given; they load only in NVIDIA's
 Triton container, so the local Triton is started with explicit model control.
 
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.inference.bone_gate import BoneGate
 from api.inference.contract import (
     INPUT_NAME,
     INPUT_SIZE,
@@ -188,6 +190,7 @@ def install_model(
     preferred_batch_sizes: Sequence[int] = (4, 8, 16, 32),
     max_queue_delay_us: int = 2000,
     intra_op_threads: int = 0,
+    bone_gate: BoneGate | None = None,
 ) -> Path:
     """Install the network (and, if given, the GPU serving graph) into ``repository``.
 
@@ -207,6 +210,8 @@ def install_model(
         "input_size": str(INPUT_SIZE),
         "probability_stride": str(PROBABILITY_STRIDE),
     }
+    if bone_gate is not None:
+        parameters["bone_gate"] = str(bone_gate)
     batching = Batching(max_batch_size, instances, tuple(preferred_batch_sizes), max_queue_delay_us)
     cpu_parameters = {**parameters, "intra_op_threads": str(intra_op_threads)}
     cpu_config = render_config(name, _PYTHON, parameters=cpu_parameters, batching=batching)

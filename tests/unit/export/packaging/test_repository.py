@@ -12,6 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from api.inference.bone_gate import BoneGate
 from api.inference.contract import BONE_WINDOW, MODEL_NAME, Window
 from api.inference.onnx_local import read_model_parameters
 from export.packaging.reinstall import recorded_install, reinstall
@@ -43,6 +44,7 @@ def repository(tmp_path: Path) -> Path:
         in_channels=2,
         max_batch_size=16,
         instances=2,
+        bone_gate=BoneGate(250, 16, 2),
     )
     return tmp_path / "repo"
 
@@ -103,6 +105,7 @@ def test_every_variant_carries_the_same_parameters(repository: Path) -> None:
         "model_version": "2026.11-r18",
         "input_size": "512",
         "probability_stride": "4",
+        "bone_gate": "250:16:2",
     }
     cpu = read_model_parameters(repository / "bonemets" / "config.pbtxt")
     assert cpu == {**expected, "intra_op_threads": "0"}
@@ -171,6 +174,7 @@ def test_recorded_install_reads_back_what_was_installed(repository: Path) -> Non
         "preferred_batch_sizes": (4, 8, 16),
         "max_queue_delay_us": 2000,
         "intra_op_threads": 0,
+        "bone_gate": BoneGate(250, 16, 2),
     }
 
 
