@@ -29,6 +29,7 @@ class FoundBox:
     box: PixelBox
     pixels: int
     probability_max: float
+    lesion_key: int  # the tracker's, see LesionTracker.lesion_id
     pixels_mask: npt.NDArray[np.bool_] | None = None
 
 

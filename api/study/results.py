@@ -65,14 +65,15 @@ class StudyAccumulator:
             if lesioned[offset]:
                 mask = segmentation.mask[offset]
                 components = components_2d(mask, segmentation.probability[offset])
-            self.tracker.add_slice(index, components, ref.geometry, mapping, position_mm=ref.z)
+            keys = self.tracker.add_slice(index, components, ref.geometry, mapping,
+                                          position_mm=ref.z)
             if components:
                 original = mapping.mask_to_original(mask)
                 self.store.write_mask(self.job_id, index, original)
                 spacing = model_pixel_spacing(ref.geometry, mapping)
-                small = [may_be_hidden(c.box, spacing, self.floor_mm) for c in components]
-                self.boxes[index] = [_found(c, mapping, keep)
-                                     for c, keep in zip(components, small, strict=True)]
+                self.boxes[index] = [
+                    _found(c, key, mapping, may_be_hidden(c.box, spacing, self.floor_mm))
+                    for c, key in zip(components, keys, strict=True)]
         self.slices_done = batch.start + count
         self.decode_s += batch.decode_cpu_s
         self.inference_s += batch.inference_s
@@ -81,9 +82,9 @@ class StudyAccumulator:
     def finish(self, read_s: float, total_s: float, inference_wall_s: float) -> StudyResult:
         """The study's result, once every batch is in."""
         lesions, hidden = split_by_floor(self.tracker.finish(), self.floor_mm)
-        owners = _box_owners(lesions)
         if hidden:
-            self._hide(owners, _box_owners(hidden))
+            self._hide({lesion.id for lesion in hidden})
+        owners = _box_owners(lesions)
         timings = Timings(
             total_s=round(total_s, 4), read_s=round(read_s, 4), decode_s=round(self.decode_s, 4),
             inference_s=round(self.inference_s, 4), inference_wall_s=round(inference_wall_s, 4),
@@ -104,13 +105,11 @@ class StudyAccumulator:
             slices=[self._slice(i, owners) for i in range(len(self.series.slices))],
         )
 
-    def _hide(self, owners: dict[int, list[tuple[int, PixelBox]]],
-              hidden: dict[int, list[tuple[int, PixelBox]]]) -> None:
+    def _hide(self, hidden_ids: set[int]) -> None:
         """Drop the components of hidden lesions from the boxes and the stored masks."""
-        for index, under in hidden.items():
-            found = self.boxes.get(index, [])
-            gone = [f for f in found if not _owner(f.box, owners.get(index, []))
-                    and _owner(f.box, under)]
+        for index in sorted(self.boxes):
+            found = self.boxes[index]
+            gone = [f for f in found if self.tracker.lesion_id(f.lesion_key) in hidden_ids]
             if not gone:
                 continue
             ref = self.series.slices[index]
@@ -156,7 +155,8 @@ def half_open(box: Box2D) -> PixelBox:
     return PixelBox(box.row_min, box.col_min, box.row_max + 1, box.col_max + 1)
 
 
-def _found(component: Component2D, mapping: ResizeMapping, keep_pixels: bool) -> FoundBox:
+def _found(component: Component2D, lesion_key: int, mapping: ResizeMapping,
+           keep_pixels: bool) -> FoundBox:
     """The component on the slice's own grid; its pixels there too when ``keep_pixels``."""
     box = component.box.to_original(mapping)
     if mapping.is_identity:
@@ -165,7 +165,7 @@ def _found(component: Component2D, mapping: ResizeMapping, keep_pixels: bool) ->
         full = np.zeros((mapping.size, mapping.size), dtype=bool)
         full[component.box.slices] = component.mask
         own = mapping.mask_to_original(full)[box.slices]
-    return FoundBox(box, int(own.sum()), component.max_probability,
+    return FoundBox(box, int(own.sum()), component.max_probability, lesion_key,
                     own.copy() if keep_pixels else None)
 
 
