@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -18,19 +19,25 @@ from tests.api.conftest import as_files
 from tests.api.contract import CheckedClient
 from tests.api.fakes import BrightBoneModel
 
-SPECK = (100, 100)  # a 2 x 1 px speck on slice 2 and a single pixel on slice 5
+SPECK = (100, 100)  # where the specks are: 2 x 3 px on slice 2, 2 x 2 px on slice 5
 
 
-def _series(folder: Path) -> tuple[list[Path], np.ndarray]:
-    """Six 512 x 512 slices (0.8 mm): a lesion on slices 1-4 whose end slices are 2 x 2 px
+def _specks(size: int) -> np.ndarray:
+    specks = np.zeros((6, size, size), dtype=bool)
+    specks[2, SPECK[0]:SPECK[0] + 2, SPECK[1]:SPECK[1] + 3] = True
+    specks[5, SPECK[0]:SPECK[0] + 2, SPECK[1]:SPECK[1] + 2] = True
+    return specks
+
+
+def _series(folder: Path, size: int = 512) -> tuple[list[Path], np.ndarray]:
+    """Six slices of 0.8 mm pixels: a lesion on slices 1-4 whose end slices are 2 x 2 px
     and whose middle is 10 x 12 px, across the batch boundaries of batch_size=2; specks."""
-    volume = np.full((6, 512, 512), 40, dtype=np.int16)
-    volume[1, 204:206, 304:306] = 1500
-    volume[2:4, 200:210, 300:312] = 1500
-    volume[4, 204:206, 304:306] = 1500
-    volume[2, SPECK[0], SPECK[1]:SPECK[1] + 2] = 1500
-    volume[5, SPECK[0], SPECK[1]] = 1500
-    series = ct_series(SeriesIdentity.random("TEST^FLOOR", "FLOOR-1"), rows=512, columns=512,
+    volume = np.full((6, size, size), 40, dtype=np.int16)
+    volume[1, 204:206, 204:206] = 1500
+    volume[2:4, 200:210, 200:212] = 1500
+    volume[4, 204:206, 204:206] = 1500
+    volume[_specks(size)] = 1500
+    series = ct_series(SeriesIdentity.random("TEST^FLOOR", "FLOOR-1"), rows=size, columns=size,
                        pixel_spacing=[0.8, 0.8], slice_thickness=2.5)
     paths = write_series(folder, ((f"s{k}.dcm", ct_slice(
         series, PixelFormat().stored(volume[k]), position=[-200.0, -200.0, 2.5 * k],
@@ -38,16 +45,21 @@ def _series(folder: Path) -> tuple[list[Path], np.ndarray]:
     return paths, volume >= 1400
 
 
-def _run(tmp_path: Path, **floor: float) -> tuple[dict, np.ndarray, list[np.ndarray]]:
+def _run(tmp_path: Path, size: int = 512,
+         **floor: float) -> tuple[dict, np.ndarray, list[np.ndarray]]:
     settings = Settings(data_dir=tmp_path / "data", decode_workers=1, batch_size=2,
                         inflight_batches=2, **floor)
-    paths, lesion = _series(tmp_path / "series")
+    paths, lesion = _series(tmp_path / "series", size)
     app = create_app(settings, model_factory=lambda _: BrightBoneModel())
     with CheckedClient(app, raise_server_exceptions=False) as client:
         job = client.post("/v1/studies?wait=60", files=as_files(paths)).json()
         assert job["state"] == "succeeded", job
         masks = [_png(client, entry["mask_url"]) > 0 for entry in job["result"]["slices"]]
         overlay = _png(client, job["result"]["slices"][2]["overlay_url"])
+        seg = client.get(f"/v1/studies/{job['id']}/seg.dcm")
+        assert seg.status_code == 200, seg.text
+        segments = hd.seg.segread(io.BytesIO(seg.content)).number_of_segments
+        assert segments == len(job["result"]["lesions"])
     return job["result"], lesion, [masks[i] for i in range(6)] + [overlay]
 
 
@@ -69,14 +81,12 @@ def test_the_floor_hides_specks_and_keeps_a_lesion_with_its_small_end_slices(
     assert [b["slice"] for b in lesion["boxes"]] == [1, 2, 3, 4]
     assert [len(s["boxes"]) for s in result["slices"]] == [0, 1, 1, 1, 1, 0]
     assert result["slices"][1]["boxes"][0]["pixels"] == 4  # the 2 x 2 end slice stays
-    specks = np.zeros_like(truth)
-    specks[2, SPECK[0], SPECK[1]:SPECK[1] + 2] = True
-    specks[5, SPECK[0], SPECK[1]] = True
+    specks = _specks(512)
     for index, mask in enumerate(masks):
         assert np.array_equal(mask, truth[index] & ~specks[index]), index
     red = (overlay[..., 0] == 255) & (overlay[..., 1] == 0)
-    assert red[200:210, 300:312].any()
-    assert not red[SPECK[0] - 1:SPECK[0] + 2, SPECK[1] - 1:SPECK[1] + 3].any()
+    assert red[199:211, 199:213].any()
+    assert not red[SPECK[0] - 1:SPECK[0] + 3, SPECK[1] - 1:SPECK[1] + 4].any()
 
 
 def test_a_floor_of_zero_reports_every_finding(tmp_path: Path) -> None:
@@ -86,6 +96,19 @@ def test_a_floor_of_zero_reports_every_finding(tmp_path: Path) -> None:
     assert [len(s["boxes"]) for s in result["slices"]] == [0, 1, 2, 1, 1, 1]
     for index, mask in enumerate(pictures[:6]):
         assert np.array_equal(mask, truth[index]), index
+
+
+def test_specks_leave_the_masks_of_slices_resized_for_the_model(tmp_path: Path) -> None:
+    """256 x 256 slices are doubled for the model: a hidden speck's pixels are erased on the
+    stored grid through the same mapping as the mask."""
+    result, truth, pictures = _run(tmp_path, size=256)
+    assert result["lesions_below_floor"] == 2
+    assert [lesion["slice_range"] for lesion in result["lesions"]] == [[1, 4]]
+    assert not pictures[5].any()
+    near_speck = (slice(SPECK[0] - 2, SPECK[0] + 4), slice(SPECK[1] - 2, SPECK[1] + 5))
+    assert not pictures[2][near_speck].any()
+    assert pictures[2].sum() > 0.5 * truth[2].sum()  # the lesion stays
+    assert pictures[1][200:210, 200:210].any() and pictures[4][200:210, 200:210].any()
 
 
 @pytest.mark.parametrize("value", ["-1", "51", "five"])
