@@ -24,6 +24,9 @@ DEFAULT_REFUSED_BODY_PARTS = (
     "HEAD,BRAIN,SKULL,HEADNECK,FACE,ORBIT,SINUS,IAC,JAW,TMJ,EAR,"
     "HAND,FINGER,WRIST,FOREARM,ELBOW,KNEE,LEG,ANKLE,FOOT,TOE,HEEL"
 )
+# Lesions under this longest axial diameter are not reported; the gateway's default and
+# `bonemets evaluate`'s, so the card's figures are what is served (docs/MODEL_CARD.md).
+DEFAULT_FLOOR_MM = 5.0
 
 
 class Settings(IntegrationSettings, ObservabilitySettings):
@@ -119,6 +122,11 @@ class Settings(IntegrationSettings, ObservabilitySettings):
         description="BodyPartExamined values (comma-separated) whose series are refused with"
         " 422 unsupported-body-part; a series without the attribute is always read; empty:"
         " refuse none",
+    )
+    reporting_floor_mm: float = Field(
+        default=DEFAULT_FLOOR_MM, ge=0.0, le=50.0,
+        description="lesions whose longest axial diameter is below this many mm are not"
+        " reported (a site setting; why 5: docs/MODEL_CARD.md); 0: every finding is reported",
     )
     batch_size: int = Field(default=8, ge=1, le=32, description="slices per Triton request")
     inflight_batches: int = Field(default=4, ge=1, description="Triton requests in flight per job")

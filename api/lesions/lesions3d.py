@@ -47,6 +47,9 @@ class LesionTracker:
         self._open: dict[int, GrowingLesion] = {}  # by key; key + 1 is painted in _previous
         self._previous: NDArray[np.int32] | None = None  # open lesions' pixels, last slice
         self._closed: list[GrowingLesion] = []
+        # Keys only, one int per lesion: merged lesion -> the one it joined; key -> final id.
+        self._absorbed: dict[int, int] = {}
+        self._ids: dict[int, int] = {}
         self._next_key = 0
         self._last_index: int | None = None
         self._last_position: float = 0.0
@@ -65,10 +68,11 @@ class LesionTracker:
         mapping: ResizeMapping,
         *,
         position_mm: float | None = None,
-    ) -> None:
+    ) -> list[int]:
         """Add the next slice's components (model grid); ``position_mm`` along the normal.
 
-        ``position_mm`` defaults to ``geometry.projection(geometry.origin)``.
+        ``position_mm`` defaults to ``geometry.projection(geometry.origin)``. Returns each
+        component's lesion key, which :meth:`lesion_id` turns into its id after :meth:`finish`.
         """
         if self._last_index is not None and index <= self._last_index:
             raise ValueError(f"slice {index} does not follow slice {self._last_index}")
@@ -85,12 +89,21 @@ class LesionTracker:
         owners = self._grow(index, components, touched, geometry, mapping)
         self._paint(components, owners, mapping.size)
         self._last_index, self._last_position, self._gap_before_last = index, position, gap
+        return owners
+
+    def lesion_id(self, key: int) -> int:
+        """The id :meth:`finish` gave the lesion that a key from :meth:`add_slice` ended in."""
+        while key in self._absorbed:
+            key = self._absorbed[key]
+        return self._ids[key]
 
     def finish(self) -> list[Lesion3D]:
-        """Close every lesion and number them all; the tracker is then empty."""
+        """Close every lesion and number them all; the tracker then holds no lesion, only
+        what :meth:`lesion_id` needs."""
         self._settle_last(None)
         self._close(list(self._open))
         ordered = sorted(self._closed, key=GrowingLesion.order)
+        self._ids = {growing.key: number for number, growing in enumerate(ordered, start=1)}
         self._closed, self._previous, self._last_index = [], None, None
         self._gap_before_last = None
         return [growing.freeze(number) for number, growing in enumerate(ordered, start=1)]
@@ -141,6 +154,7 @@ class LesionTracker:
                 owner[root] = key
             else:
                 self._open[owner[root]].absorb(self._open.pop(key))
+                self._absorbed[key] = owner[root]
         owners = []
         for part, part_node in zip(components, parts, strict=True):
             root = sets.find(part_node)

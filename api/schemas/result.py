@@ -46,7 +46,8 @@ TIMINGS = {"total_s": 6.2, "read_s": 0.3, "decode_s": 0.9, "inference_s": 5.1,
 RESULT = {
     "study_instance_uid": "1.2.826.0.1.3680043.8.498.10",
     "series_instance_uid": "1.2.826.0.1.3680043.8.498.11",
-    "model": MODEL, "threshold": 0.187, "slice_count": 120, "slice_spacing_mm": 2.5,
+    "model": MODEL, "threshold": 0.187, "reporting_floor_mm": 5.0,
+    "lesions_below_floor": 3, "slice_count": 120, "slice_spacing_mm": 2.5,
     "warnings": ["slices 17 and 18 are 5.0 mm apart, twice the series spacing"],
     "timings": TIMINGS, "lesions": [], "slices": [],
 }
@@ -158,6 +159,12 @@ class StudyResult(BaseModel):
     series_instance_uid: str
     model: ModelOut
     threshold: float
+    # Defaults: a result stored before the floor existed hid nothing.
+    reporting_floor_mm: float = Field(
+        default=0.0, description="lesions whose longest axial diameter is below this (mm) are"
+        " not reported: not in `lesions`, `slices`, masks, overlays, SEG or SR; 0: none hidden")
+    lesions_below_floor: int = Field(
+        default=0, description="how many lesions the reporting floor hid")
     slice_count: int
     slice_spacing_mm: float | None
     warnings: list[str]

@@ -72,7 +72,8 @@ class StudyPipeline:
         stage_line(job_id, "read", read_s)
         self.jobs.start(job_id, len(series.slices))
         info = await self.model.info()
-        study = StudyAccumulator(job_id, series, info, self.store)
+        study = StudyAccumulator(job_id, series, info, self.store,
+                                 floor_mm=self.settings.reporting_floor_mm)
         at_model = BusyClock()
         size = min(self.settings.batch_size, info.max_batch_size)
         slots = self.decoder.slots(

@@ -4,7 +4,6 @@ slice, 3D lesions, stored masks."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +13,7 @@ from api.dicom.series import CTSeries
 from api.inference.protocol import ModelInfo, Segmentation
 from api.lesions.components import Component2D, PixelBox, components_2d
 from api.lesions.lesions3d import Lesion3D, LesionTracker
+from api.lesions.measures import model_pixel_spacing
 from api.schemas.result import (
     Box2D,
     Box3D,
@@ -26,24 +26,19 @@ from api.schemas.result import (
 )
 from api.study.catalog import model_description
 from api.study.decoding import DecodedBatch
+from api.study.floor import FoundBox, erase_hidden, may_be_hidden, split_by_floor
 from api.study.storage import StudyStore
-
-
-@dataclass(frozen=True)
-class FoundBox:
-    """One 2D component on a slice, in the slice's own pixels (half-open box)."""
-
-    box: PixelBox
-    pixels: int
-    probability_max: float
 
 
 class StudyAccumulator:
     """Takes batches in slice order; holds per-slice boxes and the tracker's open lesions only."""
 
     def __init__(self, job_id: str, series: CTSeries, info: ModelInfo,
-                 store: StudyStore) -> None:
+                 store: StudyStore, *, floor_mm: float = 0.0) -> None:
+        if floor_mm < 0:
+            raise ValueError(f"the reporting floor must be >= 0 mm, got {floor_mm}")
         self.job_id = job_id
+        self.floor_mm = floor_mm
         self.series = series
         self.info = info
         self.store = store
@@ -70,11 +65,15 @@ class StudyAccumulator:
             if lesioned[offset]:
                 mask = segmentation.mask[offset]
                 components = components_2d(mask, segmentation.probability[offset])
-            self.tracker.add_slice(index, components, ref.geometry, mapping, position_mm=ref.z)
+            keys = self.tracker.add_slice(index, components, ref.geometry, mapping,
+                                          position_mm=ref.z)
             if components:
                 original = mapping.mask_to_original(mask)
                 self.store.write_mask(self.job_id, index, original)
-                self.boxes[index] = [_found(c, mapping, original) for c in components]
+                spacing = model_pixel_spacing(ref.geometry, mapping)
+                self.boxes[index] = [
+                    _found(c, key, mapping, may_be_hidden(c.box, spacing, self.floor_mm))
+                    for c, key in zip(components, keys, strict=True)]
         self.slices_done = batch.start + count
         self.decode_s += batch.decode_cpu_s
         self.inference_s += batch.inference_s
@@ -82,7 +81,9 @@ class StudyAccumulator:
 
     def finish(self, read_s: float, total_s: float, inference_wall_s: float) -> StudyResult:
         """The study's result, once every batch is in."""
-        lesions = self.tracker.finish()
+        lesions, hidden = split_by_floor(self.tracker.finish(), self.floor_mm)
+        if hidden:
+            self._hide({lesion.id for lesion in hidden})
         owners = _box_owners(lesions)
         timings = Timings(
             total_s=round(total_s, 4), read_s=round(read_s, 4), decode_s=round(self.decode_s, 4),
@@ -94,6 +95,8 @@ class StudyAccumulator:
             series_instance_uid=self.series.series_uid,
             model=model_description(self.info, True),
             threshold=self.info.threshold,
+            reporting_floor_mm=self.floor_mm,
+            lesions_below_floor=len(hidden),
             slice_count=len(self.series.slices),
             slice_spacing_mm=self.series.slice_spacing_mm,
             warnings=list(self.series.warnings),
@@ -102,12 +105,27 @@ class StudyAccumulator:
             slices=[self._slice(i, owners) for i in range(len(self.series.slices))],
         )
 
+    def _hide(self, hidden_ids: set[int]) -> None:
+        """Drop the components of hidden lesions from the boxes and the stored masks."""
+        for index in sorted(self.boxes):
+            found = self.boxes[index]
+            gone = [f for f in found if self.tracker.lesion_id(f.lesion_key) in hidden_ids]
+            if not gone:
+                continue
+            ref = self.series.slices[index]
+            erase_hidden(self.store, self.job_id, index,
+                         (ref.geometry.rows, ref.geometry.columns), gone)
+            left = [f for f in found if all(f is not g for g in gone)]
+            if left:
+                self.boxes[index] = left
+            else:
+                del self.boxes[index]
+
     def _slice(self, index: int, owners: dict[int, list[tuple[int, PixelBox]]]) -> SliceResult:
         ref = self.series.slices[index]
         boxes = []
         for found in self.boxes.get(index, []):
-            lesion_id = next((lid for lid, b in owners.get(index, []) if _inside(found.box, b)),
-                             None)
+            lesion_id = _owner(found.box, owners.get(index, []))
             boxes.append(SliceBox(**inclusive(found.box), lesion_id=lesion_id,
                                   pixels=found.pixels,
                                   probability_max=round(found.probability_max, 4)))
@@ -137,16 +155,18 @@ def half_open(box: Box2D) -> PixelBox:
     return PixelBox(box.row_min, box.col_min, box.row_max + 1, box.col_max + 1)
 
 
-def _found(component: Component2D, mapping: ResizeMapping,
-           original: npt.NDArray[np.bool_]) -> FoundBox:
+def _found(component: Component2D, lesion_key: int, mapping: ResizeMapping,
+           keep_pixels: bool) -> FoundBox:
+    """The component on the slice's own grid; its pixels there too when ``keep_pixels``."""
     box = component.box.to_original(mapping)
     if mapping.is_identity:
-        pixels = component.pixel_count
+        own = component.mask
     else:
         full = np.zeros((mapping.size, mapping.size), dtype=bool)
         full[component.box.slices] = component.mask
-        pixels = int(mapping.mask_to_original(full).sum())
-    return FoundBox(box, pixels, component.max_probability)
+        own = mapping.mask_to_original(full)[box.slices]
+    return FoundBox(box, int(own.sum()), component.max_probability, lesion_key,
+                    own.copy() if keep_pixels else None)
 
 
 def _box_owners(lesions: list[Lesion3D]) -> dict[int, list[tuple[int, PixelBox]]]:
@@ -155,6 +175,11 @@ def _box_owners(lesions: list[Lesion3D]) -> dict[int, list[tuple[int, PixelBox]]
         for slice_box in lesion.slice_boxes:
             owners.setdefault(slice_box.index, []).append((lesion.id, slice_box.box))
     return owners
+
+
+def _owner(box: PixelBox, owners: list[tuple[int, PixelBox]]) -> int | None:
+    """The first lesion whose box on this slice holds ``box``."""
+    return next((lesion_id for lesion_id, outer in owners if _inside(box, outer)), None)
 
 
 def _inside(inner: PixelBox, outer: PixelBox) -> bool:

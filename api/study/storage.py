@@ -203,6 +203,10 @@ class StudyStore:
         self.objects.put_bytes(self._prefix(job_id) + f"masks/{index}.bits",
                                header + np.packbits(mask).tobytes())
 
+    def delete_mask(self, job_id: str, index: int) -> None:
+        """Forget a slice's mask; it then reads as empty."""
+        self.objects.delete_keys([self._prefix(job_id) + f"masks/{index}.bits"])
+
     def read_mask(self, job_id: str, index: int, shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
         """The stored mask of a slice, or an empty one of ``shape`` where none was stored."""
         raw = self.objects.get_bytes(self._prefix(job_id) + f"masks/{index}.bits")

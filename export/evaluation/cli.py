@@ -23,6 +23,8 @@ EPILOG = """examples:
   bonemets evaluate model_repository/ phantoms:100000-100019 --gallery 48   # more pictures
   bonemets phantom --out data/mimics --studies 40 --seed 2612 --bone-variants
   bonemets evaluate model_repository/ data/mimics   # + false findings at normal variants
+  bonemets evaluate model_repository/ phantoms:100000-100019 --reporting-floor-mm 0
+                                                    # every finding, as the gateway with 0
 
 MODEL: a PyTorch checkpoint (*.pt), an ONNX model (model repository folder, one model's
 folder, or model.onnx; run in process), or grpc://HOST:PORT/MODEL (a model served by Triton).
@@ -38,6 +40,11 @@ and pr.png into --out, and misses.png and false-positives.png: crops of the larg
 reference components and of the most confident false findings (reference outline green,
 the model's red, in the bone window). On phantoms made with --bone-variants it also counts,
 per kind, the normal variants (bone islands, haemangiomas, Schmorl's nodes...) it reported.
+
+Predicted lesions whose longest axial diameter is below the gateway's reporting floor
+(--reporting-floor-mm, default the gateway's default, 5 mm) are taken out before counting,
+decided per 3D lesion by the gateway's own lesion code: the figures are what is served.
+Reference lesions are all counted: a real lesion under the floor counts as missed.
 """
 
 
@@ -75,7 +82,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="draw the N largest missed reference components and the N most "
                              "confident false findings into misses.png and false-positives.png "
                              "(default 24; 0: no gallery)")
+    parser.add_argument("--reporting-floor-mm", type=_floor_mm, default=None, metavar="MM",
+                        help="hide predicted lesions whose longest axial diameter is below MM "
+                             "before counting, as the gateway's BONEMETS_REPORTING_FLOOR_MM "
+                             "does (default: the gateway's default; 0: count every finding)")
     parser.set_defaults(func=run)
+
+
+def _floor_mm(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected millimetres, got {text!r}") from None
+    if not 0.0 <= value <= 50.0:
+        raise argparse.ArgumentTypeError(f"the floor is 0 to 50 mm, got {text}")
+    return value
 
 
 def _gallery_size(text: str) -> int:
@@ -132,6 +153,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[Evaluation, Gallery | Non
     """Open the model and the studies, and count, with a progress bar over studies."""
     from tqdm import tqdm
 
+    from api.config import DEFAULT_FLOOR_MM
     from api.inference.contract import parse_windows
     from export.evaluation.data import open_studies, parse_data_source
     from export.evaluation.gallery import Gallery
@@ -140,6 +162,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[Evaluation, Gallery | Non
     from export.evaluation.run import describe_model, evaluate_async
     from export.sources.seg_studies import METASTASIS_SEGMENTS
 
+    floor_mm = DEFAULT_FLOOR_MM if args.reporting_floor_mm is None else args.reporting_floor_mm
     source = parse_model_source(args.model)
     data = parse_data_source(args.data)
     windows = parse_windows(args.windows) if args.windows else None
@@ -153,7 +176,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[Evaluation, Gallery | Non
         with tqdm(total=total, unit="study", desc="evaluate") as bar:
             evaluation = await evaluate_async(
                 model, studies, batch=args.batch, accumulator=counter, gallery=gallery,
-                on_study=lambda study: bar.update(1),
+                on_study=lambda study: bar.update(1), floor_mm=floor_mm,
             )
     finally:
         await model.close()

@@ -68,12 +68,15 @@ class Study:
     read: Callable[[int, int], SliceBatch]
     # Normal variants (phantoms made with --bone-variants) by slice index: see eval_mimics.
     mimics: dict[int, list[Mimic]] = field(default_factory=dict)
+    # (between rows, between columns), mm: what the reporting floor measures lesions with.
+    pixel_spacing_mm: tuple[float, float] | None = None
 
 
 def volume_study(
     name: str,
     hounsfield: npt.NDArray[np.int16],
     labels: npt.NDArray[np.integer[Any] | np.bool_] | None,
+    pixel_spacing_mm: tuple[float, float] | None = None,
 ) -> Study:
     """A study from in-memory (Z, rows, columns) HU and labels (> 0 is metastasis; None: none)."""
     if hounsfield.ndim != 3:
@@ -88,7 +91,8 @@ def volume_study(
             return SliceBatch(planes, [empty] * len(planes))
         return SliceBatch(planes, [np.asarray(m > 0) for m in labels[start:stop]])
 
-    return Study(name, int(hounsfield.shape[0]), labels is not None, read)
+    return Study(name, int(hounsfield.shape[0]), labels is not None, read,
+                 pixel_spacing_mm=pixel_spacing_mm)
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ def phantom_studies(seeds: range, **overrides: Any) -> Iterator[Study]:
         # Outside-FOV padding (-2000 HU) reaches the model as air through the gateway, which
         # applies PixelPaddingValue; do the same so both routes show the model equal slices.
         hounsfield = np.maximum(phantom.hounsfield, np.int16(AIR_HU))
-        yield volume_study(f"phantom-{seed}", hounsfield, phantom.labels)
+        yield volume_study(f"phantom-{seed}", hounsfield, phantom.labels, phantom.pixel_spacing)
 
 
 def open_studies(
@@ -224,7 +228,8 @@ def open_folder_study(folder: Path, segment_pattern: str = METASTASIS_SEGMENTS) 
         return SliceBatch(planes, [truth.get(i, empty) for i in range(start, stop)])
 
     mimics = read_mimics(folder, [ref.sop_instance_uid for ref in refs])
-    return Study(folder.name, len(refs), bool(segs), read, mimics)
+    return Study(folder.name, len(refs), bool(segs), read, mimics,
+                 refs[0].geometry.pixel_spacing)
 
 
 def _reference_masks(

@@ -136,6 +136,9 @@ def metrics_markdown(evaluation: Evaluation) -> str:
         f"labels, the others counted as negative), {metrics['slices']} slices",
         f"- match: a detection is true when it and a reference lesion {_rule_words(metrics)}; "
         f"components are {metrics['connectivity']}-connected in plane{_dropped(metrics)}",
+        f"- reporting floor: {evaluation.reporting_floor_mm:g} mm (predicted lesions whose"
+        " longest axial diameter is below it are not counted, as the gateway does not report"
+        " them; 0: every finding)",
         "",
         "| metric | value | n |",
         "|---|---|---|",

@@ -12,7 +12,7 @@ A study without reference labels counts as negative: every detection on it is fa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy.typing as npt
 from api.dicom.geometry import ResizeMapping, resize_to_model
 from api.inference.protocol import ModelInfo, Segmentation, SegmentationModel
 from export.evaluation.data import SliceBatch, Study
+from export.evaluation.floor import StudyFloor
 from export.evaluation.gallery import Gallery
 from export.evaluation.metrics import MatchRule, SliceComponents, SliceMetricsAccumulator
 from export.evaluation.mimics import MimicTally
@@ -45,6 +46,7 @@ class Evaluation:
     per_study: list[dict[str, Any]] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     data: str = ""
+    reporting_floor_mm: float = 0.0  # the gateway's; lesions under it were not counted
     normal_variants: dict[str, Any] | None = None  # false findings at them (eval_mimics)
 
     def to_json(self) -> dict[str, Any]:
@@ -53,6 +55,7 @@ class Evaluation:
             "model": self.model,
             "data": self.data,
             "match_rule": self.metrics["rule"],
+            "reporting_floor_mm": self.reporting_floor_mm,
             "metrics": self.metrics,
             "per_study": self.per_study,
         }
@@ -83,11 +86,14 @@ async def evaluate_async(
     accumulator: SliceMetricsAccumulator | None = None,
     gallery: Gallery | None = None,
     on_study: Callable[[Study], None] | None = None,
+    floor_mm: float = 0.0,
 ) -> Evaluation:
     """Run ``model`` over ``studies`` (one at a time) and count; ``on_study`` after each.
 
     With a ``gallery``, every counted slice is offered to it (its misses and false findings).
     False findings at normal variants (phantoms with ``--bone-variants``) are counted by kind.
+    Lesions under ``floor_mm`` (the gateway's reporting floor) are taken out of the model's
+    answers before anything is counted, as the gateway hides them.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -98,7 +104,8 @@ async def evaluate_async(
     mimics = MimicTally()
     for study in studies:
         await _segment_study(
-            model, study, counter, min(batch, info.max_batch_size), info, gallery, mimics
+            model, study, counter, min(batch, info.max_batch_size), info, gallery, mimics,
+            floor_mm,
         )
         counter.end_study(study.name)
         after = counter.result()
@@ -107,7 +114,7 @@ async def evaluate_async(
         if on_study is not None:
             on_study(study)
     return Evaluation(metrics=before, per_study=rows, model=describe_model(info),
-                      normal_variants=mimics.result())
+                      reporting_floor_mm=floor_mm, normal_variants=mimics.result())
 
 
 def evaluate(
@@ -118,13 +125,15 @@ def evaluate(
     batch: int = DEFAULT_BATCH,
     gallery: Gallery | None = None,
     on_study: Callable[[Study], None] | None = None,
+    floor_mm: float = 0.0,
 ) -> Evaluation:
     """Synchronous :func:`evaluate_async`, closing the model afterwards."""
 
     async def run() -> Evaluation:
         try:
             return await evaluate_async(
-                model, studies, rule=rule, batch=batch, gallery=gallery, on_study=on_study
+                model, studies, rule=rule, batch=batch, gallery=gallery, on_study=on_study,
+                floor_mm=floor_mm,
             )
         finally:
             await model.close()
@@ -140,37 +149,79 @@ async def _segment_study(
     info: ModelInfo,
     gallery: Gallery | None = None,
     mimics: MimicTally | None = None,
+    floor_mm: float = 0.0,
 ) -> None:
-    """Feed one study's slices through the model and the accumulator, in slice order."""
-    starts = list(range(0, study.slice_count, batch))
-    if not starts:
-        return
+    """Feed one study's slices through the model and the accumulator, in slice order.
 
+    With a floor, the model sees the study once and the floor decides its lesions; the
+    slices are then read again and counted against the floored answers.
+    """
+    answers = _answers(model, study, batch, info)
+    if floor_mm > 0:
+        answers = await _floored(answers, study, batch, info, floor_mm)
+    async for start, slices, mappings, answer in answers:
+        counted = _count(counter, slices, answer, mappings)
+        if mimics is not None:
+            for offset, components in enumerate(counted):
+                mimics.add_slice(study.name, study.mimics.get(start + offset, []), components)
+        if gallery is not None:
+            for offset, (plane, components) in enumerate(
+                zip(slices.hounsfield, counted, strict=True)
+            ):
+                gallery.add(study.name, start + offset, plane, components)
+
+
+Answers = AsyncIterator[tuple[int, SliceBatch, list[ResizeMapping], Segmentation]]
+
+
+def _reader(study: Study, batch: int, info: ModelInfo) -> Callable[
+        [int], tuple[SliceBatch, npt.NDArray[np.int16], list[ResizeMapping]]]:
     def read(start: int) -> tuple[SliceBatch, npt.NDArray[np.int16], list[ResizeMapping]]:
         slices = study.read(start, min(start + batch, study.slice_count))
         fitted = [resize_to_model(plane, info.input_size) for plane in slices.hounsfield]
         return slices, np.stack([image for image, _ in fitted]), [m for _, m in fitted]
 
+    return read
+
+
+async def _answers(model: SegmentationModel, study: Study, batch: int, info: ModelInfo
+                   ) -> Answers:
+    """(first index, slices, mappings, model answer) per batch, in slice order."""
+    starts = list(range(0, study.slice_count, batch))
+    if not starts:
+        return
+    read = _reader(study, batch, info)
     # Decode the next batch while the model works on this one.
     pending = asyncio.ensure_future(asyncio.to_thread(read, starts[0]))
     try:
-        for position in range(len(starts)):
+        for position, start in enumerate(starts):
             slices, hounsfield, mappings = await pending
             if position + 1 < len(starts):
                 pending = asyncio.ensure_future(asyncio.to_thread(read, starts[position + 1]))
-            answer = await model.segment(hounsfield)
-            counted = _count(counter, slices, answer, mappings)
-            if mimics is not None:
-                for offset, components in enumerate(counted):
-                    index = starts[position] + offset
-                    mimics.add_slice(study.name, study.mimics.get(index, []), components)
-            if gallery is not None:
-                for offset, (plane, components) in enumerate(
-                    zip(slices.hounsfield, counted, strict=True)
-                ):
-                    gallery.add(study.name, starts[position] + offset, plane, components)
+            yield start, slices, mappings, await model.segment(hounsfield)
     finally:
         pending.cancel()
+
+
+async def _floored(answers: Answers, study: Study, batch: int, info: ModelInfo,
+                   floor_mm: float) -> Answers:
+    """``answers`` with the lesions under the floor taken out, decided over the whole study."""
+    if study.pixel_spacing_mm is None:
+        raise ValueError(f"{study.name}: no pixel spacing to measure lesions against the"
+                         " reporting floor; evaluate with --reporting-floor-mm 0")
+    floor = StudyFloor(floor_mm, study.pixel_spacing_mm)
+    async for start, _, mappings, answer in answers:
+        for offset, mapping in enumerate(mappings):
+            floor.add(start + offset, answer.mask[offset], answer.probability[offset], mapping)
+    floor.finish()
+    return _replayed(floor, study, batch, info)
+
+
+async def _replayed(floor: StudyFloor, study: Study, batch: int, info: ModelInfo) -> Answers:
+    read = _reader(study, batch, info)
+    for start in range(0, study.slice_count, batch):
+        slices, _, mappings = await asyncio.to_thread(read, start)
+        yield start, slices, mappings, floor.answer(start, len(mappings))
 
 
 def _count(

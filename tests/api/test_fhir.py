@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 
@@ -23,6 +24,13 @@ from tests.api.test_reports import two_lesions
 from tests.api.test_submissions import with_metadata
 
 FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture(autouse=True)
+def every_finding_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The phantoms here (the second lesion of two_lesions, the 64-pixel series' only one)
+    are under the default reporting floor, which this module does not test."""
+    monkeypatch.setenv("BONEMETS_REPORTING_FLOOR_MM", "0")
 
 
 def by_type(bundle: Bundle, kind: str) -> list[Any]:

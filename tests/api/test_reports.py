@@ -42,10 +42,13 @@ def two_lesions(folder: Path, transfer_syntax: UID | None = None) -> list[Path]:
     return write_series(folder, named)
 
 
-def _client(settings: Settings, hu_threshold: int) -> Iterator[TestClient]:
+def _client(settings: Settings, hu_threshold: int,
+            floor_mm: float | None = None) -> Iterator[TestClient]:
     model = BrightBoneModel(hu_threshold=hu_threshold)
-    app = create_app(settings.model_copy(update={"refused_body_parts": ""}),
-                     model_factory=lambda _: model)
+    update: dict[str, object] = {"refused_body_parts": ""}
+    if floor_mm is not None:
+        update["reporting_floor_mm"] = floor_mm
+    app = create_app(settings.model_copy(update=update), model_factory=lambda _: model)
     with CheckedClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -58,8 +61,16 @@ def bone_client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def enhanced_client(settings: Settings) -> Iterator[TestClient]:
-    """The corpus' enhanced CT peaks at 1196 stored: marks its brightest (>= 150 HU) parts."""
-    yield from _client(settings, 150)
+    """The corpus' enhanced CT peaks at 1196 stored: marks its brightest (>= 150 HU) parts,
+    all under the default reporting floor, which these tests do not test: reports them all."""
+    yield from _client(settings, 150, floor_mm=0.0)
+
+
+@pytest.fixture
+def unfloored_client(settings: Settings) -> Iterator[TestClient]:
+    """The bright-bone fake reporting every finding: the two-lesion phantom's second lesion
+    (4 x 3 px of 0.7 mm) is under the default reporting floor."""
+    yield from _client(settings, 1400, floor_mm=0.0)
 
 
 def _headers(paths: list[Path]) -> dict[str, Dataset]:
@@ -106,15 +117,15 @@ def study_reports(client: TestClient, paths: list[Path], tmp_path: Path) -> dict
     return job
 
 
-def test_a_phantom_with_two_lesions(client: TestClient, tmp_path: Path) -> None:
-    job = study_reports(client, two_lesions(tmp_path / "s"), tmp_path)
+def test_a_phantom_with_two_lesions(unfloored_client: TestClient, tmp_path: Path) -> None:
+    job = study_reports(unfloored_client, two_lesions(tmp_path / "s"), tmp_path)
     assert len(job["result"]["lesions"]) >= 2
 
 
-def test_a_compressed_phantom(client: TestClient, tmp_path: Path) -> None:
+def test_a_compressed_phantom(unfloored_client: TestClient, tmp_path: Path) -> None:
     paths = two_lesions(tmp_path / "s", JPEG2000Lossless)
     assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == JPEG2000Lossless
-    job = study_reports(client, paths, tmp_path)
+    job = study_reports(unfloored_client, paths, tmp_path)
     assert len(job["result"]["lesions"]) >= 2
 
 

@@ -34,8 +34,9 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
     """A served gateway and one finished phantom study with a lesion over three slices (one
     for the module: its tests only read)."""
     tmp_path = tmp_path_factory.mktemp("viewer")
+    # Its lesion measures 4.6 mm, under the default reporting floor, which is not tested here.
     settings = Settings(data_dir=tmp_path / "data", port=free_port(), decode_workers=1,
-                        batch_size=4)
+                        batch_size=4, reporting_floor_mm=0.0)
     series = build_series(tmp_path / "series", slices=8, size=256, lesion_slices=(3, 5))
     key = api_key(settings, "viewer-test")
     with bonemets(settings, BrightBoneModel()) as base:

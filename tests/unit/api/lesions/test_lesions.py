@@ -281,3 +281,27 @@ def test_lesions_equal_scipy_labelling_of_the_whole_volume(connectivity: int) ->
     assert len(lesions) == count
     assert sorted(x.voxel_count for x in lesions) == expected
     assert [x.id for x in lesions] == list(range(1, count + 1))
+
+
+def test_every_component_s_key_leads_to_its_lesion_s_id_after_merges() -> None:
+    volume = np.zeros((4, SIZE, SIZE), dtype=np.bool_)
+    volume[0, 2:4, 2:4] = volume[0, 2:4, 10:12] = True  # two lesions, merged on slice 1
+    volume[1, 3, 2:12] = True
+    volume[0, 20:22, 20:22] = True  # a third, alone
+    volume[3, 20:22, 2:4] = True  # a fourth, later
+    mapping = ResizeMapping.fit((SIZE, SIZE), SIZE)
+    tracker = LesionTracker(2.0)
+    keys = []
+    for index, mask in enumerate(volume):
+        parts = components_2d(mask, _probability(mask))
+        boxes = [part.box for part in parts]
+        keys += zip(boxes, tracker.add_slice(index, parts, _geometry(float(index)), mapping),
+                    strict=True)
+    lesions = tracker.finish()
+    owner = {box: tracker.lesion_id(key) for box, key in keys}
+    by_first = {(x.first_slice, x.box.row0, x.box.col0): x.id for x in lesions}
+    assert owner[PixelBox(2, 2, 4, 4)] == owner[PixelBox(2, 10, 4, 12)] == by_first[(0, 2, 2)]
+    assert owner[PixelBox(3, 2, 4, 12)] == by_first[(0, 2, 2)]
+    assert owner[PixelBox(20, 20, 22, 22)] == by_first[(0, 20, 20)]
+    assert owner[PixelBox(20, 2, 22, 4)] == by_first[(3, 20, 2)]
+    assert len({by_first[k] for k in by_first}) == 3

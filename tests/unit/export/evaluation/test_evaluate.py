@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from api.config import DEFAULT_FLOOR_MM
 from api.dicom.geometry import ResizeMapping, resize_to_model
 from api.inference.contract import BONE_WINDOW, INPUT_SIZE, ONNX_INPUT, ONNX_OUTPUT
 from api.inference.protocol import ModelInfo, Segmentation
@@ -615,10 +616,12 @@ def test_cli_writes_the_report(
         ("labelled", True, 6), ("unlabelled", False, 6),
     ]
     assert report["per_study"][1]["truth_lesions"] == 0
-    # The same counts as evaluating in process, study by study.
+    # The same counts as evaluating in process, study by study, under the gateway's default
+    # reporting floor, which the command applies unless told otherwise.
+    assert report["reporting_floor_mm"] == DEFAULT_FLOOR_MM
     _, studies = open_studies(parse_data_source(str(data)))
     model = open_model(parse_model_source(str(network)), threshold=0.5)
-    direct = evaluate(model, studies, rule=MatchRule.iou(0.05))
+    direct = evaluate(model, studies, rule=MatchRule.iou(0.05), floor_mm=DEFAULT_FLOOR_MM)
     assert report["metrics"] == json.loads(json.dumps(direct.metrics))
     assert report["per_study"] == direct.per_study
     assert report["metrics"]["lesion"]["predicted"] > 0  # HU > 400 finds bone on every slice
