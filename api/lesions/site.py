@@ -24,6 +24,7 @@ BODY_HU = -300  # soft tissue and denser: inside the patient
 CORTEX_HU = 200  # cortical bone; osteoporotic marrow (70 HU) stays below it
 CANAL_HU = 60  # cord and CSF are 0-40 HU, marrow 70 HU and denser
 CANAL_AREA_MM2 = (40.0, 700.0)  # a cervical to lumbar canal, axial
+BODY_AREA_MM2 = 250.0  # the smallest vertebral body cut (C6, about 11 x 8 mm semi-axes)
 ARCH_REACH_MM = 45.0  # transverse processes reach about this far from the canal's centre
 RIB_THICKNESS_MM = 20.0  # a rib's cross-section is thinner than this; sternum, pelvis not
 
@@ -48,7 +49,7 @@ def _canal(hounsfield: NDArray[np.int16], bone: NDArray[np.bool_],
     pixel_mm2 = spacing[0] * spacing[1]
     # The arch is not closed on every slice (no laminae at the pedicles' level, a gap between
     # the articular processes): close ever wider gaps until a canal appears.
-    for radius_mm in (0.0, 3.0, 9.0):
+    for radius_mm in (0.0, 3.0):
         radius = int(round(radius_mm / spacing[1]))
         ring = bone if radius == 0 else ndimage.binary_closing(
             bone, structure=np.ones((2 * radius + 1,) * 2, bool))
@@ -69,7 +70,36 @@ def _canal(hounsfield: NDArray[np.int16], bone: NDArray[np.bool_],
                 best = (r, c, (box[0].stop - box[0].start) / 2, off_mid)
         if best is not None:
             return best[:3]
-    return None
+    return _behind_body(bone, spacing)
+
+
+def _behind_body(bone: NDArray[np.bool_], spacing: tuple[float, float]
+                 ) -> tuple[float, float, float] | None:
+    """Where the canal must be when the arch is open on this slice: just behind the
+    vertebral body, the thick bone nearest the midline."""
+    from scipy import ndimage
+
+    solid = ndimage.binary_fill_holes(bone)
+    parts, _ = ndimage.label(solid)
+    middle = bone.shape[1] / 2
+    best: tuple[float, float, float] | None = None
+    for index, box in enumerate(ndimage.find_objects(parts), start=1):
+        if box is None:
+            continue
+        part = parts[box] == index
+        if part.sum() * spacing[0] * spacing[1] < BODY_AREA_MM2:
+            continue
+        if 2.0 * float(ndimage.distance_transform_edt(part).max()) * min(spacing) < 15.0:
+            continue
+        rows, columns = np.nonzero(part)
+        col = float(columns.mean()) + box[1].start
+        if best is None or abs(col - middle) < best[2]:
+            back = float(rows[np.abs(columns + box[1].start - col) < 2].max()) + box[0].start
+            best = (back, col, abs(col - middle))
+    if best is None:
+        return None
+    half = 4.0 / spacing[0]
+    return best[0] + half, best[1], half
 
 
 def _spine_window(body: NDArray[np.bool_], spacing: tuple[float, float]) -> tuple[slice, slice]:
