@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from api.dicom.geometry import PlaneGeometry, ResizeMapping, Vector
 from api.lesions.components import Component2D, HalfOpenBox, PixelBox
 from api.lesions.measures import feret_diameter_mm, model_pixel_spacing
+from api.lesions.site import BoneSite
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ class Lesion3D:
     max_probability: float
     mean_probability: float  # voxel-weighted
     voxel_count: int
+    site: BoneSite = BoneSite.UNKNOWN  # set once the lesion is whole: see site_in_box
+
+    @property
+    def largest_cross_section(self) -> SliceBox:
+        """The slice box with the most voxels (the first of equals): where its site is read."""
+        return max(self.slice_boxes, key=lambda box: box.voxels)
 
 
 def _merged(mine: SliceBox | None, other: SliceBox) -> SliceBox:

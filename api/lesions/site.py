@@ -10,15 +10,12 @@ No canal on the slice (a head, a leg, a disc gap) means ``unknown``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from api.lesions.lesion import Lesion3D
+from api.lesions.components import PixelBox
 
 BODY_HU = -300  # soft tissue and denser: inside the patient
 CORTEX_HU = 200  # cortical bone; osteoporotic marrow (70 HU) stays below it
@@ -172,17 +169,10 @@ def _around(rows: NDArray[np.intp], columns: NDArray[np.intp], shape: tuple[int,
                   min(shape[1], int(columns.max()) + margin + 1)))
 
 
-def lesion_site(lesion: Lesion3D,
-                slice_at: Callable[[int], tuple[NDArray[np.int16], tuple[float, float]]]
-                ) -> BoneSite:
-    """Where ``lesion`` sits, judged on its largest cross-section.
-
-    ``slice_at(index)`` gives that slice's HU on the grid the lesion's boxes are in (the
-    stored slice's pixels) and its (row, column) spacing in mm; it is called once. The
-    cross-section is its slice box: the classifier reads only its centre and reach.
-    """
-    largest = max(lesion.slice_boxes, key=lambda box: box.voxels)
-    hounsfield, spacing = slice_at(largest.index)
+def site_in_box(hounsfield: NDArray[np.int16], box: PixelBox,
+                spacing: tuple[float, float]) -> BoneSite:
+    """:func:`site_on_slice` for a lesion known by its box on the slice (a
+    :class:`api.lesions.lesion.Lesion3D` keeps boxes, not masks): its centre and reach."""
     mask = np.zeros(hounsfield.shape, bool)
-    mask[largest.box.slices] = True
+    mask[box.slices] = True
     return site_on_slice(hounsfield, mask, spacing)
