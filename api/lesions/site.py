@@ -21,7 +21,7 @@ BODY_HU = -300  # soft tissue and denser: inside the patient
 CORTEX_HU = 200  # cortical bone; osteoporotic marrow (70 HU) stays below it
 CANAL_HU = 60  # cord and CSF are 0-40 HU, marrow 70 HU and denser
 CANAL_AREA_MM2 = (40.0, 700.0)  # a cervical to lumbar canal, axial
-BODY_AREA_MM2 = 250.0  # the smallest vertebral body cut (C6, about 11 x 8 mm semi-axes)
+BODY_AREA_MM2 = (250.0, 3000.0)  # a C6 to an L5 vertebral body cut; a skull is far larger
 ARCH_REACH_MM = 45.0  # transverse processes reach about this far from the canal's centre
 RIB_THICKNESS_MM = 20.0  # a rib's cross-section is thinner than this; sternum, pelvis not
 
@@ -84,7 +84,7 @@ def _behind_body(bone: NDArray[np.bool_], spacing: tuple[float, float]
         if box is None:
             continue
         part = parts[box] == index
-        if part.sum() * spacing[0] * spacing[1] < BODY_AREA_MM2:
+        if not BODY_AREA_MM2[0] <= part.sum() * spacing[0] * spacing[1] <= BODY_AREA_MM2[1]:
             continue
         if 2.0 * float(ndimage.distance_transform_edt(part).max()) * min(spacing) < 15.0:
             continue
