@@ -23,6 +23,10 @@ CANAL_HU = 60  # cord and CSF are 0-40 HU, marrow 70 HU and denser
 CANAL_AREA_MM2 = (40.0, 700.0)  # a cervical to lumbar canal, axial
 BODY_AREA_MM2 = (250.0, 3000.0)  # a C6 to an L5 vertebral body cut; a skull is far larger
 ARCH_REACH_MM = 45.0  # transverse processes reach about this far from the canal's centre
+# In front of the canal and this close to its axis, only the vertebral body is bone (a thin
+# osteoporotic cortex may not show its outline); no body reaches further forward.
+BODY_CORE_MM = 15.0
+BODY_DEPTH_MM = 60.0
 RIB_THICKNESS_MM = 20.0  # a rib's cross-section is thinner than this; sternum, pelvis not
 
 
@@ -48,9 +52,10 @@ def _canal(hounsfield: NDArray[np.int16], bone: NDArray[np.bool_],
     # the articular processes): close ever wider gaps until a canal appears.
     for radius_mm in (0.0, 3.0):
         radius = int(round(radius_mm / spacing[1]))
-        ring = bone if radius == 0 else ndimage.binary_closing(
-            bone, structure=np.ones((2 * radius + 1,) * 2, bool))
-        holes, _ = ndimage.label(ndimage.binary_fill_holes(ring) & ~ring)
+        size = 2 * radius + 1
+        ring = bone if radius == 0 else ndimage.minimum_filter(
+            ndimage.maximum_filter(bone, size), size)
+        holes, _ = ndimage.label(_filled(ring) & ~ring)
         best: tuple[float, float, float, float] | None = None
         for index, box in enumerate(ndimage.find_objects(holes), start=1):
             if box is None:
@@ -76,7 +81,7 @@ def _behind_body(bone: NDArray[np.bool_], spacing: tuple[float, float]
     vertebral body, the thick bone nearest the midline."""
     from scipy import ndimage
 
-    solid = ndimage.binary_fill_holes(bone)
+    solid = _filled(bone)
     parts, _ = ndimage.label(solid)
     middle = bone.shape[1] / 2
     best: tuple[float, float, float] | None = None
@@ -135,17 +140,29 @@ def site_on_slice(hounsfield: NDArray[np.int16], lesion: NDArray[np.bool_],
     front_mm = canal[2] * spacing[0]
     if lateral_mm <= ARCH_REACH_MM and anterior_mm <= front_mm:
         return BoneSite.POSTERIOR_ELEMENTS
-    solid = ndimage.binary_fill_holes(crop_hu >= CORTEX_HU)
+    solid = _filled(crop_hu >= CORTEX_HU)
     in_crop = int(round(row)) - window[0].start
-    if (anterior_mm > front_mm and 0 <= in_crop < solid.shape[0]
-            and lateral_mm <= _run_half_width(solid[in_crop], canal[1]) * spacing[1]):
+    if front_mm < anterior_mm <= BODY_DEPTH_MM and (
+            lateral_mm <= BODY_CORE_MM or (0 <= in_crop < solid.shape[0] and lateral_mm
+                                            <= _run_half_width(solid[in_crop], canal[1])
+                                            * spacing[1])):
         return BoneSite.VERTEBRAL_BODY
     # Away from the vertebra: a rib is thin wherever it is cut.
     near = _around(rows, columns, hounsfield.shape, 40)
-    depth = ndimage.distance_transform_edt(ndimage.binary_fill_holes(
-        hounsfield[near] >= CORTEX_HU))
+    depth = ndimage.distance_transform_edt(_filled(hounsfield[near] >= CORTEX_HU))
     thickness_mm = 2.0 * float(depth.max()) * min(spacing)
     return BoneSite.RIB if thickness_mm < RIB_THICKNESS_MM else BoneSite.OTHER_BONE
+
+
+def _filled(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask`` with its holes filled: one label pass, where ``binary_fill_holes`` dilates
+    over and over (ten times the time on a spine crop)."""
+    from scipy import ndimage
+
+    outside, _ = ndimage.label(~mask)
+    border = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
+    filled: NDArray[np.bool_] = ~np.isin(outside, border[border > 0])
+    return filled
 
 
 def _run_half_width(line: NDArray[np.bool_], middle: float) -> float:
