@@ -21,6 +21,8 @@ BODY_HU = -300  # soft tissue and denser: inside the patient
 CORTEX_HU = 200  # cortical bone; osteoporotic marrow (70 HU) stays below it
 CANAL_HU = 60  # cord and CSF are 0-40 HU, marrow 70 HU and denser
 CANAL_AREA_MM2 = (40.0, 700.0)  # a cervical to lumbar canal, axial
+CANAL_OFF_MIDLINE_MM = 30.0  # a scoliotic canal strays this far from the body's axis
+BODY_CORE_WIDTH_MM = 10.0  # wider than a pedicle or a lamina is thick, narrower than a body
 BODY_AREA_MM2 = (250.0, 3000.0)  # a C6 to an L5 vertebral body cut; a skull is far larger
 ARCH_REACH_MM = 45.0  # transverse processes reach about this far from the canal's centre
 # In front of the canal and this close to its axis, only the vertebral body is bone (a thin
@@ -56,7 +58,7 @@ def _canal(hounsfield: NDArray[np.int16], bone: NDArray[np.bool_],
         ring = bone if radius == 0 else ndimage.minimum_filter(
             ndimage.maximum_filter(bone, size), size)
         holes, _ = ndimage.label(_filled(ring) & ~ring)
-        best: tuple[float, float, float, float] | None = None
+        best: tuple[float, float, float] | None = None
         for index, box in enumerate(ndimage.find_objects(holes), start=1):
             if box is None:
                 continue
@@ -67,11 +69,14 @@ def _canal(hounsfield: NDArray[np.int16], bone: NDArray[np.bool_],
             if hounsfield[box][hole].mean() > CANAL_HU:
                 continue
             r, c = (float(x.mean()) + b.start for x, b in zip(np.nonzero(hole), box, strict=True))
-            off_mid = abs(c - middle)
-            if best is None or off_mid < best[3]:
-                best = (r, c, (box[0].stop - box[0].start) / 2, off_mid)
+            if abs(c - middle) * spacing[1] > CANAL_OFF_MIDLINE_MM:
+                continue
+            # Fatty marrow of an old vertebral body can be as dark as the canal: the canal
+            # is the hindmost such pocket.
+            if best is None or r > best[0]:
+                best = (r, c, (box[0].stop - box[0].start) / 2)
         if best is not None:
-            return best[:3]
+            return best
     return _behind_body(bone, spacing)
 
 
@@ -81,7 +86,10 @@ def _behind_body(bone: NDArray[np.bool_], spacing: tuple[float, float]
     vertebral body, the thick bone nearest the midline."""
     from scipy import ndimage
 
-    solid = _filled(bone)
+    # Opening by a square wider than a pedicle or lamina leaves the body alone of the
+    # vertebra, cut off from the arch that joins it.
+    size = max(3, int(round(BODY_CORE_WIDTH_MM / spacing[1])))
+    solid = ndimage.maximum_filter(ndimage.minimum_filter(_filled(bone), size), size)
     parts, _ = ndimage.label(solid)
     middle = bone.shape[1] / 2
     best: tuple[float, float, float] | None = None
@@ -90,8 +98,6 @@ def _behind_body(bone: NDArray[np.bool_], spacing: tuple[float, float]
             continue
         part = parts[box] == index
         if not BODY_AREA_MM2[0] <= part.sum() * spacing[0] * spacing[1] <= BODY_AREA_MM2[1]:
-            continue
-        if 2.0 * float(ndimage.distance_transform_edt(part).max()) * min(spacing) < 15.0:
             continue
         rows, columns = np.nonzero(part)
         col = float(columns.mean()) + box[1].start
@@ -123,9 +129,9 @@ def site_on_slice(hounsfield: NDArray[np.int16], lesion: NDArray[np.bool_],
     """
     from scipy import ndimage
 
-    body = hounsfield > BODY_HU
-    if not lesion.any() or not body.any():
-        return BoneSite.UNKNOWN
+    body = _patient(hounsfield > BODY_HU)
+    if not lesion.any() or not body.any() or not (body & lesion).any():
+        return BoneSite.UNKNOWN  # nothing of the patient's (the couch, a blanket)
     window = _spine_window(body, spacing)
     crop_hu = hounsfield[window]
     canal = _canal(crop_hu, crop_hu >= CORTEX_HU, spacing)
@@ -152,6 +158,19 @@ def site_on_slice(hounsfield: NDArray[np.int16], lesion: NDArray[np.bool_],
     depth = ndimage.distance_transform_edt(_filled(hounsfield[near] >= CORTEX_HU))
     thickness_mm = 2.0 * float(depth.max()) * min(spacing)
     return BoneSite.RIB if thickness_mm < RIB_THICKNESS_MM else BoneSite.OTHER_BONE
+
+
+def _patient(dense: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The largest connected part of ``dense``: the patient, without the couch."""
+    from scipy import ndimage
+
+    parts, count = ndimage.label(dense)
+    if count <= 1:
+        return dense
+    sizes = np.bincount(parts.ravel())
+    sizes[0] = 0
+    patient: NDArray[np.bool_] = parts == int(sizes.argmax())
+    return patient
 
 
 def _filled(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:

@@ -4,6 +4,13 @@ each read on its largest cross-section, tabled against the site the phantom drew
     python -m export.evaluation.sites --seeds 100000-100009
     python -m export.evaluation.sites --seeds 100010-100014 --marrow-hu 70:140
     python -m export.evaluation.sites --seeds 100015-100019 --bone-variants
+    python -m export.evaluation.sites --map docs/evaluation/sites-corpus.png \
+        ../shared/ct-corpus/series/S01_siemens_biograph_mCT_abdomen_j2k \
+        ../shared/ct-corpus/series/S04_ge_lightspeed_abdomen_3slice
+
+``--map`` draws, for the middle and last slice of each series, every 8th bone pixel in the
+colour of its site (red vertebral body, yellow posterior elements, blue rib, purple other
+bone, grey unknown).
 """
 
 from __future__ import annotations
@@ -76,7 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="100000-100009", help="FIRST-LAST, inclusive")
     parser.add_argument("--marrow-hu", help="LOW:HIGH, as bonemets phantom takes it")
     parser.add_argument("--bone-variants", action="store_true")
+    parser.add_argument("--map", metavar="PNG", help="draw the site map of SERIES to PNG")
+    parser.add_argument("series", nargs="*", help="series folders, for --map")
     args = parser.parse_args(argv)
+    if args.map:
+        _draw_maps(args.series, args.map)
+        return
     first, last = (int(x) for x in args.seeds.split("-"))
     overrides: dict[str, Any] = {"bone_variants": args.bone_variants}
     if args.marrow_hu:
@@ -85,6 +97,46 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(table))
     print(f"classifier: median {1000 * float(np.median(seconds)):.1f} ms,"
           f" max {1000 * max(seconds):.1f} ms per lesion")
+
+
+COLOURS = {BoneSite.VERTEBRAL_BODY: (255, 64, 64), BoneSite.POSTERIOR_ELEMENTS: (255, 200, 0),
+           BoneSite.RIB: (64, 160, 255), BoneSite.OTHER_BONE: (200, 64, 255),
+           BoneSite.UNKNOWN: (128, 128, 128)}
+
+
+def site_map(hounsfield: NDArray[np.int16], spacing: tuple[float, float],
+             step: int = 8) -> NDArray[np.uint8]:
+    """An RGB picture of the slice (bone window) with every ``step``-th bone pixel, as a
+    3 x 3 lesion, painted in the colour of the site it is given (:data:`COLOURS`)."""
+    grey = np.clip((hounsfield.astype(np.float32) + 500) / 1800 * 255, 0, 255).astype(np.uint8)
+    picture = np.repeat(grey[..., None], 3, axis=2)
+    for row in range(step // 2, hounsfield.shape[0] - 1, step):
+        for col in range(step // 2, hounsfield.shape[1] - 1, step):
+            if hounsfield[row, col] < 200:
+                continue
+            lesion = np.zeros(hounsfield.shape, bool)
+            lesion[row - 1:row + 2, col - 1:col + 2] = True
+            site = site_on_slice(hounsfield, lesion, spacing)
+            picture[row - 2:row + 3, col - 2:col + 3] = COLOURS[site]
+    return picture
+
+
+def _draw_maps(folders: list[str], out: str) -> None:
+    from pathlib import Path
+
+    import pydicom
+    from PIL import Image
+    from pydicom.pixels.processing import apply_modality_lut
+
+    pictures = []
+    for folder in folders:
+        headers = sorted((pydicom.dcmread(f) for f in sorted(Path(folder).iterdir())),
+                         key=lambda ds: float(ds.ImagePositionPatient[2]))
+        for ds in {id(d): d for d in (headers[len(headers) // 2], headers[-1])}.values():
+            hounsfield = apply_modality_lut(ds.pixel_array, ds).astype(np.int16)
+            spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
+            pictures.append(site_map(hounsfield, spacing))
+    Image.fromarray(np.concatenate(pictures, axis=1)).save(out)
 
 
 if __name__ == "__main__":
