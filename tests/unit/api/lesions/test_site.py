@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from api.lesions.components import PixelBox
+from api.lesions.lesion import Box3D, Lesion3D, SliceBox, with_site
 from api.lesions.site import BoneSite, site_in_box, site_on_slice
 from export.phantoms import make_phantom, sample_spec
 
@@ -64,3 +65,29 @@ def test_a_box_on_a_vertebral_body_reads_as_the_mask_does() -> None:
 def test_an_empty_mask_is_unknown() -> None:
     slice_hu = np.zeros((64, 64), np.int16)
     assert site_on_slice(slice_hu, np.zeros((64, 64), bool), (1.0, 1.0)) == BoneSite.UNKNOWN
+
+
+def test_a_3d_lesion_takes_the_site_of_its_largest_cross_section() -> None:
+    phantom = make_phantom(sample_spec(100000, slices=32, n_lesions=6))
+    truth = next(les for les in phantom.lesions if les.site == "rib")
+    k, mask = _largest_cross_section(phantom.labels, truth.bbox_px, truth.slices)
+    rows, columns = np.nonzero(mask)
+    box = PixelBox(int(rows.min()), int(columns.min()), int(rows.max()) + 1,
+                   int(columns.max()) + 1)
+    # A stray voxel on another slice, in the vertebral body's place, must not decide.
+    stray = SliceBox(k + 1, PixelBox(0, 0, 1, 1), 1, 0.5)
+    boxes = tuple(sorted([SliceBox(k, box, int(mask.sum()), 0.9), stray], key=lambda b: b.index))
+    lesion = Lesion3D(id=1, first_slice=boxes[0].index, last_slice=boxes[-1].index,
+                      box=Box3D(0, 0, boxes[0].index, 1, 1, boxes[-1].index + 1),
+                      slice_boxes=boxes, centre_mm=(0.0, 0.0, 0.0), volume_ml=0.1,
+                      longest_diameter_mm=5.0, max_probability=0.9, mean_probability=0.8,
+                      voxel_count=int(mask.sum()) + 1)
+    assert lesion.site == BoneSite.UNKNOWN
+    asked = []
+
+    def slice_at(index: int) -> tuple[np.ndarray, tuple[float, float]]:
+        asked.append(index)
+        return phantom.hounsfield[index], phantom.pixel_spacing
+
+    assert with_site(lesion, slice_at).site == BoneSite.RIB
+    assert asked == [k]
