@@ -7,7 +7,8 @@ lesions is :mod:`api.lesions.lesions3d`'s business.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 from api.dicom.geometry import PlaneGeometry, ResizeMapping, Vector
 from api.lesions.components import Component2D, HalfOpenBox, PixelBox
 from api.lesions.measures import feret_diameter_mm, model_pixel_spacing
+from api.lesions.site import BoneSite, site_in_box
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,12 @@ class Lesion3D:
     max_probability: float
     mean_probability: float  # voxel-weighted
     voxel_count: int
+    site: BoneSite = BoneSite.UNKNOWN  # set once the lesion is whole: see site_in_box
+
+    @property
+    def largest_cross_section(self) -> SliceBox:
+        """The slice box with the most voxels (the first of equals): where its site is read."""
+        return max(self.slice_boxes, key=lambda box: box.voxels)
 
 
 def _merged(mine: SliceBox | None, other: SliceBox) -> SliceBox:
@@ -154,3 +162,16 @@ class GrowingLesion:
             mean_probability=self.probability_sum / self.voxels,
             voxel_count=self.voxels,
         )
+
+
+def with_site(lesion: Lesion3D,
+              slice_at: Callable[[int], tuple[NDArray[np.int16], tuple[float, float]]]
+              ) -> Lesion3D:
+    """``lesion`` with its :class:`BoneSite`, read on its largest cross-section.
+
+    ``slice_at(index)`` gives that slice's HU in the stored slice's pixels (the grid of the
+    lesion's boxes) and its (row, column) pixel spacing in mm; it is called once.
+    """
+    largest = lesion.largest_cross_section
+    hounsfield, spacing = slice_at(largest.index)
+    return replace(lesion, site=site_in_box(hounsfield, largest.box, spacing))

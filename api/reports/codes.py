@@ -16,8 +16,18 @@ CATEGORY = codes.SCT.MorphologicallyAbnormalStructure
 LESION_TYPE = codes.SCT.BonyMetastasis
 # SCT 14799000 "Neoplasm, metastatic": the finding of each measurement group.
 FINDING = codes.SCT.NeoplasmMetastatic
-# SCT 272673000 "Bone": the site; the vertebra or rib is not known to the model.
+# SCT 272673000 "Bone": the site where the part of the skeleton is not known.
 SITE = codes.SCT.Bone
+# Each lesion's site (api.lesions.site), by the value of the result's ``site``. pydicom's
+# dictionary has no vertebral body concept, so it is SCT 51282000 "Vertebra"; the posterior
+# elements are the vertebral arch, SCT 40265002 "Arch of vertebra"; SCT 113197003 "Rib".
+SITES = {
+    "vertebral_body": codes.SCT.Vertebra,
+    "posterior_elements": codes.SCT.ArchOfVertebra,
+    "rib": codes.SCT.Rib,
+    "other_bone": codes.SCT.Bone,
+    "unknown": codes.SCT.Bone,
+}
 # DCM 123110 "Artificial Intelligence" (CID 7162 algorithm family).
 ALGORITHM_FAMILY = codes.DCM.ArtificialIntelligence
 VOLUME = codes.SCT.Volume

@@ -155,7 +155,7 @@ def _observation(job_id: str, lesion: Lesion, metadata: SubmissionMetadata,
         "code": {"coding": [_coding(codes.FINDING)],
                  "text": f"Suspected bone metastasis, lesion {lesion.id}"},
         **_context(metadata, facts),
-        "bodySite": {"coding": [_coding(codes.SITE)]},
+        "bodySite": {"coding": [_coding(codes.SITES[lesion.site])]},
         "device": {"reference": device},
         "derivedFrom": derived,
         "component": [

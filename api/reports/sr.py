@@ -93,7 +93,7 @@ def _lesion_group(job_id: str, result: StudyResult, lesion: Lesion, sources: Sou
             uid=tracking_uid(job_id, lesion.id), identifier=f"Lesion {lesion.id}"),
         referenced_region=region,
         finding_type=codes.FINDING,
-        finding_sites=[hd.sr.FindingSite(codes.SITE)],
+        finding_sites=[hd.sr.FindingSite(codes.SITES[lesion.site])],
         algorithm_id=algorithm,
         measurements=measurements,
     )

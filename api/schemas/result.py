@@ -6,7 +6,7 @@ code's boxes are half-open, and :mod:`api.study.results` is the one place that c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,7 @@ LESION = {
     "id": 1, "slice_range": [41, 47], "bbox": BOX_3D, "boxes": [LESION_BOX],
     "centre_mm": [-3.1, 42.7, -512.5], "volume_ml": 1.84, "longest_axial_diameter_mm": 17.2,
     "probability_max": 0.97, "probability_mean": 0.81, "voxels": 2310,
+    "site": "vertebral_body",
 }
 _URL = "/v1/studies/5b0c3f8e2a9d4c6fb1e07a3d9c2e4f10/slices/41"
 _SIGNED = "?client=ris-router&expires=1796397600&signature="
@@ -98,6 +99,9 @@ class Lesion(BaseModel):
     probability_max: float
     probability_mean: float
     voxels: int
+    site: Literal["vertebral_body", "posterior_elements", "rib", "other_bone", "unknown"] = Field(
+        default="unknown", description="where in the skeleton it sits, read from the slice's HU"
+        " around the spinal canal; `unknown` where no canal is on the slice")
 
 
 class SliceResult(BaseModel):

@@ -16,6 +16,9 @@ from PIL import Image
 from pydicom.dataset import Dataset
 
 DCIODVFY = shutil.which("dciodvfy")
+# SNOMED CT finding site of each lesion ``site`` (api/reports/codes.py SITES).
+SITE_CODES = {"vertebral_body": "51282000", "posterior_elements": "40265002",
+              "rib": "113197003", "other_bone": "272673000", "unknown": "272673000"}
 
 
 def dciodvfy(data: bytes, tmp_path: Path, name: str) -> list[str]:
@@ -146,6 +149,8 @@ def check_sr(job: dict, sources: dict[str, Dataset], places: list[tuple[str, int
         assert _value(items, "Probability") == pytest.approx(lesion["probability_max"])
         (finding,) = _named(items, "Finding")
         assert finding.ConceptCodeSequence[0].CodeValue == "14799000"
+        (site,) = _named(items, "Finding Site")
+        assert site.ConceptCodeSequence[0].CodeValue == SITE_CODES[lesion["site"]]
         assert tracking.TextValue == f"Lesion {lesion['id']}"
         (volume,) = _named(items, "Volume")
         (segment,) = _named(_items(volume), "Source of Measurement")

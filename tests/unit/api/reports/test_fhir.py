@@ -184,3 +184,13 @@ def test_the_docs_show_the_bundle_the_code_makes() -> None:
     assert found.group(1) == example_text(), (
         "the FHIR example in docs/integration.md is stale: paste the output of"
         " `python -m api.reports.fhir_example`")
+
+
+@pytest.mark.parametrize(("site", "code"), [
+    ("vertebral_body", "51282000"), ("posterior_elements", "40265002"), ("rib", "113197003"),
+    ("other_bone", "272673000"), ("unknown", "272673000")])
+def test_each_observation_s_body_site_is_its_lesion_s_site(site: str, code: str) -> None:
+    result = StudyResult.model_validate({**RESULT, "lesions": [{**LESION, "site": site}]})
+    [observation] = resources(build_bundle("j", result, NO_METADATA, FACTS), "Observation")
+    assert [(c.system, c.code) for c in observation.bodySite.coding] == [
+        ("http://snomed.info/sct", code)]
