@@ -90,7 +90,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("bonemets train: --out is required")
     from tqdm import tqdm
 
-    from export.training.data import build_training_bank, build_validation_bank, source_count
+    from export.training.data import (
+        PlaneSpec,
+        build_training_bank,
+        build_validation_bank,
+        source_count,
+    )
     from export.training.loop import train
 
     with tqdm(
@@ -103,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
                 bar.refresh()
             bar.update(done)
 
-        bank = build_training_bank(config.data, config.seed, tick)
-    validation = build_validation_bank(config.data, config.seed)
+        planes = PlaneSpec.of(config.model)
+        bank = build_training_bank(config.data, config.seed, tick, planes)
+    validation = build_validation_bank(config.data, config.seed, planes)
     logger.info(
         "bank: %d slices (%d with metastasis); validation: %d slices (%d with metastasis)",
         len(bank),
