@@ -20,6 +20,8 @@ EPILOG = """examples:
                                          # continue an interrupted run, same config
   bonemets train --config export/configs/demo.json --out /tmp/smoke.pt --steps 20
   bonemets train --show-config --config export/configs/demo.json
+  bonemets train --config export/configs/demo-context.json --out models/context.pt
+                                         # 2.5D: each slice with a plane 2.5 mm each side
 
 A periodic checkpoint goes to <out stem>.last.pt every checkpoint_every steps; the final
 one to --out. Each holds the whole config, the window and threshold, the optimiser state
