@@ -62,15 +62,29 @@ class SliceBank:
 
     @classmethod
     def concatenate(cls, parts: Iterable[SliceBank]) -> SliceBank:
-        """One bank holding every slice of ``parts`` in order."""
-        parts = [part for part in parts if len(part)]
-        if not parts:
+        """One bank holding every slice of ``parts`` in order.
+
+        A list is emptied as its parts are copied, so each part is freed once it is in
+        the bank: memory holds about one bank, not the parts and the bank at once (twice
+        the bank, most of a demo run's peak). The bank's pages are only taken as filled.
+        """
+        queue = parts if isinstance(parts, list) else list(parts)
+        queue.reverse()  # popped from the end: first part first
+        kept = [part for part in queue if len(part)]
+        if not kept:
             raise ValueError("no slices to put in the bank")
-        return cls(
-            np.concatenate([p.planes for p in parts]),
-            np.concatenate([p.labels for p in parts]),
-            [name for p in parts for name in p.names],
-        )
+        count = sum(len(part) for part in kept)
+        planes = np.empty((count, *kept[0].planes.shape[1:]), dtype=np.int16)
+        labels = np.empty((count, *kept[0].labels.shape[1:]), dtype=np.uint8)
+        names: list[str] = []
+        del kept
+        while queue:
+            part = queue.pop()
+            planes[len(names) : len(names) + len(part)] = part.planes
+            labels[len(names) : len(names) + len(part)] = part.labels
+            names.extend(part.names)
+            del part
+        return cls(planes, labels, names)
 
 
 def select_slices(

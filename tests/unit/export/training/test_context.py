@@ -201,3 +201,22 @@ def test_the_demo_context_config_is_demo_plus_context() -> None:
     demo["model"].pop("in_channels")
     assert context.pop("version") != demo.pop("version")
     assert context == demo
+
+
+def test_joining_a_bank_empties_the_list_of_parts_in_order() -> None:
+    """Each part is let go once copied, so the parts and the bank are never all in memory."""
+    rng = np.random.default_rng(1)
+    parts = [
+        SliceBank(rng.integers(-1000, 1000, (n, 3, 8, 8), dtype=np.int16),
+                  (rng.random((n, 8, 8)) < 0.1).astype(np.uint8), [f"v{i}:{k}" for k in range(n)])
+        for i, n in enumerate((2, 0, 3, 1))
+    ]
+    planes = np.concatenate([p.planes for p in parts])
+    labels = np.concatenate([p.labels for p in parts])
+    bank = SliceBank.concatenate(parts)
+    assert parts == []
+    assert bank.planes.tobytes() == planes.tobytes()
+    assert bank.labels.tobytes() == labels.tobytes()
+    assert bank.names == ["v0:0", "v0:1", "v2:0", "v2:1", "v2:2", "v3:0"]
+    with pytest.raises(ValueError, match="no slices"):
+        SliceBank.concatenate([])
