@@ -1,8 +1,10 @@
 """Model checkpoints that carry their own window and threshold.
 
 A checkpoint records the architecture, the weights, and the preprocessing the weights were
-trained with (the CT windows, one per input channel) and the operating threshold, so export
-and serving read them from the same file training wrote and cannot disagree.
+trained with (the CT windows, one per input channel of each plane) and the operating
+threshold, so export and serving read them from the same file training wrote and cannot
+disagree. A model with slice context records it in its config (``context``,
+``context_spacing_mm``: the planes each side and their spacing).
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ class Checkpoint:
 
 
 def _validate(config: ModelConfig, windows: tuple[Window, ...], threshold: float) -> None:
-    if len(windows) != config.in_channels:
+    if len(windows) * config.planes != config.in_channels:
         raise ValueError(
-            f"{len(windows)} window(s) for a model with {config.in_channels} input channel(s)"
+            f"{len(windows)} window(s) x {config.planes} plane(s) for a model with "
+            f"{config.in_channels} input channel(s)"
         )
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")

@@ -8,6 +8,7 @@ from typing import Any, Literal
 Norm = Literal["batch", "group"]
 SUPPORTED_DEPTHS = (18, 34, 50)
 SUPPORTED_OUTPUT_STRIDES = (8, 16)
+MAX_CONTEXT = 2  # planes each side: 3 or 5 planes in all, as issue 25 asks
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class ModelConfig:
     speed of width 0.25 while doubling every encoder channel.
     ``head_prior`` sets the initial bias of the logit so a fresh model predicts that
     probability everywhere: metastases are rare, and a 0.5 start floods the loss.
+    ``context`` is the number of neighbour planes each side of the segmented slice (0: a 2D
+    model), ``context_spacing_mm`` their distance apart in z; the input then holds
+    ``in_channels`` = (2 x context + 1) x windows channels, plane-major
+    (:func:`export.model.planes.plane_channels`).
     """
 
     depth: int = 18
@@ -36,6 +41,8 @@ class ModelConfig:
     decoder_channels: int | None = None
     aspp_dropout: float = 0.1
     head_prior: float | None = 0.01
+    context: int = 0
+    context_spacing_mm: float = 2.5
 
     def __post_init__(self) -> None:
         if self.depth not in SUPPORTED_DEPTHS:
@@ -60,8 +67,24 @@ class ModelConfig:
             raise ValueError(
                 f"decoder_channels must be a whole number >= 8, got {self.decoder_channels!r}"
             )
+        if not 0 <= self.context <= MAX_CONTEXT:
+            raise ValueError(
+                f"context must be 0..{MAX_CONTEXT} planes each side, got {self.context}"
+            )
+        if not self.context_spacing_mm > 0:
+            raise ValueError(f"context_spacing_mm must be > 0, got {self.context_spacing_mm}")
+        if self.in_channels % self.planes:
+            raise ValueError(
+                f"in_channels {self.in_channels} is not a multiple of the {self.planes} planes "
+                f"of context {self.context}"
+            )
         if not 0 <= self.aspp_dropout < 1:
             raise ValueError(f"aspp_dropout must be in [0, 1), got {self.aspp_dropout}")
+
+    @property
+    def planes(self) -> int:
+        """Planes the network sees per output slice: the slice and its neighbours."""
+        return 2 * self.context + 1
 
     def scaled(self, channels: int) -> int:
         """``channels`` x width, rounded to a multiple of 8 (at least 8)."""

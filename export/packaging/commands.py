@@ -117,6 +117,13 @@ def run_onnx(args: argparse.Namespace) -> int:
         tqdm(total=4, desc="export", unit="step") as progress,
     ):
         checkpoint = load_checkpoint(args.checkpoint)
+        if checkpoint.config.context:
+            log.error(
+                "%s is a model with slice context (%d planes each side, %g mm apart): serving "
+                "a context model is not supported yet; only 2D models (context 0) export",
+                args.checkpoint, checkpoint.config.context, checkpoint.config.context_spacing_mm,
+            )
+            return 2
         if getattr(args, "bone_gate", None) is not None:
             checkpoint.bone_gate = BoneGate.parse(args.bone_gate)
         channels = checkpoint.config.in_channels

@@ -153,7 +153,13 @@ def _series_volume(
     if not (negative or labelled):
         logger.info("series %s has no SEG; skipped (unlabelled is not negative)", name)
         return None
-    return fit_slices(name, hounsfield, labels)
+    positions = np.array([s.position for s in slices], dtype=np.float64)
+    if len(positions) > 1 and not np.all(np.diff(positions) > 0):
+        logger.warning(
+            "series %s has slices at the same position: taken as evenly spaced", name
+        )
+        return fit_slices(name, hounsfield, labels)
+    return fit_slices(name, hounsfield, labels, positions_mm=positions)
 
 
 def read_dicom_studies(

@@ -24,13 +24,25 @@ NIFTI_IMAGE_SUFFIX = "_image.nii.gz"
 NIFTI_MASK_SUFFIX = "_mask.nii.gz"
 
 
+# Where a source does not say where its slices lie, they are taken as this far apart: the
+# demo context spacing, so a context model's neighbours are the adjacent slices.
+UNKNOWN_SLICE_SPACING_MM = 2.5
+
+
 @dataclass
 class LabelledVolume:
-    """Axial HU slices and their metastasis labels, both (Z, H, W) at the model's size."""
+    """Axial HU slices and their metastasis labels, both (Z, H, W) at the model's size.
+
+    ``positions_mm``: each slice's position along the slice normal (mm, strictly
+    ascending, in slice order), which a model with slice context needs to find its
+    neighbours. Unknown (None), the slices are taken as evenly spaced
+    :data:`UNKNOWN_SLICE_SPACING_MM` apart.
+    """
 
     name: str
     hounsfield: npt.NDArray[np.int16]
     labels: npt.NDArray[np.uint8]
+    positions_mm: npt.NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         if self.hounsfield.shape != self.labels.shape or self.hounsfield.ndim != 3:
@@ -38,6 +50,20 @@ class LabelledVolume:
                 f"{self.name}: hounsfield {self.hounsfield.shape} and labels "
                 f"{self.labels.shape} must be equal (Z, H, W) shapes"
             )
+        depth = self.hounsfield.shape[0]
+        if self.positions_mm is None:
+            self.positions_mm = np.arange(depth, dtype=np.float64) * UNKNOWN_SLICE_SPACING_MM
+        self.positions_mm = np.asarray(self.positions_mm, dtype=np.float64)
+        if self.positions_mm.shape != (depth,):
+            raise ValueError(f"{self.name}: {self.positions_mm.shape} positions for {depth} slices")
+        if depth > 1 and not np.all(np.diff(self.positions_mm) > 0):
+            raise ValueError(f"{self.name}: slice positions must ascend strictly")
+
+    @property
+    def z(self) -> npt.NDArray[np.float64]:
+        """Each slice's position (mm), ascending."""
+        assert self.positions_mm is not None  # set in __post_init__
+        return self.positions_mm
 
 
 def fit_slices(
@@ -45,8 +71,10 @@ def fit_slices(
     hounsfield: npt.NDArray[np.integer[Any] | np.floating[Any]],
     labels: npt.NDArray[np.integer[Any] | np.bool_],
     size: int = INPUT_SIZE,
+    positions_mm: npt.ArrayLike | None = None,
 ) -> LabelledVolume:
-    """Fit (Z, rows, columns) HU and labels into (Z, size, size) as the gateway does."""
+    """Fit (Z, rows, columns) HU and labels into (Z, size, size) as the gateway does;
+    ``positions_mm`` are the slices' positions (None: unknown, see :class:`LabelledVolume`)."""
     depth = hounsfield.shape[0]
     fitted = np.empty((depth, size, size), dtype=np.int16)
     fitted_labels = np.empty((depth, size, size), dtype=np.uint8)
@@ -58,7 +86,8 @@ def fit_slices(
         # exactly the grid the image used.
         label_plane, _ = resize_to_model((labels[z] > 0).astype(np.int16), size, pad_value=0)
         fitted_labels[z] = label_plane > 0
-    return LabelledVolume(name, fitted, fitted_labels)
+    positions = None if positions_mm is None else np.asarray(positions_mm, dtype=np.float64)
+    return LabelledVolume(name, fitted, fitted_labels, positions)
 
 
 def phantom_volume(seed: int, overrides: dict[str, Any] | None = None) -> LabelledVolume:
@@ -67,7 +96,10 @@ def phantom_volume(seed: int, overrides: dict[str, Any] | None = None) -> Labell
     from export.phantoms.spec import sample_spec
 
     phantom = make_phantom(sample_spec(seed, **(overrides or {})))
-    return fit_slices(f"phantom-{seed}", phantom.hounsfield, phantom.labels)
+    return fit_slices(
+        f"phantom-{seed}", phantom.hounsfield, phantom.labels,
+        positions_mm=phantom.slice_positions_z,
+    )
 
 
 def find_nifti_pairs(root: Path) -> list[tuple[Path, Path]]:
@@ -123,4 +155,15 @@ def read_nifti_pair(image_path: Path, mask_path: Path) -> LabelledVolume:
     hounsfield = _to_axial(image)
     labels = _to_axial(mask) > 0
     name = image_path.name.removesuffix(".gz").removesuffix(".nii")
-    return fit_slices(name, hounsfield, labels)
+    positions = np.arange(len(hounsfield)) * _axial_spacing(image)
+    return fit_slices(name, hounsfield, labels, positions_mm=positions)
+
+
+def _axial_spacing(image: Any) -> float:
+    """The distance between a NIfTI volume's axial slices (mm), from its affine."""
+    import nibabel as nib
+
+    orientations: Any = nib.orientations  # untyped module
+    axes = orientations.io_orientation(image.affine)[:, 0]
+    superior = int(np.flatnonzero(axes == 2)[0])  # the voxel axis running along S
+    return float(np.linalg.norm(np.asarray(image.affine)[:3, superior]))

@@ -3,6 +3,7 @@
 A crop is cut from a full HU slice by a single affine map (centre, rotation, zoom, flips),
 so the image and its label go through the same geometry and cannot drift apart: the image
 is sampled linearly, the label by nearest neighbour, outside the slice is air / background.
+A slice's neighbour planes (a model with slice context) share its geometry.
 Noise is added in HU after the geometry, and the result is rounded back to int16 because
 the served model only ever sees int16 HU.
 """
@@ -109,25 +110,44 @@ def crop_slice(
     """Resample one (H, W) slice and its label onto the crop grid: float HU, uint8 label."""
     matrix, offset = geometry.affine()
     shape = (geometry.size, geometry.size)
-    image = ndimage.affine_transform(
+    label = ndimage.affine_transform(
+        labels, matrix, offset, shape, order=0, mode="constant", cval=0
+    )
+    return _resample(hounsfield, geometry), label.astype(np.uint8, copy=False)
+
+
+def crop_planes(
+    planes: npt.NDArray[np.int16], labels: npt.NDArray[np.uint8], geometry: CropGeometry
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """Resample (K, H, W) planes of one slice, all by the same geometry, and the label of
+    the centre plane: float HU (K, size, size), uint8 label (size, size)."""
+    image = np.stack([_resample(plane, geometry) for plane in planes])
+    _, label = crop_slice(planes[len(planes) // 2], labels, geometry)
+    return image, label
+
+
+def _resample(hounsfield: npt.NDArray[np.int16], geometry: CropGeometry) -> npt.NDArray[np.float32]:
+    matrix, offset = geometry.affine()
+    image: npt.NDArray[np.float32] = ndimage.affine_transform(
         hounsfield.astype(np.float32),
         matrix,
         offset,
-        shape,
+        (geometry.size, geometry.size),
         order=1,
         mode="constant",
         cval=float(AIR_HU),
     )
-    label = ndimage.affine_transform(
-        labels, matrix, offset, shape, order=0, mode="constant", cval=0
-    )
-    return image, label.astype(np.uint8, copy=False)
+    return image
 
 
 def add_hu_noise(
     image: npt.NDArray[np.float32], rng: np.random.Generator, config: AugmentConfig
 ) -> npt.NDArray[np.int16]:
-    """Gaussian noise and a global offset in HU, rounded back to int16 as the scanner stores."""
+    """Gaussian noise and a global offset in HU, rounded back to int16 as the scanner stores.
+
+    Planes (K, size, size) of one slice are one scan: one noise level and one offset, but
+    each plane its own noise, as each reconstructed slice has.
+    """
     noisy = image
     if config.max_noise_hu > 0:
         sigma = rng.uniform(0.0, config.max_noise_hu)
@@ -146,7 +166,15 @@ def augmented_crop(
     rng: np.random.Generator,
     config: AugmentConfig,
 ) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.uint8]]:
-    """One randomly transformed (size, size) crop: int16 HU and its uint8 label."""
+    """One randomly transformed crop of a slice (H, W) or of its planes (K, H, W): int16 HU
+    (size, size) or (K, size, size), and the uint8 label of the slice.
+
+    Every plane goes through the same geometry, so a lesion stays where it is across them;
+    one plane draws exactly what one slice draws, so a 2D model's crops are unchanged.
+    """
     geometry = random_geometry(rng, center, size, config)
-    image, label = crop_slice(hounsfield, labels, geometry)
+    if hounsfield.ndim == 2:
+        image, label = crop_slice(hounsfield, labels, geometry)
+    else:
+        image, label = crop_planes(hounsfield, labels, geometry)
     return add_hu_noise(image, rng, config), label

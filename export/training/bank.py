@@ -2,7 +2,9 @@
 
 Generating a phantom volume costs seconds, a training step a fraction of one, so the slices
 worth learning from are picked once per volume (every slice with metastasis up to a cap, a
-few without) into a :class:`SliceBank`, and every batch is cut from the bank.
+few without) into a :class:`SliceBank`, and every batch is cut from the bank. For a model
+with slice context each slice comes with its neighbour planes, blended as serving blends
+them; a bank of ``K`` planes takes ``K`` times the HU bytes of a 2D one.
 """
 
 from __future__ import annotations
@@ -13,29 +15,45 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from export.model.planes import as_planes
+from export.sources.planes import volume_planes
 from export.sources.slices import LabelledVolume
 
 
 @dataclass
 class SliceBank:
-    """Labelled slices at the model's size: int16 HU and uint8 labels (N, H, W)."""
+    """Labelled slices at the model's size: int16 HU planes (N, K, H, W) and uint8 labels
+    (N, H, W).
 
-    hounsfield: npt.NDArray[np.int16]
+    ``K`` is the planes a model with slice context sees per slice (1 for a 2D model; the
+    labelled slice is plane ``K // 2``, :func:`export.sources.planes.volume_planes`).
+    Slices (N, H, W) given for ``planes`` are taken as one plane each.
+    """
+
+    planes: npt.NDArray[np.int16]
     labels: npt.NDArray[np.uint8]
     names: list[str]  # "<volume>:<slice index>" per slice, for logs and reports
 
     def __post_init__(self) -> None:
-        if self.hounsfield.shape != self.labels.shape or self.hounsfield.ndim != 3:
+        self.planes = as_planes(self.planes)
+        if self.planes.shape[2:] != self.labels.shape[1:] or self.labels.ndim != 3 or len(
+            self.planes
+        ) != len(self.labels) or self.planes.shape[1] % 2 == 0:
             raise ValueError(
-                f"hounsfield {self.hounsfield.shape} and labels {self.labels.shape} must be "
-                "equal (N, H, W) shapes"
+                f"planes {self.planes.shape} must be (N, K odd, H, W) for labels "
+                f"{self.labels.shape} (N, H, W)"
             )
-        if len(self.names) != len(self.hounsfield):
-            raise ValueError(f"{len(self.names)} names for {len(self.hounsfield)} slices")
+        if len(self.names) != len(self.planes):
+            raise ValueError(f"{len(self.names)} names for {len(self.planes)} slices")
         self.positive: npt.NDArray[np.bool_] = self.labels.any(axis=(1, 2))
 
     def __len__(self) -> int:
-        return int(self.hounsfield.shape[0])
+        return int(self.planes.shape[0])
+
+    @property
+    def hounsfield(self) -> npt.NDArray[np.int16]:
+        """The labelled slices themselves (N, H, W): each slice's centre plane (a view)."""
+        return self.planes[:, self.planes.shape[1] // 2]
 
     @property
     def positive_count(self) -> int:
@@ -44,15 +62,29 @@ class SliceBank:
 
     @classmethod
     def concatenate(cls, parts: Iterable[SliceBank]) -> SliceBank:
-        """One bank holding every slice of ``parts`` in order."""
-        parts = [part for part in parts if len(part)]
-        if not parts:
+        """One bank holding every slice of ``parts`` in order.
+
+        A list is emptied as its parts are copied, so each part is freed once it is in
+        the bank: memory holds about one bank, not the parts and the bank at once (twice
+        the bank, most of a demo run's peak). The bank's pages are only taken as filled.
+        """
+        queue = parts if isinstance(parts, list) else list(parts)
+        queue.reverse()  # popped from the end: first part first
+        kept = [part for part in queue if len(part)]
+        if not kept:
             raise ValueError("no slices to put in the bank")
-        return cls(
-            np.concatenate([p.hounsfield for p in parts]),
-            np.concatenate([p.labels for p in parts]),
-            [name for p in parts for name in p.names],
-        )
+        count = sum(len(part) for part in kept)
+        planes = np.empty((count, *kept[0].planes.shape[1:]), dtype=np.int16)
+        labels = np.empty((count, *kept[0].labels.shape[1:]), dtype=np.uint8)
+        names: list[str] = []
+        del kept
+        while queue:
+            part = queue.pop()
+            planes[len(names) : len(names) + len(part)] = part.planes
+            labels[len(names) : len(names) + len(part)] = part.labels
+            names.extend(part.names)
+            del part
+        return cls(planes, labels, names)
 
 
 def select_slices(
@@ -77,12 +109,18 @@ def select_slices(
 
 
 def bank_from_volume(
-    volume: LabelledVolume, rng: np.random.Generator, max_positive: int, max_negative: int
+    volume: LabelledVolume,
+    rng: np.random.Generator,
+    max_positive: int,
+    max_negative: int,
+    context: int = 0,
+    spacing_mm: float = 2.5,
 ) -> SliceBank:
-    """The selected slices of one volume as a bank."""
+    """The selected slices of one volume as a bank, each with its ``2 x context + 1`` planes
+    ``spacing_mm`` apart (the slice alone for ``context`` 0)."""
     index = select_slices(volume.labels, rng, max_positive, max_negative)
     return SliceBank(
-        np.ascontiguousarray(volume.hounsfield[index]),
+        volume_planes(volume, index, context, spacing_mm),
         np.ascontiguousarray(volume.labels[index]),
         [f"{volume.name}:{int(i)}" for i in index],
     )

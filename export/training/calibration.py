@@ -179,9 +179,9 @@ def calibrate(
     (up to float32 rounding of pixels within ~1e-6 of the cut). Returns the threshold the
     (possibly folded) network is to be served at, and a record of what was done.
     """
-    _, height, width = bank.hounsfield.shape
+    _, height, width = bank.labels.shape
     logits = LogitsAboveFloor((height, width), logit_threshold(floor))
-    for _, chunk in logit_chunks(model, bank.hounsfield, windows):
+    for _, chunk in logit_chunks(model, bank.planes, windows):
         logits.add(chunk[:, 0])
     truth = bank.labels
     threshold, point = threshold_from_logits(logits, truth, min_ppv, floor, confidence)

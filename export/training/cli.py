@@ -20,6 +20,8 @@ EPILOG = """examples:
                                          # continue an interrupted run, same config
   bonemets train --config export/configs/demo.json --out /tmp/smoke.pt --steps 20
   bonemets train --show-config --config export/configs/demo.json
+  bonemets train --config export/configs/demo-context.json --out models/context.pt
+                                         # 2.5D: each slice with a plane 2.5 mm each side
 
 A periodic checkpoint goes to <out stem>.last.pt every checkpoint_every steps; the final
 one to --out. Each holds the whole config, the window and threshold, the optimiser state
@@ -90,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("bonemets train: --out is required")
     from tqdm import tqdm
 
-    from export.training.data import build_training_bank, build_validation_bank, source_count
+    from export.training.data import (
+        PlaneSpec,
+        build_training_bank,
+        build_validation_bank,
+        source_count,
+    )
     from export.training.loop import train
 
     with tqdm(
@@ -103,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
                 bar.refresh()
             bar.update(done)
 
-        bank = build_training_bank(config.data, config.seed, tick)
-    validation = build_validation_bank(config.data, config.seed)
+        planes = PlaneSpec.of(config.model)
+        bank = build_training_bank(config.data, config.seed, tick, planes)
+    validation = build_validation_bank(config.data, config.seed, planes)
     logger.info(
         "bank: %d slices (%d with metastasis); validation: %d slices (%d with metastasis)",
         len(bank),

@@ -112,6 +112,13 @@ class TrainConfig:
     calibrate_scores: bool = False
 
     def __post_init__(self) -> None:
+        # The network's first convolution takes every plane through every window.
+        if self.model.in_channels != len(self.windows) * self.model.planes:
+            raise ValueError(
+                f"model.in_channels must be {len(self.windows) * self.model.planes} "
+                f"({len(self.windows)} window(s) x {self.model.planes} plane(s) of context "
+                f"{self.model.context}), got {self.model.in_channels}"
+            )
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.calibrate_scores and self.calibrate_min_ppv is None:

@@ -11,12 +11,14 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from export.model import ModelConfig
 from export.sources.slices import (
     LabelledVolume,
     find_nifti_pairs,
@@ -33,13 +35,40 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class PlaneSpec:
+    """The planes each bank slice carries: ``context`` each side, ``spacing_mm`` apart."""
+
+    context: int = 0
+    spacing_mm: float = 2.5
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> PlaneSpec:
+        """The planes ``model`` takes."""
+        return cls(model.context, model.context_spacing_mm)
+
+
 def _phantom_slices(
-    seed: int, run_seed: int, overrides: dict[str, Any], max_positive: int, max_negative: int
+    seed: int,
+    run_seed: int,
+    overrides: dict[str, Any],
+    max_positive: int,
+    max_negative: int,
+    planes: PlaneSpec,
 ) -> SliceBank:
     """One phantom's chosen slices (runs in a worker; returns only what the bank keeps)."""
     volume = phantom_volume(seed, overrides)
     rng = np.random.default_rng([run_seed, seed])
-    return bank_from_volume(volume, rng, max_positive, max_negative)
+    return _bank(volume, rng, max_positive, max_negative, planes)
+
+
+def _bank(
+    volume: LabelledVolume, rng: np.random.Generator, max_positive: int, max_negative: int,
+    planes: PlaneSpec,
+) -> SliceBank:
+    return bank_from_volume(
+        volume, rng, max_positive, max_negative, planes.context, planes.spacing_mm
+    )
 
 
 def phantom_banks(
@@ -49,6 +78,7 @@ def phantom_banks(
     max_positive: int,
     max_negative: int,
     workers: int,
+    planes: PlaneSpec | None = None,
 ) -> Iterator[SliceBank]:
     """The chosen slices of each phantom in ``seeds``, in seed order."""
     job = partial(
@@ -57,6 +87,7 @@ def phantom_banks(
         overrides=overrides,
         max_positive=max_positive,
         max_negative=max_negative,
+        planes=planes or PlaneSpec(),
     )
     if workers <= 1 or len(seeds) <= 1:
         yield from map(job, seeds)
@@ -93,9 +124,14 @@ def _existing(folder: str) -> Path:
 
 
 def build_training_bank(
-    data: DataConfig, run_seed: int, progress: Progress | None = None
+    data: DataConfig,
+    run_seed: int,
+    progress: Progress | None = None,
+    planes: PlaneSpec | None = None,
 ) -> SliceBank:
-    """Every training slice: phantoms with lesions, lesion-free phantoms, folders on disk."""
+    """Every training slice: phantoms with lesions, lesion-free phantoms, folders on disk;
+    each with the ``planes`` a model with slice context takes (default: the slice alone)."""
+    planes = planes or PlaneSpec()
     parts: list[SliceBank] = []
     tick = progress or (lambda _done, _found: None)
     overrides = dict(data.phantom_overrides)
@@ -111,6 +147,7 @@ def build_training_bank(
             positives,
             data.negatives_per_volume,
             data.workers,
+            planes,
         ):
             parts.append(bank)
             tick(1, 0)
@@ -119,20 +156,21 @@ def build_training_bank(
         if negative:
             # Every slice of a known-negative study, repeated: a few real slices are what
             # phantoms lack most, and uniform sampling would almost never draw them.
-            bank = bank_from_volume(volume, rng, 0, len(volume.labels))
+            bank = _bank(volume, rng, 0, len(volume.labels), planes)
             parts.extend([bank] * data.negative_dir_repeat)
         else:
             parts.append(
-                bank_from_volume(
-                    volume, rng, data.positives_per_volume, data.negatives_per_volume
-                )
+                _bank(volume, rng, data.positives_per_volume, data.negatives_per_volume, planes)
             )
         tick(1, 1)
     return SliceBank.concatenate(parts)
 
 
-def build_validation_bank(data: DataConfig, run_seed: int) -> SliceBank:
-    """Held-out phantom slices (full size) for the quick metrics shown during training."""
+def build_validation_bank(
+    data: DataConfig, run_seed: int, planes: PlaneSpec | None = None
+) -> SliceBank:
+    """Held-out phantom slices (full size) for the quick metrics shown during training,
+    with the ``planes`` the model takes."""
     seeds = range(*data.validation_seeds)
     if not len(seeds):
         raise ValueError("validation_seeds is empty")
@@ -145,6 +183,7 @@ def build_validation_bank(data: DataConfig, run_seed: int) -> SliceBank:
         share_positive,
         share_negative,
         data.workers,
+        planes,
     )
     return SliceBank.concatenate(banks)
 

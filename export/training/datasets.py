@@ -16,7 +16,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from api.inference.contract import Window
-from api.inference.processing import window_channels
+from export.model.planes import plane_channels
 from export.training.augment import AugmentConfig, augmented_crop
 from export.training.bank import SliceBank
 
@@ -140,15 +140,17 @@ def training_batch(
     windows: tuple[Window, ...],
     hard: HardNegatives | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Windowed images (B, C, crop, crop) and float labels (B, 1, crop, crop).
+    """Windowed images (B, K x windows, crop, crop) and float labels (B, 1, crop, crop).
 
     The window is :func:`api.inference.processing.window_channels`, the very function the
-    served model applies, on int16 HU as served. With ``hard`` mined false positives, a
+    served model applies, on int16 HU as served, on each of the bank's K planes
+    (:func:`export.model.planes.plane_channels`). With ``hard`` mined false positives, a
     ``spec.hard_negative_fraction`` share of the background crops is centred on them (their
     label is the bank's, so a mined point beside a lesion still shows the lesion).
     """
     index, on_lesion = sampler.draw(spec.batch_size, rng)
-    hounsfield = np.empty((spec.batch_size, spec.crop, spec.crop), dtype=np.int16)
+    planes = bank.planes.shape[1]
+    hounsfield = np.empty((spec.batch_size, planes, spec.crop, spec.crop), dtype=np.int16)
     labels = np.empty((spec.batch_size, 1, spec.crop, spec.crop), dtype=np.float32)
     use_hard = hard is not None and len(hard) > 0 and spec.hard_negative_fraction > 0
     for k, (i, lesion) in enumerate(zip(index, on_lesion, strict=True)):
@@ -163,7 +165,7 @@ def training_batch(
                 spec.bone_hu,
             )
         hounsfield[k], label = augmented_crop(
-            bank.hounsfield[i], bank.labels[i], center, spec.crop, rng, augment
+            bank.planes[i], bank.labels[i], center, spec.crop, rng, augment
         )
         labels[k, 0] = label > 0
-    return window_channels(hounsfield, windows), labels
+    return plane_channels(hounsfield, windows), labels

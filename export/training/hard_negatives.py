@@ -99,7 +99,7 @@ def mine_false_positives(
     points: list[tuple[int, int, int]] = []
     for start in range(0, len(chosen), MINING_CHUNK):
         part = chosen[start : start + MINING_CHUNK]
-        logits = predict_logits(model, bank.hounsfield[part], windows, precision)[:, 0]
+        logits = predict_logits(model, bank.planes[part], windows, precision)[:, 0]
         for index, logit in zip(part, logits, strict=True):
             points.extend(
                 (int(index), row, column)

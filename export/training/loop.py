@@ -114,6 +114,7 @@ def train(
 
     ``on_step(step, loss)`` is called after every step (step counts from 1).
     """
+    _check_planes(config, bank, validation)
     state = _start(config, resume)
     sampler = BalancedSampler(bank.positive, config.batch.positive_fraction)
     criterion = SegmentationLoss(config.loss)
@@ -145,6 +146,16 @@ def train(
     finish(state, config, validation)
     save_state(out, config, state)
     return state
+
+
+def _check_planes(config: TrainConfig, *banks: SliceBank | None) -> None:
+    """A bank must carry the planes the model takes (a bank of a 2D model has one)."""
+    for bank in banks:
+        if bank is not None and bank.planes.shape[1] != config.model.planes:
+            raise ValueError(
+                f"the bank holds {bank.planes.shape[1]} plane(s) per slice; model context "
+                f"{config.model.context} takes {config.model.planes}"
+            )
 
 
 def _start(config: TrainConfig, resume: Path | None) -> TrainState:

@@ -38,7 +38,7 @@ def validate(
     accumulator = SliceMetricsAccumulator()
     dice: list[npt.NDArray[np.float64]] = []
     clean: list[npt.NDArray[np.bool_]] = []
-    for start, logits in logit_chunks(model, bank.hounsfield, windows):
+    for start, logits in logit_chunks(model, bank.planes, windows):
         truth = bank.labels[start : start + len(logits)] > 0
         packed, probability = postprocess(logits, threshold)
         predicted = unpack_mask(packed, truth.shape[-1])

@@ -232,3 +232,19 @@ def test_cli_init_then_export_installs_into_repository(
     assert _io(network)[ONNX_INPUT] == (onnx.TensorProto.FLOAT, ["batch", 1, 512, 512])
     config = (repository / "bonemets" / "config.pbtxt").read_text()
     assert '"400:1800"' in config and "random-r18-w0.125-s3" in config
+
+
+def test_export_refuses_a_model_with_slice_context(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from export.model.checkpoint import save_checkpoint
+
+    config = ModelConfig(depth=18, width=0.125, in_channels=3, context=1)
+    checkpoint = save_checkpoint(
+        tmp_path / "context.pt", build_model(config), config, windows=(BONE_WINDOW,),
+        threshold=0.5, version="context-test",
+    )
+    repository = tmp_path / "repository"
+    assert bonemets(["export", "onnx", str(checkpoint), "--repository", str(repository)]) == 2
+    assert "serving a context model is not supported yet" in caplog.text
+    assert not repository.exists()

@@ -191,6 +191,7 @@ def test_nifti_pair_lands_on_the_right_slices_and_side(tmp_path: Path, codes: st
     np.testing.assert_array_equal(volume.hounsfield, expected.hounsfield)
     np.testing.assert_array_equal(volume.labels, expected.labels)
     assert volume.labels.reshape(5, -1).any(1).tolist() == [False, False, True, True, False]
+    np.testing.assert_allclose(np.diff(volume.z), 2.5)  # the affine's slice spacing
 
 
 def test_nifti_images_and_labels_folders(tmp_path: Path) -> None:
@@ -278,6 +279,8 @@ def test_phantom_study_seg_maps_onto_its_slices(tmp_path: Path, order: str) -> N
     expected = fit_slices("truth", phantom.hounsfield, phantom.labels)
     np.testing.assert_array_equal(volume.labels, expected.labels)
     np.testing.assert_array_equal(volume.hounsfield, expected.hounsfield)
+    # Positions along the normal, ascending whatever the instance order: 5 mm apart.
+    np.testing.assert_allclose(volume.z, phantom.slice_positions_z, atol=1e-3)
 
 
 def test_training_bank_progress_counts_folder_studies_as_they_are_found(
