@@ -10,8 +10,10 @@ import numpy.typing as npt
 
 from api.dicom.geometry import ResizeMapping
 from api.dicom.series import CTSeries
+from api.dicom.slices import load_slice_hounsfield
 from api.inference.protocol import ModelInfo, Segmentation
 from api.lesions.components import Component2D, PixelBox, components_2d
+from api.lesions.lesion import with_site
 from api.lesions.lesions3d import Lesion3D, LesionTracker
 from api.lesions.measures import model_pixel_spacing
 from api.schemas.result import (
@@ -82,6 +84,8 @@ class StudyAccumulator:
     def finish(self, read_s: float, total_s: float, inference_wall_s: float) -> StudyResult:
         """The study's result, once every batch is in."""
         lesions, hidden = split_by_floor(self.tracker.finish(), self.floor_mm)
+        # Only the kept lesions are placed: one slice decoded again for each (in a thread).
+        lesions = [with_site(lesion, self._hounsfield_at) for lesion in lesions]
         if hidden:
             self._hide({lesion.id for lesion in hidden})
         owners = _box_owners(lesions)
@@ -104,6 +108,12 @@ class StudyAccumulator:
             lesions=[_lesion(lesion) for lesion in lesions],
             slices=[self._slice(i, owners) for i in range(len(self.series.slices))],
         )
+
+    def _hounsfield_at(self, index: int) -> tuple[npt.NDArray[np.int16], tuple[float, float]]:
+        """Slice ``index``'s HU in its own pixels (the grid of the lesions' boxes), and its
+        pixel spacing: what :func:`~api.lesions.lesion.with_site` reads a site from."""
+        ref = self.series.slices[index]
+        return load_slice_hounsfield(ref), ref.geometry.pixel_spacing
 
     def _hide(self, hidden_ids: set[int]) -> None:
         """Drop the components of hidden lesions from the boxes and the stored masks."""
@@ -202,4 +212,5 @@ def _lesion(lesion: Lesion3D) -> Lesion:
         probability_max=round(lesion.max_probability, 4),
         probability_mean=round(lesion.mean_probability, 4),
         voxels=lesion.voxel_count,
+        site=lesion.site.value,
     )
