@@ -46,36 +46,46 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--out", type=Path, default=Path("evaluation/suite"),
                         help="output folder (default ./evaluation/suite)")
     parser.add_argument("--batch", type=int, default=8, help="slices per model call (default 8)")
+    parser.add_argument("--reporting-floor-mm", type=float, default=None, metavar="MM",
+                        help="count only lesions the gateway would report: those at least MM "
+                             "long (default the gateway's, BONEMETS_REPORTING_FLOOR_MM's "
+                             "default; 0 counts every finding)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from api.config import DEFAULT_FLOOR_MM
     from api.errors import BoneMetsError
     from export.evaluation.suite import load_suite, suite_markdown
 
     if args.studies is not None and args.studies < 1:
         log.error("--studies must be >= 1, got %d", args.studies)
         return 2
+    floor = DEFAULT_FLOOR_MM if args.reporting_floor_mm is None else args.reporting_floor_mm
+    if floor < 0:
+        log.error("--reporting-floor-mm must be >= 0, got %g", floor)
+        return 2
     try:
         sets = load_suite(args.suite, studies=args.studies)
-        results = asyncio.run(_evaluate(args.models, sets, args.batch))
+        results = asyncio.run(_evaluate(args.models, sets, args.batch, floor))
     except (ValueError, KeyError, FileNotFoundError, BoneMetsError) as exc:
         log.error("suite failed: %s", exc)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     content = {"suite": str(args.suite), "models": args.models, "studies_per_set": args.studies,
-               "sets": [r.to_json() for r in results]}
+               "reporting_floor_mm": floor, "sets": [r.to_json() for r in results]}
     (args.out / "suite.json").write_text(json.dumps(content, indent=2) + "\n")
-    table = suite_markdown(results, args.models)
+    table = f"Reporting floor: {floor:g} mm.\n\n" + suite_markdown(results, args.models)
     (args.out / "suite.md").write_text(table)
     print(table)
     log.info("wrote %s", args.out / "suite.json")
     return 0
 
 
-async def _evaluate(models: list[str], sets: list[SuiteSet], batch: int) -> list[SetResult]:
+async def _evaluate(models: list[str], sets: list[SuiteSet], batch: int,
+                    floor_mm: float) -> list[SetResult]:
     """Every model on every set, with a progress bar over studies."""
     from typing import Any
 
@@ -95,6 +105,7 @@ async def _evaluate(models: list[str], sets: list[SuiteSet], batch: int) -> list
                 for i, suite_set in enumerate(sets):
                     bar.set_postfix_str(f"{source}: {suite_set.name}")
                     evaluation = await evaluate_async(model, suite_set.studies(), batch=batch,
+                                                      floor_mm=floor_mm,
                                                       on_study=lambda _: bar.update(1))
                     found[i].append((evaluation.metrics, evaluation.per_study))
             finally:
