@@ -31,7 +31,8 @@ def on_s3(triton_server: TritonEndpoint, seaweedfs: SeaweedS3,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str, Path]]:
     prefix = seaweedfs.new_prefix()
     data = tmp_path_factory.mktemp("gateway-s3")
-    process, live = start_gateway(triton_server.grpc_url, data,
+    # The floor off, as for the disk gateway whose answers these must equal.
+    process, live = start_gateway(triton_server.grpc_url, data, BONEMETS_REPORTING_FLOOR_MM="0",
                                   **seaweedfs.environment(prefix))
     yield live, prefix, data
     stop_gateway(process)
