@@ -81,11 +81,11 @@ def load_suite(path: Path, *, studies: int | None = None) -> list[SuiteSet]:
             first, last = (int(x) for x in entry["phantoms"])
             seeds = range(first, last + 1 if studies is None else min(last + 1, first + studies))
         targets = []
-        for figure, (comparison, value) in entry.get("targets", {}).items():
-            if figure not in FIGURES or comparison not in COMPARISONS:
+        for name, (comparison, value) in entry.get("targets", {}).items():
+            if name not in FIGURES or comparison not in COMPARISONS:
                 raise ValueError(
-                    f"{path}: unknown target {figure} {comparison} in {entry['name']!r}")
-            targets.append(Target(figure, comparison, float(value)))
+                    f"{path}: unknown target {name} {comparison} in {entry['name']!r}")
+            targets.append(Target(name, comparison, float(value)))
         folders = tuple(root / f if not Path(f).is_absolute() else Path(f)
                         for f in entry.get("folders", ()))
         missing = [str(f) for f in folders if not f.is_dir()]

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from export.evaluation.suite import SetResult, SuiteSet
@@ -87,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
 async def _evaluate(models: list[str], sets: list[SuiteSet], batch: int,
                     floor_mm: float) -> list[SetResult]:
     """Every model on every set, with a progress bar over studies."""
-    from typing import Any
-
     from tqdm import tqdm
 
     from export.evaluation.models import open_model, parse_model_source
